@@ -1,0 +1,107 @@
+//! The Docker engine, through its API (bollard): reachability, images, builder container logs, and
+//! the last-resort clean-up of builder containers and volumes. Builds go through the buildx CLI instead
+//! (see `buildx`), which is how BuildKit's users drive it.
+
+use std::collections::HashMap;
+
+use bollard::query_parameters::{
+    ListContainersOptions, ListVolumesOptions, LogsOptions, RemoveContainerOptions, RemoveVolumeOptions,
+};
+use bollard::Docker;
+use futures_util::StreamExt;
+
+use crate::errors::InfraError;
+
+pub const DEFAULT_ENDPOINT: &str = "unix:///var/run/docker.sock";
+
+#[derive(Clone)]
+pub struct Engine {
+    docker: Docker,
+    pub version: String,
+    pub api_version: String,
+}
+
+fn docker_err(action: &str) -> impl FnOnce(bollard::errors::Error) -> InfraError + '_ {
+    move |e| InfraError::Docker { action: action.to_owned(), reason: e.to_string() }
+}
+
+impl Engine {
+    /// Connects and checks the engine answers; a down engine is an infrastructure error with a fix.
+    pub async fn connect() -> Result<Self, InfraError> {
+        let endpoint = std::env::var("DOCKER_HOST").unwrap_or_else(|_| DEFAULT_ENDPOINT.into());
+        let unreachable = |reason: String| InfraError::DockerUnreachable { endpoint: endpoint.clone(), reason };
+        let docker = Docker::connect_with_local_defaults().map_err(|e| unreachable(e.to_string()))?;
+        let docker = docker.negotiate_version().await.map_err(|e| unreachable(e.to_string()))?;
+        let version = docker.version().await.map_err(|e| unreachable(e.to_string()))?;
+        Ok(Engine {
+            docker,
+            version: version.version.unwrap_or_default(),
+            api_version: version.api_version.unwrap_or_default(),
+        })
+    }
+
+    pub async fn has_image(&self, reference: &str) -> Result<bool, InfraError> {
+        match self.docker.inspect_image(reference).await {
+            Ok(_) => Ok(true),
+            Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => Ok(false),
+            Err(e) => Err(docker_err("inspecting an image")(e)),
+        }
+    }
+
+    /// The labels of a local image (BuildKit images record their version and patches there).
+    pub async fn image_labels(&self, reference: &str) -> Result<HashMap<String, String>, InfraError> {
+        let image = self.docker.inspect_image(reference).await.map_err(docker_err("inspecting an image"))?;
+        Ok(image.config.and_then(|c| c.labels).unwrap_or_default())
+    }
+
+    /// Everything a container wrote to stdout and stderr so far.
+    pub async fn container_logs(&self, container: &str) -> Result<String, InfraError> {
+        let options = LogsOptions { stdout: true, stderr: true, tail: "all".into(), ..Default::default() };
+        let mut stream = self.docker.logs(container, Some(options));
+        let mut text = String::new();
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(docker_err("reading container logs"))?;
+            text.push_str(&String::from_utf8_lossy(&chunk.into_bytes()));
+        }
+        Ok(text)
+    }
+
+    /// Removes containers and volumes whose names start with `prefix` (what `buildx rm` should have
+    /// removed already; this catches what an interrupted run left).
+    pub async fn remove_by_prefix(&self, prefix: &str) -> Result<Vec<String>, InfraError> {
+        let filters = HashMap::from([("name".to_owned(), vec![prefix.to_owned()])]);
+        let containers = self
+            .docker
+            .list_containers(Some(ListContainersOptions { all: true, filters: Some(filters.clone()), ..Default::default() }))
+            .await
+            .map_err(docker_err("listing containers"))?;
+        let mut removed = Vec::new();
+        for c in containers {
+            for name in c.names.unwrap_or_default() {
+                let name = name.trim_start_matches('/').to_owned();
+                if name.starts_with(prefix) {
+                    self.docker
+                        .remove_container(&name, Some(RemoveContainerOptions { force: true, v: true, ..Default::default() }))
+                        .await
+                        .map_err(docker_err("removing a container"))?;
+                    removed.push(name);
+                }
+            }
+        }
+        let volumes = self
+            .docker
+            .list_volumes(Some(ListVolumesOptions { filters: Some(filters) }))
+            .await
+            .map_err(docker_err("listing volumes"))?;
+        for v in volumes.volumes.unwrap_or_default() {
+            if v.name.starts_with(prefix) {
+                self.docker
+                    .remove_volume(&v.name, Some(RemoveVolumeOptions { force: true }))
+                    .await
+                    .map_err(docker_err("removing a volume"))?;
+                removed.push(v.name);
+            }
+        }
+        Ok(removed)
+    }
+}

@@ -1,0 +1,94 @@
+//! Every error bkcache reports is a type here. Two families, two exit codes' worth of meaning:
+//! [`ConfigError`] (the user's input is wrong: says where and how to fix it) and [`InfraError`]
+//! (the machine could not run the check). Neither is ever a regression: that is a verdict, not an error.
+
+use std::fmt;
+use std::path::PathBuf;
+
+/// A place in a user's file, printed as `path:line:column`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Location {
+    pub path: PathBuf,
+    pub line: usize,
+    pub column: usize,
+}
+
+impl Location {
+    /// Turns a byte offset into `text` into a 1-based line and column.
+    pub fn from_offset(path: PathBuf, text: &str, offset: usize) -> Self {
+        let before = &text[..offset.min(text.len())];
+        let line = before.matches('\n').count() + 1;
+        let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+        Location { path, line, column }
+    }
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}:{}", self.path.display(), self.line, self.column)
+    }
+}
+
+/// The scenario files, builder profiles, pins or command line are wrong.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{path}: cannot read: {source}", path = .path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{at}: {message}")]
+    Parse { at: Location, message: String },
+    #[error("{at}: {message}\n  fix: {fix}")]
+    Invalid {
+        at: Location,
+        message: String,
+        fix: String,
+    },
+    #[error("{message}\n  fix: {fix}")]
+    Usage { message: String, fix: String },
+}
+
+/// The machine could not carry out a run: docker down, image missing, registry unreachable, timeouts.
+#[derive(Debug, thiserror::Error)]
+pub enum InfraError {
+    #[error("docker engine not reachable at {endpoint}: {reason}\n  fix: start it with `bash ci/setup.sh` (starts dockerd) or `dockerd &`")]
+    DockerUnreachable { endpoint: String, reason: String },
+    #[error("docker engine error while {action}: {reason}")]
+    Docker { action: String, reason: String },
+    #[error("image {image} is not in the local docker engine\n  fix: {fix}")]
+    ImageMissing { image: String, fix: String },
+    #[error("registry {addr} not reachable: {reason}\n  fix: `bash ci/setup.sh` starts it (container bkcache-registry)")]
+    RegistryUnreachable { addr: String, reason: String },
+    #[error("base image {image} is not in the registry\n  fix: `bash ci/setup.sh` builds and pushes the local eStargz bases")]
+    BaseMissing { image: String },
+    #[error("`{command}` failed (exit {status}): {stderr}")]
+    Command {
+        command: String,
+        status: String,
+        stderr: String,
+    },
+    #[error("`{command}` timed out after {seconds}s")]
+    Timeout { command: String, seconds: u64 },
+    #[error("{action}: {source}")]
+    Io {
+        action: String,
+        source: std::io::Error,
+    },
+}
+
+impl InfraError {
+    pub fn io(action: impl Into<String>) -> impl FnOnce(std::io::Error) -> InfraError {
+        let action = action.into();
+        move |source| InfraError::Io { action, source }
+    }
+}
+
+/// What stops a run before or outside any cell's verdict.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Infra(#[from] InfraError),
+}

@@ -1,0 +1,171 @@
+//! Running one phase of a cell on its builder: a build (with cache export/import) or a prune.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crate::buildx::{buildx, last_lines};
+use crate::builder::Builder;
+use crate::errors::InfraError;
+use crate::progress::{self, Progress};
+use crate::scenario::{BuildPhase, CacheExport, CacheMode, CacheRef, Output, Phase, PhaseAction, Scenario};
+
+/// Where a cell's phases put their files and caches.
+pub struct CellPaths<'a> {
+    pub dir: &'a Path,
+    /// Unique per run and cell: names registry caches and pushed images.
+    pub slug: &'a str,
+    pub registry: &'a str,
+}
+
+impl CellPaths<'_> {
+    pub fn local_cache_dir(&self, name: &str) -> PathBuf {
+        self.dir.join("cache").join(name)
+    }
+
+    fn registry_ref(&self, kind: &str, name: &str) -> String {
+        format!("{}/bkcache-{kind}/{}:{name}", self.registry, self.slug)
+    }
+
+    fn cache_location(&self, target: &CacheRef, importing: bool) -> String {
+        match target {
+            CacheRef::Local(name) => {
+                let key = if importing { "src" } else { "dest" };
+                format!("type=local,{key}={}", self.local_cache_dir(name).display())
+            }
+            CacheRef::Registry(name) => {
+                format!("type=registry,ref={},registry.insecure=true", self.registry_ref("cache", name))
+            }
+        }
+    }
+
+    pub fn rawjson_path(&self, phase: &str) -> PathBuf {
+        self.dir.join(format!("{phase}.rawjson"))
+    }
+}
+
+/// What a phase did.
+#[derive(Debug, Clone)]
+pub struct PhaseRecord {
+    pub phase: String,
+    pub duration: Duration,
+    pub kind: PhaseRecordKind,
+}
+
+#[derive(Debug, Clone)]
+pub enum PhaseRecordKind {
+    Build(BuildRecord),
+    Prune,
+}
+
+#[derive(Debug, Clone)]
+pub struct BuildRecord {
+    pub succeeded: bool,
+    pub progress: Progress,
+    /// buildx's own error summary when the build failed.
+    pub failure: Option<String>,
+    /// Local cache directories this build exported into.
+    pub local_exports: Vec<PathBuf>,
+}
+
+/// Runs one phase. A build that fails is a record (the verdict decides what it means); a builder that
+/// cannot be reached or a timeout is an infrastructure error.
+pub async fn run(
+    phase: &Phase,
+    scenario: &Scenario,
+    builder: &Builder,
+    paths: &CellPaths<'_>,
+) -> Result<PhaseRecord, InfraError> {
+    let started = Instant::now();
+    let timeout = Duration::from_secs(scenario.phase_timeout_secs);
+    let kind = match &phase.action {
+        PhaseAction::Prune { all } => {
+            let mut args = vec!["prune".into(), "--builder".into(), builder.name.clone(), "--force".into()];
+            if *all {
+                args.push("--all".into());
+            }
+            buildx(&args, timeout).await?.require_success()?;
+            PhaseRecordKind::Prune
+        }
+        PhaseAction::Build(build) => {
+            let args = build_args(&phase.name, build, scenario, builder, paths);
+            let run = buildx(&args, timeout).await?;
+            let rawjson = paths.rawjson_path(&phase.name);
+            std::fs::write(&rawjson, &run.stderr).map_err(InfraError::io(format!("writing {}", rawjson.display())))?;
+            let progress = progress::parse(&run.stderr, run.success);
+            let failure = (!run.success).then(|| {
+                let messages = progress.messages.join("\n");
+                last_lines(if messages.is_empty() { &run.stderr } else { &messages }, 6)
+            });
+            PhaseRecordKind::Build(BuildRecord {
+                succeeded: run.success,
+                progress,
+                failure,
+                local_exports: build
+                    .cache_to
+                    .iter()
+                    .filter_map(|c| match &c.target {
+                        CacheRef::Local(name) => Some(paths.local_cache_dir(name)),
+                        CacheRef::Registry(_) => None,
+                    })
+                    .collect(),
+            })
+        }
+    };
+    Ok(PhaseRecord { phase: phase.name.clone(), duration: started.elapsed(), kind })
+}
+
+/// The buildx command line of a build phase.
+pub fn build_args(
+    phase_name: &str,
+    build: &BuildPhase,
+    scenario: &Scenario,
+    builder: &Builder,
+    paths: &CellPaths<'_>,
+) -> Vec<String> {
+    let mut args: Vec<String> = vec![
+        "build".into(),
+        "--builder".into(),
+        builder.name.clone(),
+        "--progress".into(),
+        "rawjson".into(),
+        "--file".into(),
+        scenario.dockerfile.display().to_string(),
+    ];
+    let mut build_args: BTreeMap<String, String> = scenario
+        .bases
+        .iter()
+        .map(|(arg, base)| (arg.clone(), base.reference(paths.registry)))
+        .collect();
+    build_args.extend(build.build_args.clone());
+    for (k, v) in build_args {
+        args.extend(["--build-arg".into(), format!("{k}={v}")]);
+    }
+    for export in &build.cache_to {
+        args.extend(["--cache-to".into(), cache_to_spec(export, paths)]);
+    }
+    for import in &build.cache_from {
+        args.extend(["--cache-from".into(), paths.cache_location(import, true)]);
+    }
+    let output = match build.output {
+        Output::CacheOnly => "type=cacheonly".to_owned(),
+        Output::Push => format!(
+            "type=image,name={},push=true,registry.insecure=true",
+            paths.registry_ref("out", phase_name)
+        ),
+    };
+    args.extend(["--output".into(), output, scenario.context.display().to_string()]);
+    args
+}
+
+fn cache_to_spec(export: &CacheExport, paths: &CellPaths<'_>) -> String {
+    let mode = match export.mode {
+        CacheMode::Min => "min",
+        CacheMode::Max => "max",
+    };
+    let mut spec = format!("{},mode={mode}", paths.cache_location(&export.target, false));
+    for (k, v) in &export.attrs {
+        spec.push_str(&format!(",{k}={v}"));
+    }
+    spec
+}

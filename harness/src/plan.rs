@@ -1,0 +1,78 @@
+//! The plan: cells = scenario × builder profile, each named `scenario@builder`.
+
+use std::sync::Arc;
+
+use crate::errors::ConfigError;
+use crate::profiles::{BuilderProfile, Profiles};
+use crate::scenario::{KnownIssue, Scenario};
+
+#[derive(Debug, Clone)]
+pub struct Cell {
+    pub scenario: Arc<Scenario>,
+    pub profile: Arc<BuilderProfile>,
+    /// The known issues of the scenario that apply on this builder.
+    pub known_issues: Vec<KnownIssue>,
+}
+
+impl Cell {
+    pub fn name(&self) -> String {
+        format!("{}@{}", self.scenario.name, self.profile.name)
+    }
+}
+
+/// Narrows the plan from the command line.
+#[derive(Debug, Default, Clone)]
+pub struct Filter {
+    pub builders: Vec<String>,
+    pub scenarios: Vec<String>,
+}
+
+pub fn plan(scenarios: Vec<Scenario>, profiles: &Profiles, filter: &Filter) -> Result<Vec<Cell>, ConfigError> {
+    for b in &filter.builders {
+        if profiles.get(b).is_none() {
+            return Err(ConfigError::Usage {
+                message: format!("unknown builder profile `{b}` (--builder)"),
+                fix: format!("use one of: {}", profiles.names().join(", ")),
+            });
+        }
+    }
+    let names: Vec<&str> = scenarios.iter().map(|s| s.name.as_str()).collect();
+    for s in &filter.scenarios {
+        if !names.contains(&s.as_str()) {
+            return Err(ConfigError::Usage {
+                message: format!("unknown scenario `{s}` (--scenario)"),
+                fix: format!("use one of: {}", names.join(", ")),
+            });
+        }
+    }
+    let mut cells = Vec::new();
+    for scenario in scenarios {
+        if !filter.scenarios.is_empty() && !filter.scenarios.contains(&scenario.name) {
+            continue;
+        }
+        let scenario = Arc::new(scenario);
+        for profile in &profiles.profiles {
+            let wanted_by_scenario = scenario.builders.as_ref().is_none_or(|b| b.contains(&profile.name));
+            let wanted_by_filter = filter.builders.is_empty() || filter.builders.contains(&profile.name);
+            if wanted_by_scenario && wanted_by_filter {
+                cells.push(Cell {
+                    known_issues: scenario
+                        .known_issues
+                        .iter()
+                        .filter(|k| k.applies_to(profile))
+                        .cloned()
+                        .collect(),
+                    scenario: scenario.clone(),
+                    profile: profile.clone(),
+                });
+            }
+        }
+    }
+    if cells.is_empty() {
+        return Err(ConfigError::Usage {
+            message: "the plan has no cells: no scenario runs on the selected builders".into(),
+            fix: "check --builder/--scenario and the scenarios' `builders` lists".into(),
+        });
+    }
+    Ok(cells)
+}

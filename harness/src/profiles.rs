@@ -1,0 +1,162 @@
+//! Builder profiles (`scenarios/builders.toml`): which BuildKit image, which snapshotter, which extra
+//! buildkitd flags and config. A profile is one column of the results table.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::errors::ConfigError;
+use crate::pins::Pins;
+use crate::toml_file::TomlFile;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Snapshotter {
+    Overlayfs,
+    Stargz,
+    Native,
+}
+
+impl Snapshotter {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Snapshotter::Overlayfs => "overlayfs",
+            Snapshotter::Stargz => "stargz",
+            Snapshotter::Native => "native",
+        }
+    }
+
+    /// Lazy snapshotters mount remote layers on demand; a cell on one must prove it really did.
+    pub fn is_lazy(self) -> bool {
+        self == Snapshotter::Stargz
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BuildersDoc {
+    /// Path of the pins file, relative to the builders file.
+    pins: Option<String>,
+    profiles: BTreeMap<String, ProfileDoc>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProfileDoc {
+    /// A BuildKit release (`v0.25.2`) or a pin (`$BUILDKIT_NEWEST`): the image is the one the set-up built.
+    buildkit: Option<Spanned<String>>,
+    /// Any image reference instead, e.g. `moby/buildkit:v0.25.2` for users with internet.
+    image: Option<Spanned<String>>,
+    snapshotter: Snapshotter,
+    #[serde(default)]
+    buildkitd_flags: Vec<String>,
+    /// Extra buildkitd.toml text, appended to what bkcache writes (debug log, local registry over http).
+    #[serde(default)]
+    buildkitd_config: String,
+    description: Option<String>,
+}
+
+/// A resolved builder profile.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BuilderProfile {
+    pub name: String,
+    pub image: String,
+    /// The BuildKit release, when the profile named one.
+    pub buildkit_version: Option<String>,
+    pub snapshotter: Snapshotter,
+    pub buildkitd_flags: Vec<String>,
+    pub buildkitd_config: String,
+    pub description: Option<String>,
+}
+
+impl BuilderProfile {
+    /// Every buildkitd flag the builder is started with.
+    pub fn all_buildkitd_flags(&self) -> Vec<String> {
+        let mut flags = vec![format!(
+            "--oci-worker-snapshotter={}",
+            self.snapshotter.as_str()
+        )];
+        flags.extend(self.buildkitd_flags.iter().cloned());
+        flags
+    }
+}
+
+/// All profiles of one builders file, plus the pins they were resolved with.
+#[derive(Debug, Clone)]
+pub struct Profiles {
+    pub pins: Pins,
+    pub profiles: Vec<Arc<BuilderProfile>>,
+}
+
+impl Profiles {
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let file = TomlFile::<BuildersDoc>::load(path)?;
+        let dir = path.parent().unwrap_or(Path::new("."));
+        let pins = Pins::load(&dir.join(file.doc.pins.as_deref().unwrap_or("../ci/versions.env")))?;
+        let profiles = file
+            .doc
+            .profiles
+            .iter()
+            .map(|(name, doc)| resolve(&file, &pins, name, doc).map(Arc::new))
+            .collect::<Result<_, _>>()?;
+        Ok(Profiles { pins, profiles })
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Arc<BuilderProfile>> {
+        self.profiles.iter().find(|p| p.name == name)
+    }
+
+    pub fn names(&self) -> Vec<&str> {
+        self.profiles.iter().map(|p| p.name.as_str()).collect()
+    }
+}
+
+fn resolve(
+    file: &TomlFile<BuildersDoc>,
+    pins: &Pins,
+    name: &str,
+    doc: &ProfileDoc,
+) -> Result<BuilderProfile, ConfigError> {
+    let (image, buildkit_version) = match (&doc.buildkit, &doc.image) {
+        (Some(version), None) => {
+            let version_text = match version.get_ref().strip_prefix('$') {
+                Some(pin) => pins.get(pin).map(str::to_owned).ok_or_else(|| {
+                    file.invalid(
+                        version,
+                        format!("profile `{name}`: no pin `{pin}` in {}", pins.path.display()),
+                        format!("use one of: {}", pins.keys().collect::<Vec<_>>().join(", ")),
+                    )
+                })?,
+                None => version.get_ref().clone(),
+            };
+            let image = format!("{}/bkcache/buildkit:{version_text}", pins.registry());
+            (image, Some(version_text))
+        }
+        (None, Some(image)) => (image.get_ref().clone(), None),
+        (Some(v), Some(_)) => {
+            return Err(file.invalid(
+                v,
+                format!("profile `{name}` sets both `buildkit` and `image`"),
+                "keep one: `buildkit` for images the set-up builds, `image` for any other reference",
+            ))
+        }
+        (None, None) => {
+            return Err(ConfigError::Usage {
+                message: format!("{}: profile `{name}` names no BuildKit", file.path.display()),
+                fix: "add `buildkit = \"v0.25.2\"` (or a pin such as \"$BUILDKIT_NEWEST\") or `image = \"...\"`".into(),
+            })
+        }
+    };
+    Ok(BuilderProfile {
+        name: name.to_owned(),
+        image,
+        buildkit_version,
+        snapshotter: doc.snapshotter,
+        buildkitd_flags: doc.buildkitd_flags.clone(),
+        buildkitd_config: doc.buildkitd_config.clone(),
+        description: doc.description.clone(),
+    })
+}

@@ -1,0 +1,108 @@
+//! Step outcomes from `docker buildx build --progress=rawjson`.
+//!
+//! Each line is one JSON `SolveStatus`; a vertex shows up in several of them, so they are merged by
+//! digest. Fields are omitempty: `cached` absent means false. A vertex skipped after an error can be
+//! reported cached (moby/buildkit#5644), so a step only counts as CACHED when some event says cached,
+//! none carries an error, and the build as a whole succeeded. Lines that are not JSON (buildx's own
+//! `ERROR: ...` summary) are kept as messages.
+
+use serde::Deserialize;
+
+#[derive(Deserialize)]
+struct SolveStatus {
+    #[serde(default)]
+    vertexes: Vec<VertexEvent>,
+}
+
+#[derive(Deserialize)]
+struct VertexEvent {
+    digest: String,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    cached: bool,
+    #[serde(default)]
+    completed: Option<String>,
+    #[serde(default)]
+    error: Option<String>,
+}
+
+/// One vertex of the build, merged over all its events.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Step {
+    pub name: String,
+    pub digest: String,
+    /// CACHED: some event said cached, no event had an error, and the build succeeded.
+    pub cached: bool,
+    pub completed: bool,
+    pub error: Option<String>,
+}
+
+impl Step {
+    /// Dockerfile steps, as opposed to BuildKit's `[internal] ...` vertices.
+    pub fn is_internal(&self) -> bool {
+        self.name.starts_with("[internal]")
+    }
+}
+
+/// What one build's progress stream says.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Progress {
+    /// In order of first appearance.
+    pub steps: Vec<Step>,
+    /// Lines that were not SolveStatus JSON.
+    pub messages: Vec<String>,
+}
+
+#[derive(Default)]
+struct Merged {
+    name: String,
+    digest: String,
+    any_cached: bool,
+    completed: bool,
+    error: Option<String>,
+}
+
+/// Parses a rawjson stream. `build_succeeded` comes from buildx's exit status.
+pub fn parse(stream: &str, build_succeeded: bool) -> Progress {
+    let mut merged: Vec<Merged> = Vec::new();
+    let mut messages = Vec::new();
+    for line in stream.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        let status = match serde_json::from_str::<SolveStatus>(line) {
+            Ok(status) if line.starts_with('{') => status,
+            _ => {
+                messages.push(line.to_owned());
+                continue;
+            }
+        };
+        for v in status.vertexes {
+            let i = match merged.iter().position(|m| m.digest == v.digest) {
+                Some(i) => i,
+                None => {
+                    merged.push(Merged { digest: v.digest.clone(), ..Merged::default() });
+                    merged.len() - 1
+                }
+            };
+            let m = &mut merged[i];
+            if !v.name.is_empty() {
+                m.name = v.name;
+            }
+            m.any_cached |= v.cached;
+            m.completed |= v.completed.is_some();
+            if v.error.as_deref().is_some_and(|e| !e.is_empty()) {
+                m.error = v.error;
+            }
+        }
+    }
+    let steps = merged
+        .into_iter()
+        .map(|m| Step {
+            cached: m.any_cached && m.error.is_none() && build_succeeded,
+            name: m.name,
+            digest: m.digest,
+            completed: m.completed,
+            error: m.error,
+        })
+        .collect();
+    Progress { steps, messages }
+}

@@ -1,0 +1,20 @@
+//! Reporters: they consume the runner's events and results, and never run anything themselves.
+
+pub mod json;
+pub mod terminal;
+
+use crate::runner::CellResult;
+use crate::verdict::Verdict;
+
+/// The process exit code for a finished run: 1 when an expectation broke with no known issue to explain
+/// it (a regression), else 2 when some cell could not be judged (infrastructure), else 0.
+pub fn exit_code(results: &[CellResult]) -> i32 {
+    let any = |v: Verdict| results.iter().any(|r| r.judgement.verdict == v);
+    if any(Verdict::Fail) {
+        1
+    } else if any(Verdict::Error) {
+        2
+    } else {
+        0
+    }
+}

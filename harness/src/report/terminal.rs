@@ -1,0 +1,101 @@
+//! The terminal: a live line per cell and phase on stderr while running, then the results table on
+//! stdout (scenario rows × builder columns: the eager-vs-lazy and version comparison view) and, below
+//! it, the reasons and artifacts of every cell that did not pass.
+
+use std::fmt::Write as _;
+
+use comfy_table::{presets::UTF8_FULL, Table};
+
+use crate::phase::PhaseRecordKind;
+use crate::runner::{CellResult, Event};
+use crate::verdict::Verdict;
+
+pub fn live(event: Event<'_>) {
+    match event {
+        Event::CellStarted { cell, index, total } => {
+            eprintln!("[{}/{total}] {} (image {})", index + 1, cell.name(), cell.profile.image);
+        }
+        Event::PhaseFinished { record, .. } => {
+            let secs = record.duration.as_secs_f64();
+            match &record.kind {
+                PhaseRecordKind::Prune => eprintln!("      {:<10} prune done {secs:.1}s", record.phase),
+                PhaseRecordKind::Build(b) => {
+                    let steps = b.progress.steps.iter().filter(|s| !s.is_internal());
+                    let (total, cached) = steps.fold((0, 0), |(t, c), s| (t + 1, c + usize::from(s.cached)));
+                    let status = if b.succeeded { "ok" } else { "FAILED" };
+                    eprintln!("      {:<10} build {status} {secs:.1}s: {total} steps, {cached} cached", record.phase);
+                }
+            }
+        }
+        Event::CellFinished { result } => {
+            eprintln!("      => {} ({:.1}s)", verdict_text(result), result.duration.as_secs_f64());
+        }
+    }
+}
+
+fn verdict_text(r: &CellResult) -> String {
+    match (r.judgement.verdict, &r.judgement.known_issue) {
+        (Verdict::KnownFailure, Some(k)) => format!("known failure reproduced ({k})"),
+        (Verdict::UnexpectedPass, Some(k)) => format!("UNEXPECTED PASS: fixed? ({k})"),
+        (v, _) => v.as_str().to_uppercase(),
+    }
+}
+
+fn table_cell(r: &CellResult) -> String {
+    let mut text = verdict_text(r);
+    if let Some(c) = r.caches.last() {
+        let _ = write!(text, "\ncache: {}/{} records with layers", c.records_with_layers, c.records);
+    }
+    if let Some(l) = &r.laziness {
+        let _ = write!(text, "\nlazy: {} remote snapshots", l.remote_snapshots);
+    }
+    text
+}
+
+/// The final table and the details of every cell that did not pass.
+pub fn summary(results: &[CellResult]) -> String {
+    let mut builders: Vec<&str> = Vec::new();
+    let mut scenarios: Vec<&str> = Vec::new();
+    for r in results {
+        if !builders.contains(&r.cell.profile.name.as_str()) {
+            builders.push(&r.cell.profile.name);
+        }
+        if !scenarios.contains(&r.cell.scenario.name.as_str()) {
+            scenarios.push(&r.cell.scenario.name);
+        }
+    }
+    let mut table = Table::new();
+    table.load_preset(UTF8_FULL);
+    table.set_header(std::iter::once("scenario").chain(builders.iter().copied()));
+    for s in &scenarios {
+        let row = builders.iter().map(|b| {
+            results
+                .iter()
+                .find(|r| r.cell.scenario.name == *s && r.cell.profile.name == *b)
+                .map_or_else(|| "-".to_owned(), table_cell)
+        });
+        table.add_row(std::iter::once(s.to_string()).chain(row));
+    }
+    let mut out = format!("{table}\n");
+    for r in results.iter().filter(|r| r.judgement.verdict != Verdict::Pass) {
+        let _ = writeln!(out, "\n{}: {}", r.cell.name(), verdict_text(r));
+        for reason in &r.judgement.reasons {
+            let _ = writeln!(out, "  - {reason}");
+        }
+        if let Some(dir) = &r.artifacts {
+            let _ = writeln!(out, "  artifacts: {}", dir.display());
+        }
+    }
+    let count = |v: Verdict| results.iter().filter(|r| r.judgement.verdict == v).count();
+    let _ = writeln!(
+        out,
+        "\n{} cells: {} pass, {} fail, {} known-failure, {} unexpected-pass, {} error",
+        results.len(),
+        count(Verdict::Pass),
+        count(Verdict::Fail),
+        count(Verdict::KnownFailure),
+        count(Verdict::UnexpectedPass),
+        count(Verdict::Error)
+    );
+    out
+}

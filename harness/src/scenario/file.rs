@@ -1,0 +1,380 @@
+//! The scenario file format (TOML) and its validation into [`super::model::Scenario`].
+//!
+//! The document structs are flat (no serde enums) so that toml keeps spans: every unknown key, wrong
+//! type or inconsistent field is reported as `file:line:column` with a fix.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use regex::Regex;
+use serde::de::{self, Deserializer, MapAccess, Visitor};
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::model::*;
+use crate::errors::ConfigError;
+use crate::profiles::Profiles;
+use crate::toml_file::TomlFile;
+
+const DEFAULT_PHASE_TIMEOUT_SECS: u64 = 600;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScenarioDoc {
+    description: Option<String>,
+    dockerfile: Spanned<String>,
+    context: Option<Spanned<String>>,
+    builders: Option<Vec<Spanned<String>>>,
+    #[serde(default)]
+    bases: BTreeMap<String, Spanned<BaseDoc>>,
+    #[serde(default)]
+    known_issues: Vec<Spanned<KnownIssueDoc>>,
+    phases: Spanned<Vec<Spanned<PhaseDoc>>>,
+    phase_timeout_secs: Option<u64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BaseDoc {
+    local: Option<String>,
+    image: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KnownIssueDoc {
+    id: String,
+    summary: Option<String>,
+    #[serde(default)]
+    builders: Vec<Spanned<String>>,
+    snapshotter: Option<Spanned<String>>,
+    #[serde(default)]
+    breaks: Vec<StepMatcher>,
+}
+
+#[derive(Deserialize, PartialEq, Eq, Clone, Copy)]
+#[serde(rename_all = "lowercase")]
+enum PhaseKind {
+    Build,
+    Prune,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PhaseDoc {
+    kind: PhaseKind,
+    name: Option<Spanned<String>>,
+    #[serde(default)]
+    build_args: BTreeMap<String, String>,
+    #[serde(default)]
+    cache_to: Vec<Spanned<CacheDoc>>,
+    #[serde(default)]
+    cache_from: Vec<Spanned<CacheDoc>>,
+    output: Option<OutputDoc>,
+    #[serde(default)]
+    expect_cached: Vec<StepMatcher>,
+    #[serde(default)]
+    expect_ran: Vec<StepMatcher>,
+    all: Option<bool>,
+}
+
+#[derive(Deserialize, Clone, Copy)]
+#[serde(rename_all = "lowercase")]
+enum OutputDoc {
+    Cacheonly,
+    Push,
+}
+
+#[derive(Deserialize, Clone, Copy)]
+#[serde(rename_all = "lowercase")]
+enum CacheType {
+    Local,
+    Registry,
+}
+
+#[derive(Deserialize, Clone, Copy)]
+#[serde(rename_all = "lowercase")]
+enum ModeDoc {
+    Min,
+    Max,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CacheDoc {
+    #[serde(rename = "type")]
+    kind: CacheType,
+    #[serde(default = "default_cache_name")]
+    name: String,
+    mode: Option<ModeDoc>,
+    #[serde(default)]
+    attrs: BTreeMap<String, String>,
+}
+
+fn default_cache_name() -> String {
+    "default".into()
+}
+
+impl CacheDoc {
+    fn target(&self) -> CacheRef {
+        match self.kind {
+            CacheType::Local => CacheRef::Local(self.name.clone()),
+            CacheType::Registry => CacheRef::Registry(self.name.clone()),
+        }
+    }
+}
+
+/// A step matcher is written as a string (exact step name) or `{ pattern = "regex" }`.
+impl<'de> Deserialize<'de> for StepMatcher {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct MatcherVisitor;
+        impl<'de> Visitor<'de> for MatcherVisitor {
+            type Value = StepMatcher;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str(r#"a step name such as "[build 2/3] RUN echo stable > /stable", or { pattern = "regex" }"#)
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<StepMatcher, E> {
+                Ok(StepMatcher::Exact(v.to_owned()))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<StepMatcher, A::Error> {
+                let mut pattern = None;
+                while let Some(key) = map.next_key::<String>()? {
+                    if key != "pattern" {
+                        return Err(de::Error::unknown_field(&key, &["pattern"]));
+                    }
+                    pattern = Some(map.next_value::<String>()?);
+                }
+                let pattern = pattern.ok_or_else(|| de::Error::missing_field("pattern"))?;
+                Regex::new(&pattern)
+                    .map(StepMatcher::Pattern)
+                    .map_err(|e| de::Error::custom(format!("invalid pattern: {e}")))
+            }
+        }
+        d.deserialize_any(MatcherVisitor)
+    }
+}
+
+/// Loads and validates one scenario file against the builder profiles.
+pub fn load(path: &Path, profiles: &Profiles) -> Result<Scenario, ConfigError> {
+    let file = TomlFile::<ScenarioDoc>::load(path)?;
+    validate(&file, profiles)
+}
+
+fn validate(file: &TomlFile<ScenarioDoc>, profiles: &Profiles) -> Result<Scenario, ConfigError> {
+    let doc = &file.doc;
+    let dir = file.path.parent().unwrap_or(Path::new(".")).to_owned();
+    let dockerfile = existing_path(file, &dir, &doc.dockerfile, false)?;
+    let context = match &doc.context {
+        Some(c) => existing_path(file, &dir, c, true)?,
+        None => dockerfile.parent().unwrap_or(&dir).to_owned(),
+    };
+
+    let check_builder = |name: &Spanned<String>| -> Result<String, ConfigError> {
+        if profiles.get(name.get_ref()).is_some() {
+            Ok(name.get_ref().clone())
+        } else {
+            Err(file.invalid(
+                name,
+                format!("unknown builder profile `{}`", name.get_ref()),
+                format!("use one of: {} (defined in the builders file)", profiles.names().join(", ")),
+            ))
+        }
+    };
+    let builders = doc
+        .builders
+        .as_ref()
+        .map(|list| list.iter().map(check_builder).collect::<Result<Vec<_>, _>>())
+        .transpose()?;
+
+    let bases = doc
+        .bases
+        .iter()
+        .map(|(arg, base)| {
+            let image = match (&base.get_ref().local, &base.get_ref().image) {
+                (Some(local), None) => BaseImage::Local(local.clone()),
+                (None, Some(image)) => BaseImage::Image(image.clone()),
+                _ => {
+                    return Err(file.invalid(
+                        base,
+                        format!("base `{arg}` must set exactly one of `local` or `image`"),
+                        r#"write { local = "base-a" } for a base the set-up builds, or { image = "docker.io/library/alpine:3.20" }"#,
+                    ))
+                }
+            };
+            Ok((arg.clone(), image))
+        })
+        .collect::<Result<_, _>>()?;
+
+    let known_issues = doc
+        .known_issues
+        .iter()
+        .map(|issue| {
+            let k = issue.get_ref();
+            if k.builders.is_empty() && k.snapshotter.is_none() {
+                return Err(file.invalid(
+                    issue,
+                    format!("known issue `{}` says no builders it applies to", k.id),
+                    r#"add `builders = ["v0.24-stargz"]` or `snapshotter = "stargz"`"#,
+                ));
+            }
+            if let Some(s) = &k.snapshotter {
+                if !["overlayfs", "stargz", "native"].contains(&s.get_ref().as_str()) {
+                    return Err(file.invalid(
+                        s,
+                        format!("unknown snapshotter `{}`", s.get_ref()),
+                        "use overlayfs, stargz or native",
+                    ));
+                }
+            }
+            Ok(KnownIssue {
+                id: k.id.clone(),
+                summary: k.summary.clone(),
+                builders: k.builders.iter().map(check_builder).collect::<Result<_, _>>()?,
+                snapshotter: k.snapshotter.as_ref().map(|s| s.get_ref().clone()),
+                breaks: k.breaks.clone(),
+            })
+        })
+        .collect::<Result<_, _>>()?;
+
+    let phases = validate_phases(file)?;
+    Ok(Scenario {
+        name: file
+            .path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        file: file.path.clone(),
+        description: doc.description.clone(),
+        dockerfile,
+        context,
+        builders,
+        bases,
+        known_issues,
+        phases,
+        phase_timeout_secs: doc.phase_timeout_secs.unwrap_or(DEFAULT_PHASE_TIMEOUT_SECS),
+    })
+}
+
+fn existing_path(
+    file: &TomlFile<ScenarioDoc>,
+    dir: &Path,
+    rel: &Spanned<String>,
+    want_dir: bool,
+) -> Result<PathBuf, ConfigError> {
+    let path = dir.join(rel.get_ref());
+    let ok = if want_dir { path.is_dir() } else { path.is_file() };
+    if ok {
+        Ok(path)
+    } else {
+        let what = if want_dir { "directory" } else { "file" };
+        Err(file.invalid(
+            rel,
+            format!("no such {what}: {}", path.display()),
+            format!("give a path relative to {}", dir.display()),
+        ))
+    }
+}
+
+fn validate_phases(file: &TomlFile<ScenarioDoc>) -> Result<Vec<Phase>, ConfigError> {
+    let docs = file.doc.phases.get_ref();
+    if docs.is_empty() {
+        return Err(file.invalid(
+            &file.doc.phases,
+            "a scenario needs at least one phase",
+            r#"add [[phases]] with kind = "build""#,
+        ));
+    }
+    let mut names = BTreeSet::new();
+    let mut exported: BTreeSet<String> = BTreeSet::new();
+    let mut phases = Vec::new();
+    for (i, spanned) in docs.iter().enumerate() {
+        let p = spanned.get_ref();
+        let kind_name = match p.kind {
+            PhaseKind::Build => "build",
+            PhaseKind::Prune => "prune",
+        };
+        let name = p.name.as_ref().map_or_else(|| format!("{kind_name}-{}", i + 1), |n| n.get_ref().clone());
+        if !names.insert(name.clone()) {
+            let at = p.name.as_ref().map_or_else(|| file.at(spanned), |n| file.at(n));
+            return Err(ConfigError::Invalid {
+                at,
+                message: format!("phase name `{name}` is used twice"),
+                fix: "give each phase its own name".into(),
+            });
+        }
+        let action = match p.kind {
+            PhaseKind::Prune => {
+                let build_only = !p.build_args.is_empty()
+                    || !p.cache_to.is_empty()
+                    || !p.cache_from.is_empty()
+                    || p.output.is_some()
+                    || !p.expect_cached.is_empty()
+                    || !p.expect_ran.is_empty();
+                if build_only {
+                    return Err(file.invalid(
+                        spanned,
+                        format!("phase `{name}` is a prune but sets build options or expectations"),
+                        "move build_args, cache_to, cache_from, output and expect_* to a build phase",
+                    ));
+                }
+                PhaseAction::Prune { all: p.all.unwrap_or(true) }
+            }
+            PhaseKind::Build => {
+                if p.all.is_some() {
+                    return Err(file.invalid(spanned, format!("phase `{name}`: `all` applies to prune phases only"), "remove `all`"));
+                }
+                let mut cache_from = Vec::new();
+                for c in &p.cache_from {
+                    let key = cache_key(c.get_ref());
+                    if c.get_ref().mode.is_some() {
+                        return Err(file.invalid(c, "`mode` applies to cache_to only", "remove `mode` from cache_from"));
+                    }
+                    if !exported.contains(&key) {
+                        return Err(file.invalid(
+                            c,
+                            format!("phase `{name}` imports cache `{key}` that no earlier phase exports"),
+                            format!("export it first with cache_to = [{{ type = \"{}\", name = \"{}\" }}]", key.split(':').next().unwrap_or("local"), c.get_ref().name),
+                        ));
+                    }
+                    cache_from.push(c.get_ref().target());
+                }
+                let cache_to = p
+                    .cache_to
+                    .iter()
+                    .map(|c| {
+                        exported.insert(cache_key(c.get_ref()));
+                        CacheExport {
+                            target: c.get_ref().target(),
+                            mode: match c.get_ref().mode {
+                                Some(ModeDoc::Max) => CacheMode::Max,
+                                Some(ModeDoc::Min) | None => CacheMode::Min,
+                            },
+                            attrs: c.get_ref().attrs.clone(),
+                        }
+                    })
+                    .collect();
+                PhaseAction::Build(BuildPhase {
+                    build_args: p.build_args.clone(),
+                    cache_to,
+                    cache_from,
+                    output: match p.output {
+                        Some(OutputDoc::Push) => Output::Push,
+                        Some(OutputDoc::Cacheonly) | None => Output::CacheOnly,
+                    },
+                    expect_cached: p.expect_cached.clone(),
+                    expect_ran: p.expect_ran.clone(),
+                })
+            }
+        };
+        phases.push(Phase { name, action });
+    }
+    Ok(phases)
+}
+
+fn cache_key(c: &CacheDoc) -> String {
+    match c.kind {
+        CacheType::Local => format!("local:{}", c.name),
+        CacheType::Registry => format!("registry:{}", c.name),
+    }
+}

@@ -1,0 +1,56 @@
+//! Scenarios: what to build, on which builders, in which phases, and what must be CACHED or re-run.
+
+mod file;
+mod model;
+
+pub use file::load;
+pub use model::*;
+
+use std::path::{Path, PathBuf};
+
+use crate::errors::ConfigError;
+use crate::profiles::Profiles;
+
+/// The file in a scenarios directory that holds builder profiles rather than a scenario.
+pub const BUILDERS_FILE: &str = "builders.toml";
+
+/// Expands the paths given on the command line: files as they are, directories to their `*.toml`
+/// scenario files (sorted, without the builders file).
+pub fn discover(paths: &[PathBuf]) -> Result<Vec<PathBuf>, ConfigError> {
+    let mut files = Vec::new();
+    for path in paths {
+        if path.is_dir() {
+            let entries = std::fs::read_dir(path).map_err(|source| ConfigError::Read {
+                path: path.clone(),
+                source,
+            })?;
+            let mut found: Vec<PathBuf> = entries
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+                .filter(|p| p.file_name().is_some_and(|n| n != BUILDERS_FILE))
+                .collect();
+            found.sort();
+            files.extend(found);
+        } else if path.is_file() {
+            files.push(path.clone());
+        } else {
+            return Err(ConfigError::Usage {
+                message: format!("no such scenario file or directory: {}", path.display()),
+                fix: "pass scenario files or directories, e.g. `bkcache run scenarios/`".into(),
+            });
+        }
+    }
+    Ok(files)
+}
+
+/// Loads every scenario file; the first invalid one stops the run before any builder exists.
+pub fn load_all(files: &[PathBuf], profiles: &Profiles) -> Result<Vec<Scenario>, ConfigError> {
+    files.iter().map(|f| load(f, profiles)).collect()
+}
+
+/// The builders file that goes with these scenario paths: `builders.toml` beside the first one.
+pub fn default_builders_file(paths: &[PathBuf]) -> PathBuf {
+    let first = paths.first().map(PathBuf::as_path).unwrap_or(Path::new("scenarios"));
+    let dir = if first.is_dir() { first } else { first.parent().unwrap_or(Path::new(".")) };
+    dir.join(BUILDERS_FILE)
+}
