@@ -11,7 +11,8 @@ manifest() {
 }
 # every layer of the base carries the eStargz annotations the stargz snapshotter needs to mount it lazily
 is_estargz() {
-  manifest "$1" | python3 -c '
+  local m; m=$(manifest "$1") || return 1
+  printf '%s' "$m" | python3 -c '
 import json, sys
 layers = json.load(sys.stdin)["layers"]
 need = ("containerd.io/snapshot/stargz/toc.digest", "io.containers.estargz.uncompressed-size")
@@ -43,7 +44,7 @@ for b in "${todo[@]}"; do
   for i in 1 2 3 4; do head -c 1048576 /dev/urandom >"$ctx/rootfs/opt/$b/blob$i"; done
   printf 'FROM scratch\nCOPY rootfs/ /\n' >"$ctx/Dockerfile"
   log "building eStargz base $REGISTRY_ADDR/bkcache/$b:esgz"
-  docker buildx build --builder "$builder" --progress quiet \
+  docker buildx build --builder "$builder" --progress quiet --provenance=false --sbom=false \
     --output "type=image,name=$REGISTRY_ADDR/bkcache/$b:esgz,push=true,compression=estargz,force-compression=true,oci-mediatypes=true,registry.insecure=true" \
     "$ctx" >/dev/null
   is_estargz "$b" || die "$REGISTRY_ADDR/bkcache/$b:esgz was pushed without eStargz layer annotations"

@@ -4,8 +4,9 @@ ARG BASE_BUILD
 ARG BASE_FINAL
 
 FROM ${BASE_BUILD} AS build
-ARG BUST
 RUN echo stable > /stable
+# declared after the stable step, so only the next step's cache key depends on it
+ARG BUST
 RUN echo "$BUST" > /bust
 
 FROM ${BASE_FINAL}

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# The README's set-up: everything bkcache needs, on a fresh machine with no container registry in reach.
+# Idempotent: each step checks what is there first, so a second run takes seconds.
+source "$(dirname "$0")/lib.sh"
+
+started=$SECONDS
+bash "$CI_DIR/install-engine.sh"
+bash "$CI_DIR/build-buildx.sh"
+bash "$CI_DIR/start-registry.sh"
+bash "$CI_DIR/build-buildkit-image.sh" "$BUILDKIT_BASELINE"
+bash "$CI_DIR/build-buildkit-image.sh" "$BUILDKIT_NEWEST"
+bash "$CI_DIR/build-bases.sh"
+bash "$CI_DIR/install-nextest.sh"
+log "building bkcache"
+(cd "$REPO_ROOT" && cargo build --quiet --release --locked -p bkcache)
+log "ready in $((SECONDS - started))s: $REPO_ROOT/target/release/bkcache"
