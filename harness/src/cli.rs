@@ -66,6 +66,9 @@ struct RunArgs {
     /// Where cells that do not pass keep their rawjson logs, buildkitd log and exported caches.
     #[arg(long, default_value = "bkcache-artifacts")]
     artifacts_dir: PathBuf,
+    /// Keep the artifacts of passing cells too (to compare them with failing ones).
+    #[arg(long)]
+    keep_artifacts: bool,
 }
 
 pub async fn main() -> i32 {
@@ -129,6 +132,7 @@ async fn run(args: &RunArgs) -> Result<i32, Error> {
         janitor: Janitor::new(&run_id),
         run_id,
         run_dir,
+        keep_all_artifacts: args.keep_artifacts,
     };
     let outcome = tokio::select! {
         outcome = execute(&ctx, &cells, args) => outcome,

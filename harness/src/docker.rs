@@ -30,7 +30,7 @@ impl Engine {
     pub async fn connect() -> Result<Self, InfraError> {
         let endpoint = std::env::var("DOCKER_HOST").unwrap_or_else(|_| DEFAULT_ENDPOINT.into());
         let unreachable = |reason: String| InfraError::DockerUnreachable { endpoint: endpoint.clone(), reason };
-        let docker = Docker::connect_with_local_defaults().map_err(|e| unreachable(e.to_string()))?;
+        let docker = Docker::connect_with_defaults().map_err(|e| unreachable(e.to_string()))?;
         let docker = docker.negotiate_version().await.map_err(|e| unreachable(e.to_string()))?;
         let version = docker.version().await.map_err(|e| unreachable(e.to_string()))?;
         Ok(Engine {

@@ -94,8 +94,9 @@ pub async fn run(
             std::fs::write(&rawjson, &run.stderr).map_err(InfraError::io(format!("writing {}", rawjson.display())))?;
             let progress = progress::parse(&run.stderr, run.success);
             let failure = (!run.success).then(|| {
-                let messages = progress.messages.join("\n");
-                last_lines(if messages.is_empty() { &run.stderr } else { &messages }, 6)
+                let errors: Vec<&str> =
+                    progress.messages.iter().map(String::as_str).filter(|m| m.starts_with("ERROR")).collect();
+                if errors.is_empty() { last_lines(&run.stderr, 6) } else { errors.join("\n") }
             });
             PhaseRecordKind::Build(BuildRecord {
                 succeeded: run.success,

@@ -26,6 +26,8 @@ pub struct RunContext {
     pub run_id: String,
     /// Cells work here; a cell that does not pass leaves its directory as its artifacts.
     pub run_dir: PathBuf,
+    /// Keep the artifacts of passing cells too.
+    pub keep_all_artifacts: bool,
 }
 
 pub enum Event<'a> {
@@ -177,7 +179,7 @@ async fn run_cell(ctx: &RunContext, cell: &Cell, on_event: &mut impl FnMut(Event
         })
         .flat_map(|(r, b)| b.progress.steps.iter().map(|s| PhaseStep { phase: r.phase.clone(), step: s.clone() }))
         .collect();
-    let artifacts = judgement.verdict.keeps_artifacts().then(|| dir.keep());
+    let artifacts = (ctx.keep_all_artifacts || judgement.verdict.keeps_artifacts()).then(|| dir.keep());
     Ok(CellResult {
         cell: cell.clone(),
         judgement,

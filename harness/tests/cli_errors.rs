@@ -1,0 +1,114 @@
+//! Bad input gets a clear error naming the file, line and fix, and exit code 2, before any builder
+//! exists. These run the real binary; none needs docker except where it says so.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_owned()
+}
+
+fn bkcache(args: &[&str], dir: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_bkcache"))
+        .args(args)
+        .current_dir(dir)
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("run bkcache")
+}
+
+/// A scenario file in a fresh directory beside a Dockerfile; returns its stderr for `bkcache list`.
+fn list_error(scenario: &str) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("Dockerfile"), "FROM scratch\n").unwrap();
+    std::fs::write(dir.path().join("bad.toml"), scenario).unwrap();
+    let builders = repo().join("scenarios/builders.toml");
+    let out = bkcache(&["list", "bad.toml", "--builders", builders.to_str().unwrap()], dir.path());
+    assert_eq!(out.status.code(), Some(2), "stdout: {}", String::from_utf8_lossy(&out.stdout));
+    String::from_utf8(out.stderr).unwrap()
+}
+
+const PHASE: &str = "[[phases]]\nkind = \"build\"\n";
+
+#[test]
+fn unknown_key_names_file_line_and_column() {
+    let err = list_error(&format!("dockerfile = \"Dockerfile\"\n{PHASE}expect_cahced = []\n"));
+    assert!(err.contains("bad.toml:4:1"), "{err}");
+    assert!(err.contains("unknown field `expect_cahced`"), "{err}");
+    assert!(err.contains("expect_cached"), "the error lists the known fields: {err}");
+}
+
+#[test]
+fn wrong_type_names_file_line_and_column() {
+    let err = list_error(&format!("dockerfile = \"Dockerfile\"\n{PHASE}build_args = \"BUST=1\"\n"));
+    assert!(err.contains("bad.toml:4:14"), "{err}");
+    assert!(err.contains("invalid type"), "{err}");
+}
+
+#[test]
+fn missing_dockerfile_names_the_line_and_the_path_it_tried() {
+    let err = list_error(&format!("dockerfile = \"nope.Dockerfile\"\n{PHASE}"));
+    assert!(err.contains("bad.toml:1:14"), "{err}");
+    assert!(err.contains("no such file") && err.contains("nope.Dockerfile"), "{err}");
+    assert!(err.contains("fix:"), "{err}");
+}
+
+#[test]
+fn unknown_builder_profile_lists_the_known_ones() {
+    let err = list_error(&format!("dockerfile = \"Dockerfile\"\nbuilders = [\"v9-stargz\"]\n{PHASE}"));
+    assert!(err.contains("bad.toml:2:13"), "{err}");
+    assert!(err.contains("unknown builder profile `v9-stargz`"), "{err}");
+    assert!(err.contains("newest-stargz"), "{err}");
+}
+
+#[test]
+fn importing_a_cache_nobody_exported_is_an_error() {
+    let err = list_error(&format!(
+        "dockerfile = \"Dockerfile\"\n{PHASE}cache_from = [{{ type = \"local\", name = \"main\" }}]\n"
+    ));
+    assert!(err.contains("bad.toml:4:15"), "{err}");
+    assert!(err.contains("no earlier phase exports"), "{err}");
+}
+
+#[test]
+fn invalid_step_pattern_is_located() {
+    let err = list_error(&format!("dockerfile = \"Dockerfile\"\n{PHASE}expect_ran = [{{ pattern = \"[oops\" }}]\n"));
+    assert!(err.contains("bad.toml:4:"), "{err}");
+    assert!(err.contains("invalid pattern"), "{err}");
+}
+
+#[test]
+fn unknown_builder_on_the_command_line() {
+    let out = bkcache(&["list", "--builder", "nope"], &repo());
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(err.contains("unknown builder profile `nope`") && err.contains("fix:"), "{err}");
+}
+
+#[test]
+fn the_project_scenarios_plan_one_cell_per_builder() {
+    let out = bkcache(&["list"], &repo());
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let cells: Vec<&str> = stdout.lines().map(|l| l.split_whitespace().next().unwrap()).collect();
+    assert_eq!(
+        cells,
+        ["issue-6893@newest-overlayfs", "issue-6893@newest-stargz", "issue-6893@v0.24-overlayfs", "issue-6893@v0.24-stargz"]
+    );
+    assert_eq!(stdout.matches("known issue: moby/buildkit#6893").count(), 2, "{stdout}");
+}
+
+#[test]
+fn docker_not_reachable_is_an_infrastructure_error_with_a_fix() {
+    let out = Command::new(env!("CARGO_BIN_EXE_bkcache"))
+        .args(["run", "--artifacts-dir"])
+        .arg(tempfile::tempdir().unwrap().path())
+        .current_dir(repo())
+        .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+        .output()
+        .unwrap();
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("docker engine not reachable at unix:///nonexistent/docker.sock"), "{err}");
+    assert!(err.contains("fix: start it"), "{err}");
+}
