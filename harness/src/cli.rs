@@ -69,6 +69,19 @@ struct RunArgs {
     /// Keep the artifacts of passing cells too (to compare them with failing ones).
     #[arg(long)]
     keep_artifacts: bool,
+    /// Name this run (lowercase letters, digits, '-'): builders are `bkcache-<run id>-<profile>` and
+    /// artifacts go to `<artifacts dir>/<run id>/` [default: derived from the time and process id].
+    #[arg(long, value_parser = parse_run_id)]
+    run_id: Option<String>,
+}
+
+fn parse_run_id(s: &str) -> Result<String, String> {
+    let ok = !s.is_empty() && s.len() <= 40 && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    if ok {
+        Ok(s.to_owned())
+    } else {
+        Err("use 1 to 40 lowercase letters, digits or '-'".into())
+    }
 }
 
 pub async fn main() -> i32 {
@@ -123,7 +136,7 @@ fn list(args: &PlanArgs) -> Result<i32, Error> {
 async fn run(args: &RunArgs) -> Result<i32, Error> {
     let (profiles, cells) = load_plan(&args.plan)?;
     let engine = Engine::connect().await?;
-    let run_id = run_id();
+    let run_id = args.run_id.clone().unwrap_or_else(default_run_id);
     let run_dir = args.artifacts_dir.join(&run_id);
     std::fs::create_dir_all(&run_dir).map_err(InfraError::io(format!("creating {}", run_dir.display())))?;
     let ctx = RunContext {
@@ -173,7 +186,7 @@ async fn interrupted() -> &'static str {
 }
 
 /// Unique enough per run on one machine, and readable in builder and directory names.
-fn run_id() -> String {
+fn default_run_id() -> String {
     let secs = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
     format!("{secs:x}{:x}", std::process::id())
 }

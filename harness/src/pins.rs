@@ -60,3 +60,21 @@ impl Pins {
         self.values.keys().map(String::as_str)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_shell_assignments_and_skips_comments() {
+        let pins = Pins::parse(Path::new("v.env"), "# c\nA=v1\nREGISTRY_ADDR=\"127.0.0.1:6000\"\n\n").unwrap();
+        assert_eq!(pins.get("A"), Some("v1"));
+        assert_eq!(pins.registry(), "127.0.0.1:6000");
+    }
+
+    #[test]
+    fn a_line_without_assignment_is_located() {
+        let err = Pins::parse(Path::new("v.env"), "A=1\noops\n").unwrap_err().to_string();
+        assert!(err.starts_with("v.env:2:1: expected KEY=VALUE"), "{err}");
+    }
+}

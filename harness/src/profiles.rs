@@ -1,7 +1,6 @@
 //! Builder profiles (`scenarios/builders.toml`): which BuildKit image, which snapshotter, which extra
 //! buildkitd flags and config. A profile is one column of the results table.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -40,7 +39,8 @@ impl Snapshotter {
 struct BuildersDoc {
     /// Path of the pins file, relative to the builders file.
     pins: Option<String>,
-    profiles: BTreeMap<String, ProfileDoc>,
+    /// In file order: the order of the results table's columns.
+    profiles: indexmap::IndexMap<String, ProfileDoc>,
 }
 
 #[derive(Deserialize)]
@@ -94,7 +94,7 @@ pub struct Profiles {
 impl Profiles {
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let file = TomlFile::<BuildersDoc>::load(path)?;
-        let dir = path.parent().unwrap_or(Path::new("."));
+        let dir = crate::toml_file::dir_of(path);
         let pins = Pins::load(&dir.join(file.doc.pins.as_deref().unwrap_or("../ci/versions.env")))?;
         let profiles = file
             .doc

@@ -60,3 +60,8 @@ impl<T> TomlFile<T> {
         }
     }
 }
+
+/// The directory relative paths in `path` are resolved against (`.` for a bare file name).
+pub fn dir_of(path: &Path) -> &Path {
+    path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."))
+}

@@ -33,21 +33,33 @@ pub fn live(event: Event<'_>) {
     }
 }
 
+/// The verdict in words, and the known issue it concerns.
+fn verdict_label(r: &CellResult) -> (String, Option<&str>) {
+    let issue = r.judgement.known_issue.as_deref();
+    match r.judgement.verdict {
+        Verdict::KnownFailure => ("known failure reproduced".into(), issue),
+        Verdict::UnexpectedPass => ("UNEXPECTED PASS: fixed?".into(), issue),
+        v => (v.as_str().to_uppercase(), None),
+    }
+}
+
 fn verdict_text(r: &CellResult) -> String {
-    match (r.judgement.verdict, &r.judgement.known_issue) {
-        (Verdict::KnownFailure, Some(k)) => format!("known failure reproduced ({k})"),
-        (Verdict::UnexpectedPass, Some(k)) => format!("UNEXPECTED PASS: fixed? ({k})"),
-        (v, _) => v.as_str().to_uppercase(),
+    match verdict_label(r) {
+        (label, Some(issue)) => format!("{label} ({issue})"),
+        (label, None) => label,
     }
 }
 
 fn table_cell(r: &CellResult) -> String {
-    let mut text = verdict_text(r);
+    let mut text = match verdict_label(r) {
+        (label, Some(issue)) => format!("{label}\n{issue}"),
+        (label, None) => label,
+    };
     if let Some(c) = r.caches.last() {
-        let _ = write!(text, "\ncache: {}/{} records with layers", c.records_with_layers, c.records);
+        let _ = write!(text, "\ncache: {}/{} records w/ layers", c.records_with_layers, c.records);
     }
     if let Some(l) = &r.laziness {
-        let _ = write!(text, "\nlazy: {} remote snapshots", l.remote_snapshots);
+        let _ = write!(text, "\nlazy: {} remote mounts", l.remote_snapshots);
     }
     text
 }

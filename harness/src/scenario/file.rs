@@ -163,7 +163,7 @@ pub fn load(path: &Path, profiles: &Profiles) -> Result<Scenario, ConfigError> {
 
 fn validate(file: &TomlFile<ScenarioDoc>, profiles: &Profiles) -> Result<Scenario, ConfigError> {
     let doc = &file.doc;
-    let dir = file.path.parent().unwrap_or(Path::new(".")).to_owned();
+    let dir = crate::toml_file::dir_of(&file.path).to_owned();
     let dockerfile = existing_path(file, &dir, &doc.dockerfile, false)?;
     let context = match &doc.context {
         Some(c) => existing_path(file, &dir, c, true)?,

@@ -146,3 +146,22 @@ pub struct CacheExport {
     /// Extra attributes passed through, e.g. `image-manifest = "true"`.
     pub attrs: BTreeMap<String, String>,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exact_matchers_ignore_index_padding() {
+        let m = StepMatcher::Exact("[build 2/12] RUN make".into());
+        assert!(m.matches("[build  2/12] RUN make"));
+        assert!(!m.matches("[build 3/12] RUN make"));
+    }
+
+    #[test]
+    fn pattern_matchers_match_expanded_build_args() {
+        let m = StepMatcher::Pattern(Regex::new(r#"^\[build 3/3\] RUN echo ".*" > /bust$"#).unwrap());
+        assert!(m.matches(r#"[build 3/3] RUN echo "2" > /bust"#));
+        assert!(!m.matches(r#"[build 2/3] RUN echo "2" > /bust"#));
+    }
+}
