@@ -85,7 +85,7 @@ pub struct KnownIssue {
 
 impl KnownIssue {
     pub fn applies_to(&self, profile: &crate::profiles::BuilderProfile) -> bool {
-        self.builders.iter().any(|b| *b == profile.name)
+        self.builders.contains(&profile.name)
             || self.snapshotter.as_deref() == Some(profile.snapshotter.as_str())
     }
 
