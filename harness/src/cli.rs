@@ -6,7 +6,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::buildkit_image::{self, BuildkitSpec, Patch};
 use crate::builder::Janitor;
+use crate::pins::Pins;
 use crate::docker::Engine;
 use crate::errors::{ConfigError, Error, InfraError};
 use crate::plan::{self, Cell, Filter};
@@ -38,6 +40,28 @@ enum Command {
     Run(RunArgs),
     /// Validate scenarios and builder profiles and list the cells a run would have (no docker needed).
     List(PlanArgs),
+    /// BuildKit images made from the Go module.
+    #[command(subcommand)]
+    Buildkit(BuildkitCommand),
+}
+
+#[derive(Subcommand)]
+enum BuildkitCommand {
+    /// Build (or reuse) the image of a BuildKit release plus patches; prints its tag.
+    Build(BuildkitBuildArgs),
+}
+
+#[derive(Args)]
+struct BuildkitBuildArgs {
+    /// A release of github.com/moby/buildkit, e.g. v0.33.1.
+    #[arg(long)]
+    version: String,
+    /// A patch to apply, in order (repeatable).
+    #[arg(long = "patch")]
+    patches: Vec<PathBuf>,
+    /// The pins file naming the local registry the image is named under.
+    #[arg(long, default_value = "ci/versions.env")]
+    pins: PathBuf,
 }
 
 #[derive(Args)]
@@ -90,6 +114,7 @@ pub async fn main() -> i32 {
     let outcome = match cli.command {
         Command::List(args) => list(&args),
         Command::Run(args) => run(&args).await,
+        Command::Buildkit(BuildkitCommand::Build(args)) => buildkit_build(&args).await,
     };
     outcome.unwrap_or_else(|e| {
         eprintln!("error: {e}");
@@ -133,6 +158,22 @@ fn list(args: &PlanArgs) -> Result<i32, Error> {
     Ok(EXIT_OK)
 }
 
+async fn buildkit_build(args: &BuildkitBuildArgs) -> Result<i32, Error> {
+    let pins = Pins::load(&args.pins)?;
+    let patches = args
+        .patches
+        .iter()
+        .map(|p| {
+            Patch::read(p).map_err(|source| ConfigError::Read { path: p.clone(), source })
+        })
+        .collect::<Result<_, _>>()?;
+    let spec = BuildkitSpec { version: args.version.clone(), patches };
+    let engine = Engine::connect().await?;
+    let image = buildkit_image::ensure(&engine, &spec, pins.registry()).await?;
+    println!("{} ({})", image.tag, if image.built { "built" } else { "reused" });
+    Ok(EXIT_OK)
+}
+
 async fn run(args: &RunArgs) -> Result<i32, Error> {
     let (profiles, cells) = load_plan(&args.plan)?;
     let engine = Engine::connect().await?;
@@ -165,12 +206,13 @@ async fn run(args: &RunArgs) -> Result<i32, Error> {
 }
 
 async fn execute(ctx: &RunContext, cells: &[Cell], args: &RunArgs) -> Result<i32, Error> {
+    let images = runner::ensure_images(ctx, cells, report::terminal::live).await?;
     runner::preflight(ctx, cells).await?;
     let results = runner::run_cells(ctx, cells, report::terminal::live).await?;
     print!("{}", report::terminal::summary(&results));
     if let Some(path) = &args.report_json {
         let engine = format!("{} (API {})", ctx.engine.version, ctx.engine.api_version);
-        report::json::write(path, &report::json::build(&ctx.run_id, &engine, &results))
+        report::json::write(path, &report::json::build(&ctx.run_id, &engine, &images, &results))
             .map_err(InfraError::io(format!("writing {}", path.display())))?;
     }
     Ok(report::exit_code(&results))

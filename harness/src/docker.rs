@@ -105,3 +105,22 @@ impl Engine {
         Ok(removed)
     }
 }
+
+impl Engine {
+    /// `docker import`: a root filesystem tar becomes image `tag`, with Dockerfile-style `changes`.
+    pub async fn import_image(&self, tag: &str, rootfs: bytes::Bytes, changes: Vec<String>) -> Result<(), InfraError> {
+        let (repo, tag_part) = tag.rsplit_once(':').unwrap_or((tag, "latest"));
+        let options = bollard::query_parameters::CreateImageOptions {
+            from_src: Some("-".into()),
+            repo: Some(repo.to_owned()),
+            tag: Some(tag_part.to_owned()),
+            changes,
+            ..Default::default()
+        };
+        let mut stream = self.docker.create_image(Some(options), Some(bollard::body_full(rootfs)), None);
+        while let Some(progress) = stream.next().await {
+            progress.map_err(docker_err("importing an image"))?;
+        }
+        Ok(())
+    }
+}

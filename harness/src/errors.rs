@@ -56,8 +56,6 @@ pub enum InfraError {
     DockerUnreachable { endpoint: String, reason: String },
     #[error("docker engine error while {action}: {reason}")]
     Docker { action: String, reason: String },
-    #[error("image {image} is not in the local docker engine\n  fix: {fix}")]
-    ImageMissing { image: String, fix: String },
     #[error("registry {addr} not reachable: {reason}\n  fix: `bash ci/setup.sh` starts it (container bkcache-registry)")]
     RegistryUnreachable { addr: String, reason: String },
     #[error("base image {image} is not in the registry\n  fix: `bash ci/setup.sh` builds and pushes the local eStargz bases")]
@@ -91,4 +89,6 @@ pub enum Error {
     Config(#[from] ConfigError),
     #[error(transparent)]
     Infra(#[from] InfraError),
+    #[error(transparent)]
+    BuildkitImage(#[from] crate::buildkit_image::BuildkitImageError),
 }

@@ -6,6 +6,7 @@
 //! [`report`]. [`docker`], [`buildx`] and [`registry`] talk to the machine; [`errors`] holds every error.
 
 pub mod builder;
+pub mod buildkit_image;
 pub mod buildx;
 pub mod cache;
 pub mod cli;

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use serde::Deserialize;
 use toml::Spanned;
 
+use crate::buildkit_image::{BuildkitSpec, Patch};
 use crate::errors::ConfigError;
 use crate::pins::Pins;
 use crate::toml_file::TomlFile;
@@ -48,6 +49,9 @@ struct BuildersDoc {
 struct ProfileDoc {
     /// A BuildKit release (`v0.25.2`) or a pin (`$BUILDKIT_NEWEST`): the image is the one the set-up built.
     buildkit: Option<Spanned<String>>,
+    /// Patches applied to that release, in order (paths relative to the builders file).
+    #[serde(default)]
+    patches: Vec<Spanned<String>>,
     /// Any image reference instead, e.g. `moby/buildkit:v0.25.2` for users with internet.
     image: Option<Spanned<String>>,
     snapshotter: Snapshotter,
@@ -64,8 +68,8 @@ struct ProfileDoc {
 pub struct BuilderProfile {
     pub name: String,
     pub image: String,
-    /// The BuildKit release, when the profile named one.
-    pub buildkit_version: Option<String>,
+    /// The release (and patches) bkcache builds the image from, when the profile names one.
+    pub buildkit: Option<BuildkitSpec>,
     pub snapshotter: Snapshotter,
     pub buildkitd_flags: Vec<String>,
     pub buildkitd_config: String,
@@ -100,7 +104,7 @@ impl Profiles {
             .doc
             .profiles
             .iter()
-            .map(|(name, doc)| resolve(&file, &pins, name, doc).map(Arc::new))
+            .map(|(name, doc)| resolve(&file, dir, &pins, name, doc).map(Arc::new))
             .collect::<Result<_, _>>()?;
         Ok(Profiles { pins, profiles })
     }
@@ -116,11 +120,12 @@ impl Profiles {
 
 fn resolve(
     file: &TomlFile<BuildersDoc>,
+    dir: &Path,
     pins: &Pins,
     name: &str,
     doc: &ProfileDoc,
 ) -> Result<BuilderProfile, ConfigError> {
-    let (image, buildkit_version) = match (&doc.buildkit, &doc.image) {
+    let (image, buildkit) = match (&doc.buildkit, &doc.image) {
         (Some(version), None) => {
             let version_text = match version.get_ref().strip_prefix('$') {
                 Some(pin) => pins.get(pin).map(str::to_owned).ok_or_else(|| {
@@ -132,10 +137,22 @@ fn resolve(
                 })?,
                 None => version.get_ref().clone(),
             };
-            let image = format!("{}/bkcache/buildkit:{version_text}", pins.registry());
-            (image, Some(version_text))
+            let patches = doc
+                .patches
+                .iter()
+                .map(|p| {
+                    Patch::read(&dir.join(p.get_ref())).map_err(|e| {
+                        file.invalid(p, format!("profile `{name}`: cannot read patch {}: {e}", p.get_ref()), "give a patch file path relative to the builders file")
+                    })
+                })
+                .collect::<Result<_, _>>()?;
+            let spec = BuildkitSpec { version: version_text, patches };
+            (spec.tag(pins.registry()), Some(spec))
         }
-        (None, Some(image)) => (image.get_ref().clone(), None),
+        (None, Some(image)) if doc.patches.is_empty() => (image.get_ref().clone(), None),
+        (None, Some(image)) => {
+            return Err(file.invalid(image, format!("profile `{name}`: patches apply to `buildkit` releases only"), "use `buildkit = \"vX.Y.Z\"` with `patches`"))
+        }
         (Some(v), Some(_)) => {
             return Err(file.invalid(
                 v,
@@ -153,7 +170,7 @@ fn resolve(
     Ok(BuilderProfile {
         name: name.to_owned(),
         image,
-        buildkit_version,
+        buildkit,
         snapshotter: doc.snapshotter,
         buildkitd_flags: doc.buildkitd_flags.clone(),
         buildkitd_config: doc.buildkitd_config.clone(),

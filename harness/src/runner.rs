@@ -6,6 +6,7 @@ use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use crate::buildkit_image::{self, BuildkitImageError, EnsuredImage};
 use crate::builder::Janitor;
 use crate::cache::{self, CacheSummary};
 use crate::docker::Engine;
@@ -31,6 +32,7 @@ pub struct RunContext {
 }
 
 pub enum Event<'a> {
+    ImageReady { image: &'a EnsuredImage },
     CellStarted { cell: &'a Cell, index: usize, total: usize },
     PhaseFinished { cell: &'a Cell, record: &'a PhaseRecord },
     CellFinished { result: &'a CellResult },
@@ -56,23 +58,28 @@ pub struct CellResult {
     pub duration: Duration,
 }
 
-/// Checks everything the cells need exists, so a missing input fails the run before any builder is
-/// created: the registry answers, locally built BuildKit images are present, local bases are pushed.
-pub async fn preflight(ctx: &RunContext, cells: &[Cell]) -> Result<(), InfraError> {
-    ctx.registry.ping().await?;
-    let images: BTreeSet<&str> = cells
-        .iter()
-        .filter(|c| c.profile.buildkit_version.is_some())
-        .map(|c| c.profile.image.as_str())
-        .collect();
-    for image in images {
-        if !ctx.engine.has_image(image).await? {
-            return Err(InfraError::ImageMissing {
-                image: image.to_owned(),
-                fix: "`bash ci/setup.sh` builds the BuildKit images of the pinned versions (ci/versions.env); other versions: ci/build-buildkit-image.sh VERSION".into(),
-            });
+/// Builds the BuildKit images the cells need that the engine does not have yet, each distinct image once.
+pub async fn ensure_images(
+    ctx: &RunContext,
+    cells: &[Cell],
+    mut on_event: impl FnMut(Event<'_>),
+) -> Result<Vec<EnsuredImage>, BuildkitImageError> {
+    let mut seen = BTreeSet::new();
+    let mut images = Vec::new();
+    for spec in cells.iter().filter_map(|c| c.profile.buildkit.as_ref()) {
+        if seen.insert(spec.tag(&ctx.registry.addr)) {
+            let image = buildkit_image::ensure(&ctx.engine, spec, &ctx.registry.addr).await?;
+            on_event(Event::ImageReady { image: &image });
+            images.push(image);
         }
     }
+    Ok(images)
+}
+
+/// Checks everything else the cells need exists, so a missing input fails the run before any builder
+/// is created: the registry answers, local bases are pushed.
+pub async fn preflight(ctx: &RunContext, cells: &[Cell]) -> Result<(), InfraError> {
+    ctx.registry.ping().await?;
     let bases: BTreeSet<String> = cells
         .iter()
         .flat_map(|c| c.scenario.bases.values())

@@ -5,6 +5,7 @@ use std::path::Path;
 
 use serde::Serialize;
 
+use crate::buildkit_image::EnsuredImage;
 use crate::cache::CacheSummary;
 use crate::laziness::Laziness;
 use crate::runner::CellResult;
@@ -18,6 +19,8 @@ pub struct Report<'a> {
     pub bkcache_version: &'static str,
     pub run_id: &'a str,
     pub docker_engine: &'a str,
+    /// The BuildKit images bkcache made for this run: `built` false means an existing one was reused.
+    pub images: &'a [EnsuredImage],
     pub cells: Vec<Cell<'a>>,
 }
 
@@ -55,16 +58,18 @@ pub struct Step<'a> {
 pub struct BuildKit<'a> {
     pub image: &'a str,
     pub version: Option<&'a str>,
+    pub patches: Vec<String>,
     pub snapshotter: &'static str,
     pub buildkitd_flags: Vec<String>,
 }
 
-pub fn build<'a>(run_id: &'a str, docker_engine: &'a str, results: &'a [CellResult]) -> Report<'a> {
+pub fn build<'a>(run_id: &'a str, docker_engine: &'a str, images: &'a [EnsuredImage], results: &'a [CellResult]) -> Report<'a> {
     Report {
         schema_version: SCHEMA_VERSION,
         bkcache_version: env!("CARGO_PKG_VERSION"),
         run_id,
         docker_engine,
+        images,
         cells: results.iter().map(cell).collect(),
     }
 }
@@ -88,7 +93,8 @@ fn cell(r: &CellResult) -> Cell<'_> {
         laziness: r.laziness.as_ref(),
         buildkit: BuildKit {
             image: &profile.image,
-            version: profile.buildkit_version.as_deref(),
+            version: profile.buildkit.as_ref().map(|b| b.version.as_str()),
+            patches: profile.buildkit.as_ref().map(|b| b.patch_names()).unwrap_or_default(),
             snapshotter: profile.snapshotter.as_str(),
             buildkitd_flags: profile.all_buildkitd_flags(),
         },

@@ -12,6 +12,10 @@ use crate::verdict::Verdict;
 
 pub fn live(event: Event<'_>) {
     match event {
+        Event::ImageReady { image } => {
+            let how = if image.built { "built" } else { "reused" };
+            eprintln!("BuildKit image {} {how}", image.tag);
+        }
         Event::CellStarted { cell, index, total } => {
             eprintln!("[{}/{total}] {} (image {})", index + 1, cell.name(), cell.profile.image);
         }

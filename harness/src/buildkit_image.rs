@@ -1,0 +1,229 @@
+//! BuildKit images made here, from the `github.com/moby/buildkit` Go module at a release plus optional
+//! patches: static buildkitd and buildctl, runc, busybox. No registry is needed to make one.
+//!
+//! The tag is derived from the version and the patches' content
+//! (`<registry>/bkcache/buildkit:v0.33.1` or `...:v0.33.1-p<hash>`), so unchanged inputs are never
+//! rebuilt and a changed patch always is. Nothing is imported until every step succeeded: a patch that
+//! does not apply leaves no half-built image.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+use sha2::{Digest, Sha256};
+use tokio::process::Command;
+
+use crate::docker::Engine;
+use crate::errors::InfraError;
+
+pub const LABEL_VERSION: &str = "io.bkcache.buildkit.version";
+pub const LABEL_PATCHES: &str = "io.bkcache.buildkit.patches";
+
+/// What to build: a release and the patches to apply on top, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BuildkitSpec {
+    pub version: String,
+    pub patches: Vec<Patch>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Patch {
+    pub path: PathBuf,
+    pub content: Vec<u8>,
+}
+
+impl Patch {
+    pub fn read(path: &Path) -> std::io::Result<Patch> {
+        Ok(Patch { path: path.to_owned(), content: std::fs::read(path)? })
+    }
+
+    /// The patch's name: its file name without `.patch`.
+    pub fn name(&self) -> String {
+        let stem = self.path.file_stem().unwrap_or(self.path.as_os_str());
+        stem.to_string_lossy().into_owned()
+    }
+}
+
+impl BuildkitSpec {
+    pub fn tag(&self, registry: &str) -> String {
+        if self.patches.is_empty() {
+            return format!("{registry}/bkcache/buildkit:{}", self.version);
+        }
+        let mut hash = Sha256::new();
+        for p in &self.patches {
+            hash.update((p.content.len() as u64).to_le_bytes());
+            hash.update(&p.content);
+        }
+        let hex: String = hash.finalize().iter().take(6).map(|b| format!("{b:02x}")).collect();
+        format!("{registry}/bkcache/buildkit:{}-p{hex}", self.version)
+    }
+
+    pub fn patch_names(&self) -> Vec<String> {
+        self.patches.iter().map(Patch::name).collect()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BuildkitImageError {
+    #[error("the Go module proxy does not serve github.com/moby/buildkit@{version}: {detail}\n  fix: pick a release `go list -m -versions github.com/moby/buildkit` lists")]
+    ModuleUnavailable { version: String, detail: String },
+    #[error("patch {patch} does not apply to BuildKit {version}:\n{detail}\n  fix: rebase the patch on {version} (no image was built)", patch = .patch.display())]
+    PatchDoesNotApply { patch: PathBuf, version: String, detail: String },
+    #[error("building BuildKit {version} failed: {detail}")]
+    GoBuild { version: String, detail: String },
+    #[error(transparent)]
+    Infra(#[from] InfraError),
+}
+
+/// The image that was asked for, and whether it had to be built.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct EnsuredImage {
+    pub tag: String,
+    pub version: String,
+    pub patches: Vec<String>,
+    pub built: bool,
+}
+
+/// Makes sure the image for `spec` exists in the local engine, building it when it does not.
+pub async fn ensure(engine: &Engine, spec: &BuildkitSpec, registry: &str) -> Result<EnsuredImage, BuildkitImageError> {
+    let tag = spec.tag(registry);
+    if engine.has_image(&tag).await? {
+        return Ok(EnsuredImage { tag, version: spec.version.clone(), patches: spec.patch_names(), built: false });
+    }
+    tracing::info!(%tag, patches = ?spec.patch_names(), "building BuildKit image");
+    let work = tempfile::tempdir().map_err(InfraError::io("creating a build directory"))?;
+    let src = work.path().join("src");
+    let module = module_dir(&spec.version).await?;
+    run(Command::new("cp").arg("-r").arg(&module).arg(&src), "copying the module source")
+        .await
+        .map_err(|detail| BuildkitImageError::GoBuild { version: spec.version.clone(), detail })?;
+    run(Command::new("chmod").args(["-R", "u+w"]).arg(&src), "making the source writable")
+        .await
+        .map_err(|detail| BuildkitImageError::GoBuild { version: spec.version.clone(), detail })?;
+    for patch in &spec.patches {
+        apply(&src, patch, &spec.version).await?;
+    }
+    let bin = work.path().join("bin");
+    go_build(&src, &bin, spec).await?;
+    let rootfs = rootfs_tar(&bin).await?;
+    let mut labels = BTreeMap::from([(LABEL_VERSION, spec.version.clone())]);
+    labels.insert(LABEL_PATCHES, spec.patch_names().join(","));
+    let mut changes = vec![r#"ENTRYPOINT ["buildkitd"]"#.to_owned(), "VOLUME /var/lib/buildkit".to_owned()];
+    changes.extend(labels.iter().map(|(k, v)| format!("LABEL {k}=\"{v}\"")));
+    engine.import_image(&tag, rootfs, changes).await?;
+    Ok(EnsuredImage { tag, version: spec.version.clone(), patches: spec.patch_names(), built: true })
+}
+
+/// Runs a command; on failure returns what it printed.
+async fn run(cmd: &mut Command, what: &str) -> Result<String, String> {
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .map_err(|e| format!("{what}: {e}"))?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(format!("{what}: {}{}", String::from_utf8_lossy(&out.stderr), String::from_utf8_lossy(&out.stdout)))
+    }
+}
+
+async fn module_dir(version: &str) -> Result<PathBuf, BuildkitImageError> {
+    let unavailable = |detail: String| BuildkitImageError::ModuleUnavailable { version: version.to_owned(), detail };
+    let json = run(
+        Command::new("go").args(["mod", "download", "-json", &format!("github.com/moby/buildkit@{version}")]),
+        "go mod download",
+    )
+    .await
+    .map_err(unavailable)?;
+    let info: serde_json::Value = serde_json::from_str(&json).map_err(|e| unavailable(e.to_string()))?;
+    info["Dir"].as_str().map(PathBuf::from).ok_or_else(|| unavailable(json.clone()))
+}
+
+/// `git apply --check` first, so a patch that does not apply says which file and hunk, then applies.
+async fn apply(src: &Path, patch: &Patch, version: &str) -> Result<(), BuildkitImageError> {
+    let fail = |detail: String| BuildkitImageError::PatchDoesNotApply { patch: patch.path.clone(), version: version.to_owned(), detail };
+    let path = patch.path.canonicalize().map_err(|e| fail(e.to_string()))?;
+    for check in [true, false] {
+        let mut cmd = Command::new("git");
+        cmd.current_dir(src).args(["apply", "--verbose"]);
+        if check {
+            cmd.arg("--check");
+        }
+        run(cmd.arg(&path), "git apply").await.map_err(|d| fail(d.trim_start_matches("git apply: ").trim().to_owned()))?;
+    }
+    Ok(())
+}
+
+async fn go_build(src: &Path, bin: &Path, spec: &BuildkitSpec) -> Result<(), BuildkitImageError> {
+    let version = if spec.patches.is_empty() { spec.version.clone() } else { format!("{}+{}", spec.version, spec.patch_names().join("+")) };
+    let ldflags = format!(
+        "-s -w -X github.com/moby/buildkit/version.Version={version} -X github.com/moby/buildkit/version.Revision=bkcache -extldflags -static"
+    );
+    let mut cmd = Command::new("go");
+    cmd.current_dir(src)
+        .env("CGO_ENABLED", "0")
+        .env("GOFLAGS", "-mod=mod")
+        .args(["build", "-trimpath", "-tags", "osusergo netgo static_build", "-ldflags", &ldflags, "-o"])
+        .arg(format!("{}/", bin.display()))
+        .args(["./cmd/buildkitd", "./cmd/buildctl"]);
+    run(&mut cmd, "go build")
+        .await
+        .map(|_| ())
+        .map_err(|detail| BuildkitImageError::GoBuild { version: spec.version.clone(), detail: crate::buildx::last_lines(&detail, 15) })
+}
+
+/// The host files a BuildKit image needs besides buildkitd/buildctl: busybox (a shell and the
+/// utilities), runc (the OCI worker's executor) with the libraries it links.
+const BUSYBOX: &str = "/bin/busybox";
+const RUNC: &str = "/usr/sbin/runc";
+
+/// A root filesystem as an uncompressed tar, in memory (~80 MB): for `docker import`.
+async fn rootfs_tar(bin: &Path) -> Result<bytes::Bytes, BuildkitImageError> {
+    let io = |what: &str| InfraError::io(format!("assembling the image root filesystem: {what}"));
+    let applets = run(Command::new(BUSYBOX).arg("--list"), "busybox --list")
+        .await
+        .map_err(|d| InfraError::io("busybox-static is needed (apt-get install busybox-static)")(std::io::Error::other(d)))?;
+    let libs = run(Command::new("ldd").arg(RUNC), "ldd runc").await.unwrap_or_default();
+    let bin = bin.to_owned();
+    let tar = tokio::task::spawn_blocking(move || -> std::io::Result<Vec<u8>> {
+        let mut t = tar::Builder::new(Vec::new());
+        t.follow_symlinks(true);
+        for dir in ["bin", "usr/bin", "etc/buildkit", "tmp", "run", "root", "proc", "sys", "dev", "var/lib/buildkit"] {
+            let mut h = tar::Header::new_gnu();
+            h.set_entry_type(tar::EntryType::Directory);
+            h.set_mode(if dir == "tmp" { 0o1777 } else { 0o755 });
+            h.set_size(0);
+            t.append_data(&mut h, dir, std::io::empty())?;
+        }
+        t.append_path_with_name(BUSYBOX, "bin/busybox")?;
+        for applet in applets.split_whitespace().filter(|a| *a != "busybox") {
+            let mut h = tar::Header::new_gnu();
+            h.set_entry_type(tar::EntryType::Symlink);
+            h.set_size(0);
+            h.set_mode(0o777);
+            t.append_link(&mut h, format!("bin/{applet}"), "busybox")?;
+        }
+        t.append_path_with_name(bin.join("buildkitd"), "usr/bin/buildkitd")?;
+        t.append_path_with_name(bin.join("buildctl"), "usr/bin/buildctl")?;
+        t.append_path_with_name(RUNC, "usr/bin/runc")?;
+        for lib in libs.split_whitespace().filter(|w| w.starts_with('/')) {
+            t.append_path_with_name(lib, lib.trim_start_matches('/'))?;
+        }
+        for (path, text) in [
+            ("etc/passwd", "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n"),
+            ("etc/group", "root:x:0:\nnogroup:x:65534:\n"),
+            ("etc/nsswitch.conf", "hosts: files dns\n"),
+        ] {
+            let mut h = tar::Header::new_gnu();
+            h.set_size(text.len() as u64);
+            h.set_mode(0o644);
+            t.append_data(&mut h, path, text.as_bytes())?;
+        }
+        t.into_inner()
+    })
+    .await
+    .map_err(|e| io("task")(std::io::Error::other(e)))?
+    .map_err(io("tar"))?;
+    Ok(bytes::Bytes::from(tar))
+}
