@@ -24,8 +24,8 @@ wait_until() {
   done
 }
 
-docker_answers() { curl -sf --unix-socket /var/run/docker.sock http://localhost/_ping; }
-registry_answers() { curl -sf "http://$REGISTRY_ADDR/v2/"; }
+docker_answers() { curl -sf --unix-socket /var/run/docker.sock http://localhost/_ping >/dev/null; }
+registry_answers() { curl -sf "http://$REGISTRY_ADDR/v2/" >/dev/null; }
 
 # image_present REF: whether the local docker engine has REF.
 image_present() { docker image inspect "$1" >/dev/null 2>&1; }
