@@ -1,6 +1,6 @@
 //! docker-container buildx builders owned by bkcache: created per cell, removed after it, and swept on
-//! Ctrl-C. Every builder a run creates is named `bkcache-<run id>-<profile>` and registered with the
-//! [`Janitor`] until it is removed.
+//! Ctrl-C. Every builder a run creates is named `bkcache-<run id>-<cell index>-<profile>` and registered
+//! with the [`Janitor`] until it is removed.
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -48,18 +48,25 @@ impl Janitor {
         Janitor { live: Arc::default(), prefix: format!("bkcache-{run_id}-") }
     }
 
-    pub fn builder_name(&self, profile: &BuilderProfile) -> String {
+    /// Unique per cell, so cells on the same profile can run at the same time.
+    pub fn builder_name(&self, cell_index: usize, profile: &BuilderProfile) -> String {
         let slug: String = profile
             .name
             .chars()
             .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '-' })
             .collect();
-        format!("{}{slug}", self.prefix)
+        format!("{}{cell_index}-{slug}", self.prefix)
     }
 
     /// Creates and boots a builder for `profile`; its buildkitd.toml is written into `work_dir`.
-    pub async fn create(&self, profile: &BuilderProfile, registry: &str, work_dir: &Path) -> Result<Builder, InfraError> {
-        let name = self.builder_name(profile);
+    pub async fn create(
+        &self,
+        cell_index: usize,
+        profile: &BuilderProfile,
+        registry: &str,
+        work_dir: &Path,
+    ) -> Result<Builder, InfraError> {
+        let name = self.builder_name(cell_index, profile);
         let config = work_dir.join("buildkitd.toml");
         std::fs::write(&config, buildkitd_config(profile, registry))
             .map_err(InfraError::io(format!("writing {}", config.display())))?;

@@ -78,6 +78,10 @@ struct PlanArgs {
     /// Only these scenarios, by name (repeatable).
     #[arg(long = "scenario")]
     only_scenarios: Vec<String>,
+    /// Release testing: run every scenario on this BuildKit release (built from the Go module on
+    /// demand) with each snapshotter, instead of the builders file's profiles.
+    #[arg(long, value_name = "VERSION")]
+    buildkit: Option<String>,
 }
 
 #[derive(Args)]
@@ -87,6 +91,15 @@ struct RunArgs {
     /// Write the JSON report here.
     #[arg(long)]
     report_json: Option<PathBuf>,
+    /// Write a Markdown table (rows: BuildKit builds, columns: snapshotters) here.
+    #[arg(long)]
+    markdown: Option<PathBuf>,
+    /// Write a JUnit XML report (one test case per cell) here.
+    #[arg(long)]
+    junit: Option<PathBuf>,
+    /// How many cells run at once, each on its own builder [default: the number of CPUs].
+    #[arg(long)]
+    jobs: Option<usize>,
     /// Where cells that do not pass keep their rawjson logs, buildkitd log and exported caches.
     #[arg(long, default_value = "bkcache-artifacts")]
     artifacts_dir: PathBuf,
@@ -143,7 +156,15 @@ fn load_plan(args: &PlanArgs) -> Result<(Profiles, Vec<Cell>), ConfigError> {
         });
     }
     let scenarios = scenario::load_all(&files, &profiles)?;
-    let filter = Filter { builders: args.only_builders.clone(), scenarios: args.only_scenarios.clone() };
+    let profiles = match &args.buildkit {
+        Some(version) => profiles.for_release(version),
+        None => profiles,
+    };
+    let filter = Filter {
+        builders: args.only_builders.clone(),
+        scenarios: args.only_scenarios.clone(),
+        ignore_scenario_builders: args.buildkit.is_some(),
+    };
     let cells = plan::plan(scenarios, &profiles, &filter)?;
     Ok((profiles, cells))
 }
@@ -208,12 +229,26 @@ async fn run(args: &RunArgs) -> Result<i32, Error> {
 async fn execute(ctx: &RunContext, cells: &[Cell], args: &RunArgs) -> Result<i32, Error> {
     let images = runner::ensure_images(ctx, cells, report::terminal::live).await?;
     runner::preflight(ctx, cells).await?;
-    let results = runner::run_cells(ctx, cells, report::terminal::live).await?;
+    let jobs = args.jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let results = runner::run_cells(ctx, cells, jobs, report::terminal::live).await?;
     print!("{}", report::terminal::summary(&results));
+    let engine = format!("{} (API {})", ctx.engine.version, ctx.engine.api_version);
+    let mut files: Vec<(&PathBuf, String)> = Vec::new();
     if let Some(path) = &args.report_json {
-        let engine = format!("{} (API {})", ctx.engine.version, ctx.engine.api_version);
-        report::json::write(path, &report::json::build(&ctx.run_id, &engine, &images, &results))
-            .map_err(InfraError::io(format!("writing {}", path.display())))?;
+        let text = serde_json::to_string_pretty(&report::json::build(&ctx.run_id, &engine, &images, &results))
+            .map_err(|e| InfraError::io("serializing the JSON report")(std::io::Error::other(e)))?;
+        files.push((path, text + "\n"));
+    }
+    if let Some(path) = &args.markdown {
+        files.push((path, report::markdown::render(&results)));
+    }
+    if let Some(path) = &args.junit {
+        let text = report::junit::render(&ctx.run_id, &results)
+            .map_err(|e| InfraError::io("serializing the JUnit report")(std::io::Error::other(e)))?;
+        files.push((path, text));
+    }
+    for (path, text) in files {
+        std::fs::write(path, text).map_err(InfraError::io(format!("writing {}", path.display())))?;
     }
     Ok(report::exit_code(&results))
 }

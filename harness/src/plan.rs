@@ -25,6 +25,8 @@ impl Cell {
 pub struct Filter {
     pub builders: Vec<String>,
     pub scenarios: Vec<String>,
+    /// Run every scenario on every profile, whatever builders it lists (release testing).
+    pub ignore_scenario_builders: bool,
 }
 
 pub fn plan(scenarios: Vec<Scenario>, profiles: &Profiles, filter: &Filter) -> Result<Vec<Cell>, ConfigError> {
@@ -52,7 +54,8 @@ pub fn plan(scenarios: Vec<Scenario>, profiles: &Profiles, filter: &Filter) -> R
         }
         let scenario = Arc::new(scenario);
         for profile in &profiles.profiles {
-            let wanted_by_scenario = scenario.builders.as_ref().is_none_or(|b| b.contains(&profile.name));
+            let wanted_by_scenario = filter.ignore_scenario_builders
+                || scenario.builders.as_ref().is_none_or(|b| b.contains(&profile.name));
             let wanted_by_filter = filter.builders.is_empty() || filter.builders.contains(&profile.name);
             if wanted_by_scenario && wanted_by_filter {
                 cells.push(Cell {

@@ -109,6 +109,27 @@ impl Profiles {
         Ok(Profiles { pins, profiles })
     }
 
+    /// The profiles for testing one release: `<version>-<snapshotter>` for the eager and the lazy
+    /// snapshotter, images built from the Go module on demand.
+    pub fn for_release(&self, version: &str) -> Profiles {
+        let spec = BuildkitSpec { version: version.to_owned(), patches: Vec::new() };
+        let profiles = [Snapshotter::Overlayfs, Snapshotter::Stargz]
+            .into_iter()
+            .map(|snapshotter| {
+                Arc::new(BuilderProfile {
+                    name: format!("{version}-{}", snapshotter.as_str()),
+                    image: spec.tag(self.pins.registry()),
+                    buildkit: Some(spec.clone()),
+                    snapshotter,
+                    buildkitd_flags: Vec::new(),
+                    buildkitd_config: String::new(),
+                    description: Some(format!("release test of BuildKit {version}")),
+                })
+            })
+            .collect();
+        Profiles { pins: self.pins.clone(), profiles }
+    }
+
     pub fn get(&self, name: &str) -> Option<&Arc<BuilderProfile>> {
         self.profiles.iter().find(|p| p.name == name)
     }

@@ -2,9 +2,12 @@
 //! through its phases. The runner only emits [`Event`]s and returns [`CellResult`]s; reporters
 //! consume them.
 
+use std::cell::RefCell;
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
+
+use futures_util::{stream, StreamExt, TryStreamExt};
 
 use crate::buildkit_image::{self, BuildkitImageError, EnsuredImage};
 use crate::builder::Janitor;
@@ -94,21 +97,29 @@ pub async fn preflight(ctx: &RunContext, cells: &[Cell]) -> Result<(), InfraErro
     Ok(())
 }
 
-/// Runs the cells one after another. Only a run-level failure (no work directory) is an `Err`; every
-/// cell-level problem is in that cell's verdict.
+/// Runs the cells, up to `jobs` at a time (each on its own builder). Only a run-level failure (no work
+/// directory) is an `Err`; every cell-level problem is in that cell's verdict. Results are in plan order.
 pub async fn run_cells(
     ctx: &RunContext,
     cells: &[Cell],
-    mut on_event: impl FnMut(Event<'_>),
+    jobs: usize,
+    on_event: impl FnMut(Event<'_>),
 ) -> Result<Vec<CellResult>, InfraError> {
-    let mut results = Vec::new();
-    for (index, cell) in cells.iter().enumerate() {
-        on_event(Event::CellStarted { cell, index, total: cells.len() });
-        let result = run_cell(ctx, cell, &mut on_event).await?;
-        on_event(Event::CellFinished { result: &result });
-        results.push(result);
-    }
-    Ok(results)
+    let on_event = RefCell::new(on_event);
+    let emit = &|event: Event<'_>| (on_event.borrow_mut())(event);
+    let total = cells.len();
+    let mut results: Vec<(usize, CellResult)> = stream::iter(cells.iter().enumerate())
+        .map(|(index, cell)| async move {
+            emit(Event::CellStarted { cell, index, total });
+            let result = run_cell(ctx, index, cell, emit).await?;
+            emit(Event::CellFinished { result: &result });
+            Ok::<_, InfraError>((index, result))
+        })
+        .buffer_unordered(jobs.max(1))
+        .try_collect()
+        .await?;
+    results.sort_by_key(|(index, _)| *index);
+    Ok(results.into_iter().map(|(_, r)| r).collect())
 }
 
 fn slug(text: &str) -> String {
@@ -117,7 +128,7 @@ fn slug(text: &str) -> String {
         .collect()
 }
 
-async fn run_cell(ctx: &RunContext, cell: &Cell, on_event: &mut impl FnMut(Event<'_>)) -> Result<CellResult, InfraError> {
+async fn run_cell(ctx: &RunContext, index: usize, cell: &Cell, on_event: &impl Fn(Event<'_>)) -> Result<CellResult, InfraError> {
     let started = Instant::now();
     let cell_slug = slug(&cell.name());
     let dir = tempfile::Builder::new()
@@ -130,7 +141,7 @@ async fn run_cell(ctx: &RunContext, cell: &Cell, on_event: &mut impl FnMut(Event
     let mut records = Vec::new();
     let mut infra_error: Option<String> = None;
     let mut laziness = None;
-    match ctx.janitor.create(&cell.profile, &ctx.registry.addr, dir.path()).await {
+    match ctx.janitor.create(index, &cell.profile, &ctx.registry.addr, dir.path()).await {
         Err(e) => infra_error = Some(format!("creating the builder: {e}")),
         Ok(builder) => {
             for phase in &cell.scenario.phases {

@@ -1,8 +1,6 @@
 //! The machine-readable report (`--report-json`). Other tools read it: the shape is versioned by
 //! `schema_version`, and fields are only ever added within a version.
 
-use std::path::Path;
-
 use serde::Serialize;
 
 use crate::buildkit_image::EnsuredImage;
@@ -101,9 +99,4 @@ fn cell(r: &CellResult) -> Cell<'_> {
         artifacts: r.artifacts.as_ref().map(|p| p.display().to_string()),
         duration_secs: r.duration.as_secs_f64(),
     }
-}
-
-pub fn write(path: &Path, report: &Report<'_>) -> std::io::Result<()> {
-    let text = serde_json::to_string_pretty(report).map_err(std::io::Error::other)?;
-    std::fs::write(path, text + "\n")
 }

@@ -1,6 +1,8 @@
 //! Reporters: they consume the runner's events and results, and never run anything themselves.
 
 pub mod json;
+pub mod junit;
+pub mod markdown;
 pub mod terminal;
 
 use crate::runner::CellResult;

@@ -19,20 +19,21 @@ pub fn live(event: Event<'_>) {
         Event::CellStarted { cell, index, total } => {
             eprintln!("[{}/{total}] {} (image {})", index + 1, cell.name(), cell.profile.image);
         }
-        Event::PhaseFinished { record, .. } => {
+        Event::PhaseFinished { cell, record } => {
             let secs = record.duration.as_secs_f64();
+            let cell = cell.name();
             match &record.kind {
-                PhaseRecordKind::Prune => eprintln!("      {:<10} prune done {secs:.1}s", record.phase),
+                PhaseRecordKind::Prune => eprintln!("      {cell} {:<8} prune done {secs:.1}s", record.phase),
                 PhaseRecordKind::Build(b) => {
                     let steps = b.progress.steps.iter().filter(|s| !s.is_internal());
                     let (total, cached) = steps.fold((0, 0), |(t, c), s| (t + 1, c + usize::from(s.cached)));
                     let status = if b.succeeded { "ok" } else { "FAILED" };
-                    eprintln!("      {:<10} build {status} {secs:.1}s: {total} steps, {cached} cached", record.phase);
+                    eprintln!("      {cell} {:<8} build {status} {secs:.1}s: {total} steps, {cached} cached", record.phase);
                 }
             }
         }
         Event::CellFinished { result } => {
-            eprintln!("      => {} ({:.1}s)", verdict_text(result), result.duration.as_secs_f64());
+            eprintln!("      {} => {} ({:.1}s)", result.cell.name(), verdict_text(result), result.duration.as_secs_f64());
         }
     }
 }

@@ -1,0 +1,74 @@
+//! `--markdown FILE`: a table a maintainer can paste into a pull request. One table per scenario;
+//! rows are BuildKit builds (release + patch set), columns are snapshotters, each cell the verdict and
+//! how many exported cache records kept their layers.
+
+use std::fmt::Write as _;
+
+use crate::profiles::BuilderProfile;
+use crate::runner::CellResult;
+use crate::verdict::Verdict;
+
+/// The row a profile belongs to: its BuildKit build.
+fn row_label(profile: &BuilderProfile) -> String {
+    match &profile.buildkit {
+        Some(spec) if spec.patches.is_empty() => format!("{} (no patch)", spec.version),
+        Some(spec) => format!("{} + {}", spec.version, spec.patch_names().join(" + ")),
+        None => profile.image.clone(),
+    }
+}
+
+fn cell_text(r: &CellResult) -> String {
+    let verdict = match (r.judgement.verdict, &r.judgement.known_issue) {
+        (Verdict::Pass, _) => "pass".to_owned(),
+        (Verdict::Fail, _) => "**FAIL** (regression)".to_owned(),
+        (Verdict::KnownFailure, Some(k)) => format!("known failure ({k})"),
+        (Verdict::UnexpectedPass, Some(k)) => format!("**pass: fixed?** ({k})"),
+        (v, _) => v.as_str().to_owned(),
+    };
+    match r.caches.last() {
+        Some(c) => format!("{verdict}<br>records with layers {}/{}", c.records_with_layers, c.records),
+        None => verdict,
+    }
+}
+
+/// Unique values in first-seen order.
+fn ordered<'a>(items: impl Iterator<Item = &'a str>) -> Vec<&'a str> {
+    let mut out: Vec<&str> = Vec::new();
+    for i in items {
+        if !out.contains(&i) {
+            out.push(i);
+        }
+    }
+    out
+}
+
+pub fn render(results: &[CellResult]) -> String {
+    let mut out = String::new();
+    let labels: Vec<(String, &CellResult)> = results.iter().map(|r| (row_label(&r.cell.profile), r)).collect();
+    for scenario in ordered(results.iter().map(|r| r.cell.scenario.name.as_str())) {
+        let cells: Vec<&(String, &CellResult)> = labels.iter().filter(|(_, r)| r.cell.scenario.name == scenario).collect();
+        let rows = ordered(cells.iter().map(|(l, _)| l.as_str()));
+        let columns = ordered(cells.iter().map(|(_, r)| r.cell.profile.snapshotter.as_str()));
+        let _ = writeln!(out, "### {scenario}\n");
+        let _ = writeln!(out, "| BuildKit | {} |", columns.join(" | "));
+        let _ = writeln!(out, "|---|{}", "---|".repeat(columns.len()));
+        for row in rows {
+            let texts: Vec<String> = columns
+                .iter()
+                .map(|col| {
+                    cells
+                        .iter()
+                        .find(|(l, r)| l == row && r.cell.profile.snapshotter.as_str() == *col)
+                        .map_or_else(|| "-".to_owned(), |(_, r)| cell_text(r))
+                })
+                .collect();
+            let _ = writeln!(out, "| {row} | {} |", texts.join(" | "));
+        }
+        out.push('\n');
+        for (_, r) in cells.iter().filter(|(_, r)| r.judgement.verdict != Verdict::Pass) {
+            let _ = writeln!(out, "- `{}`: {}", r.cell.name(), r.judgement.reasons.join("; "));
+        }
+        out.push('\n');
+    }
+    out
+}
