@@ -103,6 +103,30 @@ pub fn summary(results: &[CellResult]) -> String {
             let _ = writeln!(out, "  artifacts: {}", dir.display());
         }
     }
+    let mut issues: Vec<&str> = Vec::new();
+    for id in results.iter().flat_map(|r| r.cell.known_issues.iter().map(|k| k.id.as_str())) {
+        if !issues.contains(&id) {
+            issues.push(id);
+        }
+    }
+    for id in issues {
+        let on = |v: Verdict| -> Vec<&str> {
+            results
+                .iter()
+                .filter(|r| r.judgement.verdict == v && r.judgement.known_issue.as_deref().is_some_and(|k| k.contains(id)))
+                .map(|r| r.cell.profile.name.as_str())
+                .collect()
+        };
+        let (reproduced, fixed) = (on(Verdict::KnownFailure), on(Verdict::UnexpectedPass));
+        let _ = write!(out, "\nknown issue {id}:");
+        if !reproduced.is_empty() {
+            let _ = write!(out, " still reproduces on {};", reproduced.join(", "));
+        }
+        if !fixed.is_empty() {
+            let _ = write!(out, " did NOT reproduce (fixed?) on {};", fixed.join(", "));
+        }
+        out.push('\n');
+    }
     let count = |v: Verdict| results.iter().filter(|r| r.judgement.verdict == v).count();
     let _ = writeln!(
         out,
