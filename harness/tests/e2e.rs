@@ -4,122 +4,14 @@
 //! A missing environment fails these tests and names what is missing; they never skip themselves.
 //! (Set BKCACHE_SKIP_E2E=1 to skip them on a machine without the set-up: they then say so loudly.)
 
-use std::collections::HashMap;
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use bkcache::docker::Engine;
-use bkcache::profiles::Profiles;
-use bkcache::registry::Registry;
+use common::{bkcache_run, environment_ready, leftovers, repo};
 use serde_json::Value;
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_owned()
-}
-
-/// Checks the set-up is there; `false` only when the user asked to skip.
-async fn environment_ready() -> bool {
-    let mut missing = Vec::new();
-    let profiles = Profiles::load(&repo().join("scenarios/builders.toml")).expect("builders.toml loads");
-    match Engine::connect().await {
-        Err(e) => missing.push(format!("docker engine: {e}")),
-        Ok(engine) => {
-            for p in &profiles.profiles {
-                if !engine.has_image(&p.image).await.unwrap_or(false) {
-                    missing.push(format!("BuildKit image {} (profile {})", p.image, p.name));
-                }
-            }
-        }
-    }
-    let registry = Registry::new(profiles.pins.registry());
-    match registry.ping().await {
-        Err(e) => missing.push(format!("registry: {e}")),
-        Ok(()) => {
-            for base in ["base-a", "base-b"] {
-                let image = format!("{}/bkcache/{base}:esgz", registry.addr);
-                if !registry.has_image(&image).await.unwrap_or(false) {
-                    missing.push(format!("eStargz base {image}"));
-                }
-            }
-        }
-    }
-    let buildx = Command::new("docker").args(["buildx", "version"]).output();
-    if !buildx.is_ok_and(|o| o.status.success()) {
-        missing.push("docker buildx (the CLI plugin)".into());
-    }
-    if missing.is_empty() {
-        return true;
-    }
-    let list = missing.join("\n  - ");
-    if std::env::var("BKCACHE_SKIP_E2E").as_deref() == Ok("1") {
-        eprintln!("SKIPPED (BKCACHE_SKIP_E2E=1): end-to-end environment missing:\n  - {list}");
-        return false;
-    }
-    panic!("end-to-end environment missing (run `bash ci/setup.sh`):\n  - {list}");
-}
-
-struct Run {
-    output: Output,
-    report: Value,
-    artifacts: tempfile::TempDir,
-}
-
-impl Run {
-    fn code(&self) -> Option<i32> {
-        self.output.status.code()
-    }
-    fn stdout(&self) -> String {
-        String::from_utf8_lossy(&self.output.stdout).into_owned()
-    }
-    fn cells(&self) -> HashMap<String, Value> {
-        self.report["cells"]
-            .as_array()
-            .expect("cells array")
-            .iter()
-            .map(|c| (c["builder"].as_str().unwrap().to_owned(), c.clone()))
-            .collect()
-    }
-}
-
-fn bkcache_run(args: &[&str], run_id: &str) -> Run {
-    let artifacts = tempfile::tempdir().unwrap();
-    let report = artifacts.path().join("report.json");
-    let output = Command::new(env!("CARGO_BIN_EXE_bkcache"))
-        .arg("run")
-        .args(args)
-        .args(["--run-id", run_id, "--report-json"])
-        .arg(&report)
-        .arg("--artifacts-dir")
-        .arg(artifacts.path())
-        .current_dir(repo())
-        .output()
-        .expect("run bkcache");
-    eprintln!("{}\n{}", String::from_utf8_lossy(&output.stderr), String::from_utf8_lossy(&output.stdout));
-    let report = std::fs::read_to_string(&report)
-        .map(|t| serde_json::from_str(&t).expect("report is JSON"))
-        .unwrap_or(Value::Null);
-    Run { output, report, artifacts }
-}
-
-/// What this run left: containers and volumes named after its builders, and buildx builders.
-async fn leftovers(run_id: &str) -> Vec<String> {
-    let docker = bollard::Docker::connect_with_defaults().unwrap();
-    let prefix = format!("bkcache-{run_id}-");
-    let mut left: Vec<String> = docker
-        .list_containers(Some(bollard::query_parameters::ListContainersOptions { all: true, ..Default::default() }))
-        .await
-        .unwrap()
-        .into_iter()
-        .flat_map(|c| c.names.unwrap_or_default())
-        .filter(|n| n.contains(&prefix))
-        .collect();
-    let volumes = docker.list_volumes(None::<bollard::query_parameters::ListVolumesOptions>).await.unwrap();
-    left.extend(volumes.volumes.unwrap_or_default().into_iter().map(|v| v.name).filter(|n| n.contains(&prefix)));
-    let ls = Command::new("docker").args(["buildx", "ls"]).output().unwrap();
-    left.extend(String::from_utf8_lossy(&ls.stdout).lines().filter(|l| l.contains(&prefix)).map(str::to_owned));
-    left
-}
 
 fn steps_named<'a>(cell: &'a Value, phase: &str, matches: impl Fn(&str) -> bool) -> Vec<&'a Value> {
     cell["steps"]
