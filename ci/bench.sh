@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# Speed goals of bkcache (a benchmark, not a test): prints, in one run,
+#  1. a bare shell script doing the #6893 cell's buildx commands on one builder (create, build with
+#     --cache-to, prune, build with --cache-from, rm) vs `bkcache run` of the same cell, and their ratio
+#     (goal <= 1.05: the harness costs next to nothing over the commands it drives);
+#  2. the patch matrix run at once (--jobs) vs the sum of its cells run one by one (goal <= 0.75).
+# Medians of ROUNDS runs (default 5), the two sides of each ratio interleaved so drift hits both alike. Needs `bash ci/setup.sh` first; patched images are built on first use.
+source "$(dirname "$0")/lib.sh"
+cd "$REPO_ROOT"
+
+ROUNDS=${ROUNDS:-5}
+JOBS=${JOBS:-5}
+bkcache="$REPO_ROOT/target/release/bkcache"
+matrix=scenarios/patch-matrix/builders.toml
+[ -x "$bkcache" ] || die "run bash ci/setup.sh first ($bkcache missing)"
+
+now() { date +%s.%N; }
+# seconds COMMAND...: wall time of one run (its output discarded; a failure stops the benchmark)
+seconds() {
+  local start; start=$(now)
+  "$@" >/dev/null 2>&1 || die "benchmark command failed: $*"
+  awk -v s="$start" -v e="$(now)" 'BEGIN { printf "%.2f", e - s }'
+}
+median() { sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
+
+bare_cell() {
+  local work name
+  work=$(mktemp -d); name="bkbench-$$-$RANDOM"
+  printf 'debug = true\n[registry."%s"]\n  http = true\n  insecure = true\n' "$REGISTRY_ADDR" >"$work/buildkitd.toml"
+  docker buildx create --name "$name" --driver docker-container --driver-opt network=host \
+    --driver-opt "image=$REGISTRY_ADDR/bkcache/buildkit:$BUILDKIT_NEWEST" \
+    --buildkitd-flags --oci-worker-snapshotter=stargz --buildkitd-config "$work/buildkitd.toml" --bootstrap
+  local build=(docker buildx build --builder "$name" --progress rawjson -f dockerfiles/issue-6893.Dockerfile
+    --build-arg "BASE_BUILD=$REGISTRY_ADDR/bkcache/base-a:esgz" --build-arg "BASE_FINAL=$REGISTRY_ADDR/bkcache/base-b:esgz"
+    --output type=cacheonly)
+  "${build[@]}" --build-arg BUST=1 --cache-to "type=local,dest=$work/cache,mode=max" dockerfiles
+  docker buildx prune --builder "$name" --all --force
+  "${build[@]}" --build-arg BUST=2 --cache-from "type=local,src=$work/cache" dockerfiles
+  docker buildx rm -f "$name"
+  rm -rf "$work"
+}
+
+art=$(mktemp -d); trap 'rm -rf "$art"' EXIT
+one_cell() { "$bkcache" run scenarios/issue-6893.toml --jobs 1 --artifacts-dir "$art" "$@"; }
+
+log "warming up (builds any missing patched image)"
+"$bkcache" run scenarios/issue-6893.toml --builders "$matrix" --builder none-stargz --artifacts-dir "$art" >/dev/null 2>&1 || true
+"$bkcache" run scenarios/issue-6893.toml --builders "$matrix" --artifacts-dir "$art" >/dev/null 2>&1 || true
+
+# pairs ROUNDS CMD_A -- CMD_B: runs A then B, ROUNDS times; prints "median_a median_b"
+pairs() {
+  local a=() b=() seen=false x
+  for x in "${@:2}"; do if [ "$x" = "--" ]; then seen=true; elif $seen; then b+=("$x"); else a+=("$x"); fi; done
+  local ta=() tb=()
+  for _ in $(seq "$1"); do ta+=("$("${a[@]}")"); tb+=("$("${b[@]}")"); done
+  echo "$(printf '%s\n' "${ta[@]}" | median) $(printf '%s\n' "${tb[@]}" | median)"
+}
+
+profiles=$("$bkcache" list scenarios/issue-6893.toml --builders "$matrix" | awk '{ sub(/^issue-6893@/, "", $1); print $1 }')
+cells_one_by_one() {
+  local total=0 p
+  for p in $profiles; do total=$(awk -v t="$total" -v s="$(seconds one_cell --builders "$matrix" --builder "$p")" 'BEGIN { print t + s }'); done
+  echo "$total"
+}
+read -r bare harness < <(pairs "$ROUNDS" seconds bare_cell -- seconds one_cell --builder newest-stargz)
+read -r sum together < <(pairs "$ROUNDS" cells_one_by_one -- seconds "$bkcache" run scenarios/issue-6893.toml --builders "$matrix" --jobs "$JOBS" --artifacts-dir "$art")
+
+cat <<OUT
+bench (median of $ROUNDS runs, $(nproc) cores):
+  one cell (issue-6893 @ BuildKit $BUILDKIT_NEWEST stargz)
+    bare buildx script      ${bare}s
+    bkcache run             ${harness}s
+    ratio                   $(ratio "$harness" "$bare")   (goal <= 1.05)
+  patch matrix ($(echo "$profiles" | wc -w) cells)
+    cells one by one (sum)  ${sum}s
+    matrix, --jobs $JOBS      ${together}s
+    ratio                   $(ratio "$together" "$sum")   (goal <= 0.75)
+OUT
