@@ -9,6 +9,7 @@ use std::time::Duration;
 use crate::buildx::buildx;
 use crate::docker::Engine;
 use crate::errors::InfraError;
+use crate::plan::slug;
 use crate::profiles::BuilderProfile;
 
 const CREATE_TIMEOUT: Duration = Duration::from_secs(180);
@@ -50,12 +51,7 @@ impl Janitor {
 
     /// Unique per cell, so cells on the same profile can run at the same time.
     pub fn builder_name(&self, cell_index: usize, profile: &BuilderProfile) -> String {
-        let slug: String = profile
-            .name
-            .chars()
-            .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '-' })
-            .collect();
-        format!("{}{cell_index}-{slug}", self.prefix)
+        format!("{}{cell_index}-{}", self.prefix, slug(&profile.name))
     }
 
     /// Creates and boots a builder for `profile`; its buildkitd.toml is written into `work_dir`.

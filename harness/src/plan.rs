@@ -20,6 +20,14 @@ impl Cell {
     }
 }
 
+/// A name made safe for builder, container, directory and registry names: lowercase ASCII letters,
+/// digits, '-' and '_'; anything else becomes '-'.
+pub fn slug(text: &str) -> String {
+    text.chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c.to_ascii_lowercase() } else { '-' })
+        .collect()
+}
+
 /// Narrows the plan from the command line.
 #[derive(Debug, Default, Clone)]
 pub struct Filter {

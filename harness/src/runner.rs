@@ -16,7 +16,7 @@ use crate::docker::Engine;
 use crate::errors::InfraError;
 use crate::laziness::{self, Laziness};
 use crate::phase::{self, CellPaths, PhaseRecord, PhaseRecordKind};
-use crate::plan::Cell;
+use crate::plan::{slug, Cell};
 use crate::progress::Step;
 use crate::registry::Registry;
 use crate::scenario::BaseImage;
@@ -120,12 +120,6 @@ pub async fn run_cells(
         .await?;
     results.sort_by_key(|(index, _)| *index);
     Ok(results.into_iter().map(|(_, r)| r).collect())
-}
-
-fn slug(text: &str) -> String {
-    text.chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c.to_ascii_lowercase() } else { '-' })
-        .collect()
 }
 
 async fn run_cell(ctx: &RunContext, index: usize, cell: &Cell, on_event: &impl Fn(Event<'_>)) -> Result<CellResult, InfraError> {

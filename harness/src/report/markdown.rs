@@ -4,6 +4,7 @@
 
 use std::fmt::Write as _;
 
+use super::ordered;
 use crate::profiles::BuilderProfile;
 use crate::runner::CellResult;
 use crate::verdict::Verdict;
@@ -29,17 +30,6 @@ fn cell_text(r: &CellResult) -> String {
         Some(c) => format!("{verdict}<br>records with layers {}/{}", c.records_with_layers, c.records),
         None => verdict,
     }
-}
-
-/// Unique values in first-seen order.
-fn ordered<'a>(items: impl Iterator<Item = &'a str>) -> Vec<&'a str> {
-    let mut out: Vec<&str> = Vec::new();
-    for i in items {
-        if !out.contains(&i) {
-            out.push(i);
-        }
-    }
-    out
 }
 
 pub fn render(results: &[CellResult]) -> String {

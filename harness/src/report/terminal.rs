@@ -6,6 +6,7 @@ use std::fmt::Write as _;
 
 use comfy_table::{presets::UTF8_FULL, Table};
 
+use super::ordered;
 use crate::phase::PhaseRecordKind;
 use crate::runner::{CellResult, Event};
 use crate::verdict::Verdict;
@@ -71,16 +72,8 @@ fn table_cell(r: &CellResult) -> String {
 
 /// The final table and the details of every cell that did not pass.
 pub fn summary(results: &[CellResult]) -> String {
-    let mut builders: Vec<&str> = Vec::new();
-    let mut scenarios: Vec<&str> = Vec::new();
-    for r in results {
-        if !builders.contains(&r.cell.profile.name.as_str()) {
-            builders.push(&r.cell.profile.name);
-        }
-        if !scenarios.contains(&r.cell.scenario.name.as_str()) {
-            scenarios.push(&r.cell.scenario.name);
-        }
-    }
+    let builders = ordered(results.iter().map(|r| r.cell.profile.name.as_str()));
+    let scenarios = ordered(results.iter().map(|r| r.cell.scenario.name.as_str()));
     let mut table = Table::new();
     table.load_preset(UTF8_FULL);
     table.set_header(std::iter::once("scenario").chain(builders.iter().copied()));
@@ -103,12 +96,7 @@ pub fn summary(results: &[CellResult]) -> String {
             let _ = writeln!(out, "  artifacts: {}", dir.display());
         }
     }
-    let mut issues: Vec<&str> = Vec::new();
-    for id in results.iter().flat_map(|r| r.cell.known_issues.iter().map(|k| k.id.as_str())) {
-        if !issues.contains(&id) {
-            issues.push(id);
-        }
-    }
+    let issues = ordered(results.iter().flat_map(|r| r.cell.known_issues.iter().map(|k| k.id.as_str())));
     for id in issues {
         let on = |v: Verdict| -> Vec<&str> {
             results
