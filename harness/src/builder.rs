@@ -89,11 +89,15 @@ impl Janitor {
 
     /// Removes a builder with its container and state volume.
     pub async fn remove(&self, name: &str, engine: &Engine) -> Result<(), InfraError> {
-        let removed = buildx(&["rm".into(), "--force".into(), name.to_owned()], REMOVE_TIMEOUT).await;
-        // whatever buildx could not remove (or never registered), the engine API removes
-        engine.remove_by_prefix(&format!("buildx_buildkit_{name}")).await?;
+        let removed = buildx(&["rm".into(), "--force".into(), name.to_owned()], REMOVE_TIMEOUT)
+            .await
+            .and_then(|rm| rm.require_success());
+        if removed.is_err() {
+            // what buildx could not remove (or never registered), the engine API removes
+            engine.remove_by_prefix(&format!("buildx_buildkit_{name}")).await?;
+        }
         self.live.lock().expect("janitor lock").retain(|n| n != name);
-        removed.map(|_| ())
+        Ok(())
     }
 
     /// Removes every builder this run still has, then anything left under its prefix.

@@ -94,12 +94,12 @@ pub async fn ensure(engine: &Engine, spec: &BuildkitSpec, registry: &str) -> Res
     let work = tempfile::tempdir().map_err(InfraError::io("creating a build directory"))?;
     let src = work.path().join("src");
     let module = module_dir(&spec.version).await?;
-    run(Command::new("cp").arg("-r").arg(&module).arg(&src), "copying the module source")
-        .await
-        .map_err(|detail| BuildkitImageError::GoBuild { version: spec.version.clone(), detail })?;
-    run(Command::new("chmod").args(["-R", "u+w"]).arg(&src), "making the source writable")
-        .await
-        .map_err(|detail| BuildkitImageError::GoBuild { version: spec.version.clone(), detail })?;
+    // a writable copy: the module cache is read-only, and patches change the source
+    let copy = async {
+        run(Command::new("cp").arg("-r").arg(&module).arg(&src), "copying the module source").await?;
+        run(Command::new("chmod").args(["-R", "u+w"]).arg(&src), "making the source writable").await
+    };
+    copy.await.map_err(|detail| BuildkitImageError::GoBuild { version: spec.version.clone(), detail })?;
     for patch in &spec.patches {
         apply(&src, patch, &spec.version).await?;
     }

@@ -48,12 +48,6 @@ impl Engine {
         }
     }
 
-    /// The labels of a local image (BuildKit images record their version and patches there).
-    pub async fn image_labels(&self, reference: &str) -> Result<HashMap<String, String>, InfraError> {
-        let image = self.docker.inspect_image(reference).await.map_err(docker_err("inspecting an image"))?;
-        Ok(image.config.and_then(|c| c.labels).unwrap_or_default())
-    }
-
     /// Everything a container wrote to stdout and stderr so far.
     pub async fn container_logs(&self, container: &str) -> Result<String, InfraError> {
         let options = LogsOptions { stdout: true, stderr: true, tail: "all".into(), ..Default::default() };
@@ -68,14 +62,13 @@ impl Engine {
 
     /// Removes containers and volumes whose names start with `prefix` (what `buildx rm` should have
     /// removed already; this catches what an interrupted run left).
-    pub async fn remove_by_prefix(&self, prefix: &str) -> Result<Vec<String>, InfraError> {
+    pub async fn remove_by_prefix(&self, prefix: &str) -> Result<(), InfraError> {
         let filters = HashMap::from([("name".to_owned(), vec![prefix.to_owned()])]);
         let containers = self
             .docker
             .list_containers(Some(ListContainersOptions { all: true, filters: Some(filters.clone()), ..Default::default() }))
             .await
             .map_err(docker_err("listing containers"))?;
-        let mut removed = Vec::new();
         for c in containers {
             for name in c.names.unwrap_or_default() {
                 let name = name.trim_start_matches('/').to_owned();
@@ -84,7 +77,6 @@ impl Engine {
                         .remove_container(&name, Some(RemoveContainerOptions { force: true, v: true, ..Default::default() }))
                         .await
                         .map_err(docker_err("removing a container"))?;
-                    removed.push(name);
                 }
             }
         }
@@ -99,10 +91,9 @@ impl Engine {
                     .remove_volume(&v.name, Some(RemoveVolumeOptions { force: true }))
                     .await
                     .map_err(docker_err("removing a volume"))?;
-                removed.push(v.name);
             }
         }
-        Ok(removed)
+        Ok(())
     }
 }
 

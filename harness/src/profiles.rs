@@ -60,6 +60,8 @@ struct ProfileDoc {
     /// Extra buildkitd.toml text, appended to what bkcache writes (debug log, local registry over http).
     #[serde(default)]
     buildkitd_config: String,
+    /// Free text for readers of the builders file.
+    #[allow(dead_code)]
     description: Option<String>,
 }
 
@@ -73,7 +75,6 @@ pub struct BuilderProfile {
     pub snapshotter: Snapshotter,
     pub buildkitd_flags: Vec<String>,
     pub buildkitd_config: String,
-    pub description: Option<String>,
 }
 
 impl BuilderProfile {
@@ -123,7 +124,6 @@ impl Profiles {
                     snapshotter,
                     buildkitd_flags: Vec::new(),
                     buildkitd_config: String::new(),
-                    description: Some(format!("release test of BuildKit {version}")),
                 })
             })
             .collect();
@@ -195,6 +195,5 @@ fn resolve(
         snapshotter: doc.snapshotter,
         buildkitd_flags: doc.buildkitd_flags.clone(),
         buildkitd_config: doc.buildkitd_config.clone(),
-        description: doc.description.clone(),
     })
 }
