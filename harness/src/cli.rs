@@ -1,22 +1,21 @@
 //! The command line: parses arguments, wires the layers together (scenario → plan → runner →
 //! reporters), handles Ctrl-C, and maps the outcome to an exit code. No logic of its own.
 
-use std::path::PathBuf;
+use std::fs::File;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::buildkit_image::{self, BuildkitSpec, Patch};
-use crate::builder::Janitor;
-use crate::pins::Pins;
-use crate::docker::Engine;
 use crate::errors::{ConfigError, Error, InfraError};
-use crate::plan::{self, Cell, Filter};
-use crate::profiles::Profiles;
-use crate::registry::Registry;
+use crate::execute::buildkit_image::{self, BuildkitSpec, Patch};
+use crate::execute::docker::Engine;
+use crate::pins::Pins;
+use crate::plan::Filter;
 use crate::report;
-use crate::runner::{self, RunContext};
-use crate::scenario;
+use crate::scenario::MAX_REPEAT;
+use crate::session::{self, PlanOptions, RunOptions, RunReport, Session};
 
 /// Exit codes (also in the README).
 pub const EXIT_OK: i32 = 0;
@@ -38,8 +37,11 @@ pub struct Cli {
 enum Command {
     /// Run scenarios on their builders and print the results table.
     Run(RunArgs),
-    /// Validate scenarios and builder profiles and list the cells a run would have (no docker needed).
+    /// Validate and lint scenarios and builder profiles and list the cells a run would have (no docker).
     List(PlanArgs),
+    /// Validate scenarios and builder profiles, and reject expectations BuildKit cannot meet by design
+    /// (no docker needed).
+    Lint(PlanArgs),
     /// BuildKit images made from the Go module.
     #[command(subcommand)]
     Buildkit(BuildkitCommand),
@@ -82,6 +84,9 @@ struct PlanArgs {
     /// demand) with each snapshotter, instead of the builders file's profiles.
     #[arg(long, value_name = "VERSION")]
     buildkit: Option<String>,
+    /// Run each cell N times, each from a fresh builder (overrides the scenarios' `repeat`).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=MAX_REPEAT as i64))]
+    repeat: Option<u32>,
 }
 
 #[derive(Args)]
@@ -97,9 +102,9 @@ struct RunArgs {
     /// Write a JUnit XML report (one test case per cell) here.
     #[arg(long)]
     junit: Option<PathBuf>,
-    /// How many cells run at once, each on its own builder [default: the number of CPUs].
-    #[arg(long)]
-    jobs: Option<usize>,
+    /// How many repetitions run at once, each on its own builder [default: the number of CPUs].
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=256))]
+    jobs: Option<u16>,
     /// Where cells that do not pass keep their rawjson logs, buildkitd log and exported caches.
     #[arg(long, default_value = "bkcache-artifacts")]
     artifacts_dir: PathBuf,
@@ -126,6 +131,7 @@ pub async fn main() -> i32 {
     init_tracing(cli.verbose);
     let outcome = match cli.command {
         Command::List(args) => list(&args),
+        Command::Lint(args) => lint(&args),
         Command::Run(args) => run(&args).await,
         Command::Buildkit(BuildkitCommand::Build(args)) => buildkit_build(&args).await,
     };
@@ -145,37 +151,37 @@ fn init_tracing(verbose: u8) {
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
 }
 
-fn load_plan(args: &PlanArgs) -> Result<(Profiles, Vec<Cell>), ConfigError> {
-    let builders = args.builders.clone().unwrap_or_else(|| scenario::default_builders_file(&args.paths));
-    let profiles = Profiles::load(&builders)?;
-    let files = scenario::discover(&args.paths)?;
-    if files.is_empty() {
-        return Err(ConfigError::Usage {
-            message: format!("no scenario files in {:?}", args.paths),
-            fix: "pass scenario .toml files or a directory holding them".into(),
-        });
+impl PlanArgs {
+    fn options(&self) -> PlanOptions {
+        PlanOptions {
+            paths: self.paths.clone(),
+            builders: self.builders.clone(),
+            filter: Filter {
+                builders: self.only_builders.clone(),
+                scenarios: self.only_scenarios.clone(),
+                ignore_scenario_builders: false,
+                repeat: self.repeat,
+            },
+            buildkit: self.buildkit.clone(),
+        }
     }
-    let scenarios = scenario::load_all(&files, &profiles)?;
-    let profiles = match &args.buildkit {
-        Some(version) => profiles.for_release(version),
-        None => profiles,
-    };
-    let filter = Filter {
-        builders: args.only_builders.clone(),
-        scenarios: args.only_scenarios.clone(),
-        ignore_scenario_builders: args.buildkit.is_some(),
-    };
-    let cells = plan::plan(scenarios, &profiles, &filter)?;
-    Ok((profiles, cells))
 }
 
 fn list(args: &PlanArgs) -> Result<i32, Error> {
-    let (_, cells) = load_plan(args)?;
-    for cell in &cells {
-        let known: Vec<&str> = cell.known_issues.iter().map(|k| k.id.as_str()).collect();
+    let plan = session::plan(&args.options())?;
+    for cell in &plan.cells {
+        let known: Vec<String> = cell.known_issues.iter().map(|k| k.id.to_string()).collect();
         let known = if known.is_empty() { String::new() } else { format!("  known issue: {}", known.join(", ")) };
-        println!("{}  image {}  snapshotter {}{known}", cell.name(), cell.profile.image, cell.profile.snapshotter.as_str());
+        let reps = if cell.repetitions > 1 { format!("  x{}", cell.repetitions) } else { String::new() };
+        println!("{}  image {}  snapshotter {}{reps}{known}", cell.name(), cell.profile.image, cell.profile.snapshotter.as_str());
     }
+    Ok(EXIT_OK)
+}
+
+fn lint(args: &PlanArgs) -> Result<i32, Error> {
+    let plan = session::plan(&args.options())?;
+    let scenarios = report::ordered(plan.cells.iter().map(|c| c.scenario.name.as_str()));
+    println!("{} scenarios, {} cells: no lint findings", scenarios.len(), plan.cells.len());
     Ok(EXIT_OK)
 }
 
@@ -185,7 +191,7 @@ async fn buildkit_build(args: &BuildkitBuildArgs) -> Result<i32, Error> {
         .patches
         .iter()
         .map(|p| {
-            Patch::read(p).map_err(|source| ConfigError::Read { path: p.clone(), source })
+            Patch::read(p).map_err(ConfigError::read(p))
         })
         .collect::<Result<_, _>>()?;
     let spec = BuildkitSpec { version: args.version.clone(), patches };
@@ -196,61 +202,79 @@ async fn buildkit_build(args: &BuildkitBuildArgs) -> Result<i32, Error> {
 }
 
 async fn run(args: &RunArgs) -> Result<i32, Error> {
-    let (profiles, cells) = load_plan(&args.plan)?;
-    let engine = Engine::connect().await?;
-    let run_id = args.run_id.clone().unwrap_or_else(default_run_id);
-    let run_dir = args.artifacts_dir.join(&run_id);
-    std::fs::create_dir_all(&run_dir).map_err(InfraError::io(format!("creating {}", run_dir.display())))?;
-    let ctx = RunContext {
-        engine,
-        registry: Registry::new(profiles.pins.registry()),
-        janitor: Janitor::new(&run_id),
-        run_id,
-        run_dir,
+    let plan = session::plan(&args.plan.options())?;
+    // every report file is opened before any builder exists: one that cannot be written is found now
+    let mut reports = ReportFiles::open(args)?;
+    let options = RunOptions {
+        run_id: args.run_id.clone().unwrap_or_else(default_run_id),
+        artifacts_dir: args.artifacts_dir.clone(),
         keep_all_artifacts: args.keep_artifacts,
+        jobs: args.jobs.map_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()), usize::from),
     };
-    let outcome = tokio::select! {
-        outcome = execute(&ctx, &cells, args) => outcome,
+    let mut session = Session::connect(plan, options).await?;
+    let prepared = tokio::select! {
+        prepared = session.prepare(report::terminal::live) => prepared.map(|()| true),
         signal = interrupted() => {
-            eprintln!("\n{signal}: removing this run's builders");
-            Ok(EXIT_INTERRUPTED)
+            eprintln!("\n{signal} while preparing the run");
+            Ok(false)
         }
     };
-    // On every way out (finished, failed, interrupted): no builder of this run is left behind.
-    for e in ctx.janitor.sweep(&ctx.engine).await {
+    let outcome = match prepared {
+        Ok(true) => {
+            let report = session.run(interrupted(), report::terminal::live).await;
+            reports.write(&report).map(|()| report::exit_code(&report))
+        }
+        Ok(false) => Ok(EXIT_INTERRUPTED),
+        Err(e) => Err(e),
+    };
+    // on every way out (finished, failed, interrupted): no builder of this run is left behind
+    for e in session.clean_up().await {
         eprintln!("warning: clean-up: {e}");
     }
-    // An empty run directory (every cell passed) is not worth keeping.
-    let _ = std::fs::remove_dir(&ctx.run_dir);
-    let _ = std::fs::remove_dir(&args.artifacts_dir);
     outcome
 }
 
-async fn execute(ctx: &RunContext, cells: &[Cell], args: &RunArgs) -> Result<i32, Error> {
-    let images = runner::ensure_images(ctx, cells, report::terminal::live).await?;
-    runner::preflight(ctx, cells).await?;
-    let jobs = args.jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    let results = runner::run_cells(ctx, cells, jobs, report::terminal::live).await?;
-    print!("{}", report::terminal::summary(&results));
-    let engine = format!("{} (API {})", ctx.engine.version, ctx.engine.api_version);
-    let mut files: Vec<(&PathBuf, String)> = Vec::new();
-    if let Some(path) = &args.report_json {
-        let text = serde_json::to_string_pretty(&report::json::build(&ctx.run_id, &engine, &images, &results))
-            .map_err(|e| InfraError::io("serializing the JSON report")(std::io::Error::other(e)))?;
-        files.push((path, text + "\n"));
+/// The report files a run was asked for, opened (created) before the run starts.
+struct ReportFiles {
+    json: Option<(PathBuf, File)>,
+    markdown: Option<(PathBuf, File)>,
+    junit: Option<(PathBuf, File)>,
+}
+
+impl ReportFiles {
+    fn open(args: &RunArgs) -> Result<Self, ConfigError> {
+        let open = |path: &Option<PathBuf>, flag: &str| -> Result<Option<(PathBuf, File)>, ConfigError> {
+            path.as_ref()
+                .map(|p| {
+                    File::create(p).map(|f| (p.clone(), f)).map_err(|e| ConfigError::Usage {
+                        message: format!("cannot write the report {flag} {}: {e}", p.display()),
+                        fix: "give a path in a directory that exists and is writable".into(),
+                    })
+                })
+                .transpose()
+        };
+        Ok(ReportFiles { json: open(&args.report_json, "--report-json")?, markdown: open(&args.markdown, "--markdown")?, junit: open(&args.junit, "--junit")? })
     }
-    if let Some(path) = &args.markdown {
-        files.push((path, report::markdown::render(&results)));
+
+    fn write(&mut self, report: &RunReport) -> Result<(), Error> {
+        let serialize = |what: &str, e: String| InfraError::io(format!("serializing the {what} report"))(std::io::Error::other(e));
+        if let Some((path, file)) = &mut self.json {
+            let text = serde_json::to_string_pretty(&report::json::build(report)).map_err(|e| serialize("JSON", e.to_string()))?;
+            write_to(path, file, &(text + "\n"))?;
+        }
+        if let Some((path, file)) = &mut self.markdown {
+            write_to(path, file, &report::markdown::render(report))?;
+        }
+        if let Some((path, file)) = &mut self.junit {
+            let text = report::junit::render(report).map_err(|e| serialize("JUnit", e.to_string()))?;
+            write_to(path, file, &text)?;
+        }
+        Ok(())
     }
-    if let Some(path) = &args.junit {
-        let text = report::junit::render(&ctx.run_id, &results)
-            .map_err(|e| InfraError::io("serializing the JUnit report")(std::io::Error::other(e)))?;
-        files.push((path, text));
-    }
-    for (path, text) in files {
-        std::fs::write(path, text).map_err(InfraError::io(format!("writing {}", path.display())))?;
-    }
-    Ok(report::exit_code(&results))
+}
+
+fn write_to(path: &Path, file: &mut File, text: &str) -> Result<(), InfraError> {
+    file.write_all(text.as_bytes()).and_then(|()| file.sync_all()).map_err(InfraError::io(format!("writing {}", path.display())))
 }
 
 /// Resolves on Ctrl-C or SIGTERM, naming which.

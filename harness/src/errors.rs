@@ -30,12 +30,12 @@ impl fmt::Display for Location {
 }
 
 /// The scenario files, builder profiles, pins or command line are wrong.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum ConfigError {
     #[error("{path}: cannot read: {source}", path = .path.display())]
     Read {
         path: PathBuf,
-        source: std::io::Error,
+        source: std::sync::Arc<std::io::Error>,
     },
     #[error("{at}: {message}")]
     Parse { at: Location, message: String },
@@ -47,6 +47,15 @@ pub enum ConfigError {
     },
     #[error("{message}\n  fix: {fix}")]
     Usage { message: String, fix: String },
+    /// Several findings at once (lint reports every mistake of a scenario, not only the first).
+    #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
+    Many(Vec<ConfigError>),
+}
+
+impl ConfigError {
+    pub fn read(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> ConfigError + '_ {
+        move |source| ConfigError::Read { path: path.to_owned(), source: std::sync::Arc::new(source) }
+    }
 }
 
 /// The machine could not carry out a run: docker down, image missing, registry unreachable, timeouts.
@@ -54,8 +63,12 @@ pub enum ConfigError {
 pub enum InfraError {
     #[error("docker engine not reachable at {endpoint}: {reason}\n  fix: start it with `bash ci/setup.sh` (starts dockerd) or `dockerd &`")]
     DockerUnreachable { endpoint: String, reason: String },
-    #[error("docker engine error while {action}: {reason}")]
-    Docker { action: String, reason: String },
+    #[error("docker engine error while {action}")]
+    Docker {
+        action: String,
+        #[source]
+        source: bollard::errors::Error,
+    },
     #[error("registry {addr} not reachable: {reason}\n  fix: `bash ci/setup.sh` starts it (container bkcache-registry)")]
     RegistryUnreachable { addr: String, reason: String },
     #[error("base image {image} is not in the registry\n  fix: `bash ci/setup.sh` builds and pushes the local eStargz bases")]
@@ -90,5 +103,5 @@ pub enum Error {
     #[error(transparent)]
     Infra(#[from] InfraError),
     #[error(transparent)]
-    BuildkitImage(#[from] crate::buildkit_image::BuildkitImageError),
+    BuildkitImage(#[from] crate::execute::buildkit_image::BuildkitImageError),
 }

@@ -1,26 +1,23 @@
 //! bkcache: reproduce BuildKit cache regressions on real BuildKit from declarative scenario files.
 //!
 //! The pipeline, one module per stage:
-//! [`scenario`] (+ [`profiles`], [`pins`]) → [`plan`] (cells) → [`runner`], which drives [`builder`]s
-//! through [`phase`]s and observes them ([`progress`], [`cache`], [`laziness`]) → [`verdict`] →
-//! [`report`]. [`docker`], [`buildx`] and [`registry`] talk to the machine; [`errors`] holds every error.
+//! [`scenario`] (files, model, BuildKit-semantics lint over the [`dockerfile`]) + [`profiles`] ([`pins`])
+//! → [`plan`] (cells) → [`session`] (the library API), which runs each repetition of a cell through
+//! [`execute`] (builder, phases: raw artifacts) → [`observe`] (typed observations) → [`judge`] (pure:
+//! verdict and reasons; flaky aggregation) and emits [`events`] that the [`report`]ers consume.
+//! [`errors`] holds the errors; [`cli`] only parses arguments and maps outcomes to exit codes.
 
-pub mod builder;
-pub mod buildkit_image;
-pub mod buildx;
-pub mod cache;
 pub mod cli;
-pub mod docker;
+pub mod dockerfile;
 pub mod errors;
-pub mod laziness;
-pub mod phase;
+pub mod events;
+pub mod execute;
+pub mod judge;
+pub mod observe;
 pub mod pins;
 pub mod plan;
 pub mod profiles;
-pub mod progress;
-pub mod registry;
 pub mod report;
-pub mod runner;
 pub mod scenario;
+pub mod session;
 pub mod toml_file;
-pub mod verdict;

@@ -14,10 +14,7 @@ pub struct Pins {
 
 impl Pins {
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
+        let text = std::fs::read_to_string(path).map_err(ConfigError::read(path))?;
         Self::parse(path, &text)
     }
 

@@ -12,6 +12,8 @@ pub struct Cell {
     pub profile: Arc<BuilderProfile>,
     /// The known issues of the scenario that apply on this builder.
     pub known_issues: Vec<KnownIssue>,
+    /// How many times the cell runs, each from a fresh builder.
+    pub repetitions: u32,
 }
 
 impl Cell {
@@ -35,6 +37,8 @@ pub struct Filter {
     pub scenarios: Vec<String>,
     /// Run every scenario on every profile, whatever builders it lists (release testing).
     pub ignore_scenario_builders: bool,
+    /// `--repeat`: overrides every scenario's `repeat`.
+    pub repeat: Option<u32>,
 }
 
 pub fn plan(scenarios: Vec<Scenario>, profiles: &Profiles, filter: &Filter) -> Result<Vec<Cell>, ConfigError> {
@@ -73,6 +77,7 @@ pub fn plan(scenarios: Vec<Scenario>, profiles: &Profiles, filter: &Filter) -> R
                         .filter(|k| k.applies_to(profile))
                         .cloned()
                         .collect(),
+                    repetitions: filter.repeat.unwrap_or(scenario.repeat),
                     scenario: scenario.clone(),
                     profile: profile.clone(),
                 });

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::buildkit_image::{BuildkitSpec, Patch};
+use crate::execute::buildkit_image::{BuildkitSpec, Patch};
 use crate::errors::ConfigError;
 use crate::pins::Pins;
 use crate::toml_file::TomlFile;

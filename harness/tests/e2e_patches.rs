@@ -6,7 +6,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use bkcache::buildkit_image::{BuildkitSpec, Patch};
+use bkcache::execute::buildkit_image::{BuildkitSpec, Patch};
 use bkcache::profiles::Profiles;
 use common::{bkcache_run, environment_ready, leftovers, repo};
 use serde_json::Value;
@@ -173,6 +173,6 @@ async fn a_broken_patch_is_a_clear_error_and_leaves_no_image() {
     let run = bkcache_run(&["scenarios/issue-6893.toml", "--builders", builders.to_str().unwrap(), "--builder", "reroot-stargz"], "e2e-broken-patch");
     assert_eq!(run.code(), Some(2));
     assert_eq!(leftovers("e2e-broken-patch").await, Vec::<String>::new());
-    let engine = bkcache::docker::Engine::connect().await.unwrap();
+    let engine = bkcache::execute::docker::Engine::connect().await.unwrap();
     assert!(!engine.has_image(&tag).await.unwrap(), "a half-built image {tag} was left");
 }

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use bkcache::{cache, laziness, progress};
+use bkcache::observe::{cache, laziness, progress};
 
 fn fixture(path: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(path)

@@ -1,15 +1,17 @@
 //! The machine-readable report (`--report-json`). Other tools read it: the shape is versioned by
-//! `schema_version`, and fields are only ever added within a version.
+//! `schema_version` (2: repetitions, pass rate, typed reasons and errors, `known_issues` as a list), and
+//! fields are only ever added within a version.
 
 use serde::Serialize;
 
-use crate::buildkit_image::EnsuredImage;
-use crate::cache::CacheSummary;
-use crate::laziness::Laziness;
-use crate::runner::CellResult;
-use crate::verdict::Verdict;
+use crate::execute::buildkit_image::EnsuredImage;
+use crate::judge::{BrokenCount, ErrorCause, Reason, Verdict};
+use crate::observe::cache::CacheSummary;
+use crate::observe::laziness::Laziness;
+use crate::scenario::KnownIssueId;
+use crate::session::{CellResult, RepetitionResult, RunReport};
 
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 
 #[derive(Serialize)]
 pub struct Report<'a> {
@@ -17,7 +19,10 @@ pub struct Report<'a> {
     pub bkcache_version: &'static str,
     pub run_id: &'a str,
     pub docker_engine: &'a str,
-    /// The BuildKit images bkcache made for this run: `built` false means an existing one was reused.
+    /// `null`, or the signal that stopped the run (cells that did not finish are `interrupted`).
+    pub interrupted: Option<&'static str>,
+    pub duration_secs: f64,
+    /// The BuildKit images this run needed: `built` false means an existing one was reused.
     pub images: &'a [EnsuredImage],
     pub cells: Vec<Cell<'a>>,
 }
@@ -29,17 +34,57 @@ pub struct Cell<'a> {
     pub scenario: &'a str,
     pub builder: &'a str,
     pub verdict: Verdict,
-    /// The known issue behind a `known-failure`, or that should have broken an `unexpected-pass`.
-    pub known_issue: Option<&'a str>,
-    pub reasons: &'a [String],
+    /// The known issues behind a `known-failure`, or that should have broken an `unexpected-pass`.
+    pub known_issues: &'a [KnownIssueId],
+    pub pass_rate: PassRate,
+    /// Whether repetitions disagreed.
+    pub flaky: bool,
+    /// How many repetitions broke each expectation.
+    pub broken: &'a [BrokenCount],
+    /// The representative repetition's (a broken one if any, else the first) reasons, errors, steps,
+    /// caches and artifacts, for one-line views.
+    pub reasons: Vec<Explained<'a, Reason>>,
+    pub errors: Vec<Explained<'a, ErrorCause>>,
     pub steps: Vec<Step<'a>>,
-    /// The last local cache export of the cell (the one later phases imported).
+    /// The representative repetition's last local cache export.
     pub cache: Option<&'a CacheSummary>,
-    /// Every local cache export, in phase order.
     pub caches: &'a [CacheSummary],
     /// Lazy-pull evidence, on lazy snapshotters.
     pub laziness: Option<&'a Laziness>,
+    pub artifacts: Option<String>,
+    pub repetitions: Vec<Repetition<'a>>,
     pub buildkit: BuildKit<'a>,
+    pub duration_secs: f64,
+}
+
+#[derive(Serialize)]
+pub struct PassRate {
+    /// Repetitions in which every expectation held.
+    pub held: u32,
+    pub finished: u32,
+    pub planned: u32,
+    pub rate: f64,
+}
+
+/// A typed reason or error with its sentence.
+#[derive(Serialize)]
+pub struct Explained<'a, T: Serialize> {
+    #[serde(flatten)]
+    pub value: &'a T,
+    pub text: String,
+}
+
+#[derive(Serialize)]
+pub struct Repetition<'a> {
+    /// 1-based, as printed.
+    pub repetition: u32,
+    pub verdict: Verdict,
+    pub known_issues: &'a [KnownIssueId],
+    pub reasons: Vec<Explained<'a, Reason>>,
+    pub errors: Vec<Explained<'a, ErrorCause>>,
+    pub steps: Vec<Step<'a>>,
+    pub caches: &'a [CacheSummary],
+    pub laziness: Option<&'a Laziness>,
     pub artifacts: Option<String>,
     pub duration_secs: f64,
 }
@@ -61,34 +106,72 @@ pub struct BuildKit<'a> {
     pub buildkitd_flags: Vec<String>,
 }
 
-pub fn build<'a>(run_id: &'a str, docker_engine: &'a str, images: &'a [EnsuredImage], results: &'a [CellResult]) -> Report<'a> {
+pub fn build(report: &RunReport) -> Report<'_> {
     Report {
         schema_version: SCHEMA_VERSION,
         bkcache_version: env!("CARGO_PKG_VERSION"),
-        run_id,
-        docker_engine,
-        images,
-        cells: results.iter().map(cell).collect(),
+        run_id: &report.run_id,
+        docker_engine: &report.docker_engine,
+        interrupted: report.interrupted,
+        duration_secs: report.duration.as_secs_f64(),
+        images: &report.images,
+        cells: report.cells.iter().map(cell).collect(),
+    }
+}
+
+fn explained<T: Serialize + std::fmt::Display>(items: &[T]) -> Vec<Explained<'_, T>> {
+    items.iter().map(|value| Explained { value, text: value.to_string() }).collect()
+}
+
+fn steps(rep: &RepetitionResult) -> Vec<Step<'_>> {
+    rep.observations
+        .phases
+        .iter()
+        .flat_map(|p| p.steps().iter().map(move |s| Step { name: &s.name, phase: &p.phase, cached: s.cached, error: s.error.as_deref() }))
+        .collect()
+}
+
+fn repetition(rep: &RepetitionResult) -> Repetition<'_> {
+    Repetition {
+        repetition: rep.index + 1,
+        verdict: rep.judgement.verdict,
+        known_issues: &rep.judgement.known_issues,
+        reasons: explained(&rep.judgement.reasons),
+        errors: explained(&rep.judgement.errors),
+        steps: steps(rep),
+        caches: &rep.observations.caches,
+        laziness: rep.observations.laziness.as_ref(),
+        artifacts: rep.artifacts.as_ref().map(|p| p.display().to_string()),
+        duration_secs: rep.duration.as_secs_f64(),
     }
 }
 
 fn cell(r: &CellResult) -> Cell<'_> {
     let profile = &r.cell.profile;
+    let v = &r.verdict;
+    let rep = r.representative();
     Cell {
         name: r.cell.name(),
         scenario: &r.cell.scenario.name,
         builder: &profile.name,
-        verdict: r.judgement.verdict,
-        known_issue: r.judgement.known_issue.as_deref(),
-        reasons: &r.judgement.reasons,
-        steps: r
-            .steps
-            .iter()
-            .map(|s| Step { name: &s.step.name, phase: &s.phase, cached: s.step.cached, error: s.step.error.as_deref() })
-            .collect(),
-        cache: r.caches.last(),
-        caches: &r.caches,
-        laziness: r.laziness.as_ref(),
+        verdict: v.verdict,
+        known_issues: &v.known_issues,
+        pass_rate: PassRate {
+            held: v.held,
+            finished: v.finished,
+            planned: v.planned,
+            rate: if v.finished == 0 { 0.0 } else { f64::from(v.held) / f64::from(v.finished) },
+        },
+        flaky: v.flaky,
+        broken: &v.broken,
+        reasons: rep.map(|r| explained(&r.judgement.reasons)).unwrap_or_default(),
+        errors: rep.map(|r| explained(&r.judgement.errors)).unwrap_or_default(),
+        steps: rep.map(steps).unwrap_or_default(),
+        cache: rep.and_then(|r| r.observations.caches.last()),
+        caches: rep.map_or(&[][..], |r| &r.observations.caches),
+        laziness: rep.and_then(|r| r.observations.laziness.as_ref()).filter(|_| profile.snapshotter.is_lazy()),
+        artifacts: rep.and_then(|r| r.artifacts.as_ref()).map(|p| p.display().to_string()),
+        repetitions: r.repetitions.iter().map(repetition).collect(),
         buildkit: BuildKit {
             image: &profile.image,
             version: profile.buildkit.as_ref().map(|b| b.version.as_str()),
@@ -96,7 +179,6 @@ fn cell(r: &CellResult) -> Cell<'_> {
             snapshotter: profile.snapshotter.as_str(),
             buildkitd_flags: profile.all_buildkitd_flags(),
         },
-        artifacts: r.artifacts.as_ref().map(|p| p.display().to_string()),
         duration_secs: r.duration.as_secs_f64(),
     }
 }

@@ -4,10 +4,10 @@
 
 use std::fmt::Write as _;
 
-use super::ordered;
+use super::{issue_list, ordered, verdict_words};
+use crate::judge::Verdict;
 use crate::profiles::BuilderProfile;
-use crate::runner::CellResult;
-use crate::verdict::Verdict;
+use crate::session::{CellResult, RunReport};
 
 /// The row a profile belongs to: its BuildKit build.
 fn row_label(profile: &BuilderProfile) -> String {
@@ -19,20 +19,22 @@ fn row_label(profile: &BuilderProfile) -> String {
 }
 
 fn cell_text(r: &CellResult) -> String {
-    let verdict = match (r.judgement.verdict, &r.judgement.known_issue) {
-        (Verdict::Pass, _) => "pass".to_owned(),
-        (Verdict::Fail, _) => "**FAIL** (regression)".to_owned(),
-        (Verdict::KnownFailure, Some(k)) => format!("known failure ({k})"),
+    let words = match (r.verdict.verdict, issue_list(r)) {
+        (Verdict::Pass, _) => verdict_words(r).to_lowercase(),
+        (Verdict::Fail, _) => format!("**{}** (regression)", verdict_words(r)),
+        (Verdict::Flaky, _) => format!("**flaky {}**", r.verdict.rate()),
         (Verdict::UnexpectedPass, Some(k)) => format!("**pass: fixed?** ({k})"),
-        (v, _) => v.as_str().to_owned(),
+        (_, Some(k)) => format!("{} ({k})", verdict_words(r)),
+        (_, None) => verdict_words(r),
     };
-    match r.caches.last() {
-        Some(c) => format!("{verdict}<br>records with layers {}/{}", c.records_with_layers, c.records),
-        None => verdict,
+    match r.representative().and_then(|rep| rep.observations.caches.last()) {
+        Some(c) => format!("{words}<br>records with layers {}/{}", c.records_with_layers, c.records),
+        None => words,
     }
 }
 
-pub fn render(results: &[CellResult]) -> String {
+pub fn render(report: &RunReport) -> String {
+    let results = &report.cells;
     let mut out = String::new();
     let labels: Vec<(String, &CellResult)> = results.iter().map(|r| (row_label(&r.cell.profile), r)).collect();
     for scenario in ordered(results.iter().map(|r| r.cell.scenario.name.as_str())) {
@@ -55,8 +57,10 @@ pub fn render(results: &[CellResult]) -> String {
             let _ = writeln!(out, "| {row} | {} |", texts.join(" | "));
         }
         out.push('\n');
-        for (_, r) in cells.iter().filter(|(_, r)| r.judgement.verdict != Verdict::Pass) {
-            let _ = writeln!(out, "- `{}`: {}", r.cell.name(), r.judgement.reasons.join("; "));
+        for (_, r) in cells.iter().filter(|(_, r)| r.verdict.verdict != Verdict::Pass) {
+            let Some(j) = r.judgement() else { continue };
+            let texts: Vec<String> = j.reasons.iter().map(ToString::to_string).chain(j.errors.iter().map(ToString::to_string)).collect();
+            let _ = writeln!(out, "- `{}`: {}", r.cell.name(), texts.join("; "));
         }
         out.push('\n');
     }

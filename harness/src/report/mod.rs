@@ -1,12 +1,13 @@
-//! Reporters: they consume the runner's events and results, and never run anything themselves.
+//! Reporters: they consume the session's events (live lines, and the final [`RunReport`] a
+//! `RunFinished` / `RunInterrupted` event carries) and never run anything themselves.
 
 pub mod json;
 pub mod junit;
 pub mod markdown;
 pub mod terminal;
 
-use crate::runner::CellResult;
-use crate::verdict::Verdict;
+use crate::judge::Verdict;
+use crate::session::{CellResult, RunReport};
 
 /// Unique values in first-seen order: reports list scenarios, builders and issues in plan order.
 pub(crate) fn ordered<'a>(items: impl Iterator<Item = &'a str>) -> Vec<&'a str> {
@@ -19,11 +20,39 @@ pub(crate) fn ordered<'a>(items: impl Iterator<Item = &'a str>) -> Vec<&'a str> 
     out
 }
 
-/// The process exit code for a finished run: 1 when an expectation broke with no known issue to explain
-/// it (a regression), else 2 when some cell could not be judged (infrastructure), else 0.
-pub fn exit_code(results: &[CellResult]) -> i32 {
-    let any = |v: Verdict| results.iter().any(|r| r.judgement.verdict == v);
-    if any(Verdict::Fail) {
+/// The cell's verdict in words, with its repetition count when it ran more than once:
+/// `PASS 20/20`, `flaky 8/10`, `known failure reproduced 20/20`.
+pub(crate) fn verdict_words(r: &CellResult) -> String {
+    let v = &r.verdict;
+    let label = match v.verdict {
+        Verdict::KnownFailure if v.flaky => format!("known failure reproduced, flaky: reproduced {}/{}", v.finished - v.held, v.finished),
+        Verdict::KnownFailure => "known failure reproduced".to_owned(),
+        Verdict::UnexpectedPass => "UNEXPECTED PASS: fixed?".to_owned(),
+        Verdict::Flaky => format!("FLAKY {}", v.rate()),
+        Verdict::Interrupted => format!("INTERRUPTED after {}/{} repetitions", v.finished, v.planned),
+        other => other.as_str().to_uppercase(),
+    };
+    let counted = v.planned > 1 && !matches!(v.verdict, Verdict::Flaky | Verdict::Interrupted) && !v.flaky;
+    if counted {
+        format!("{label} {}/{}", v.finished, v.planned)
+    } else {
+        label
+    }
+}
+
+/// The known issues behind a verdict, as `a, b`.
+pub(crate) fn issue_list(r: &CellResult) -> Option<String> {
+    let ids = &r.verdict.known_issues;
+    (!ids.is_empty()).then(|| ids.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "))
+}
+
+/// The process exit code: 130 when interrupted; else 1 when some cell is `fail` or `flaky` (a
+/// regression signal); else 2 when some cell could not be judged (`error`); else 0.
+pub fn exit_code(report: &RunReport) -> i32 {
+    let any = |v: Verdict| report.cells.iter().any(|r| r.verdict.verdict == v);
+    if report.interrupted.is_some() {
+        130
+    } else if any(Verdict::Fail) || any(Verdict::Flaky) {
         1
     } else if any(Verdict::Error) {
         2

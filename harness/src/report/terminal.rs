@@ -1,77 +1,92 @@
-//! The terminal: a live line per cell and phase on stderr while running, then the results table on
-//! stdout (scenario rows × builder columns: the eager-vs-lazy and version comparison view) and, below
-//! it, the reasons and artifacts of every cell that did not pass.
+//! The terminal: live lines on stderr while running (per phase for a single run of a cell, per
+//! repetition when it repeats), then the results table on stdout (scenario rows × builder columns: the
+//! eager-vs-lazy and version comparison view) and, below it, the reasons, flaky statistics and artifacts
+//! of every cell that did not pass.
 
 use std::fmt::Write as _;
 
 use comfy_table::{presets::UTF8_FULL, Table};
 
-use super::ordered;
-use crate::phase::PhaseRecordKind;
-use crate::runner::{CellResult, Event};
-use crate::verdict::Verdict;
+use super::{issue_list, ordered, verdict_words};
+use crate::events::{Event, EventKind};
+use crate::judge::Verdict;
+use crate::observe::cache::CacheSummary;
+use crate::observe::PhaseOutcome;
+use crate::session::{CellResult, RepetitionResult, RunReport};
 
+/// Prints live progress on stderr, and the summary on stdout when the run ends.
 pub fn live(event: Event<'_>) {
-    match event {
-        Event::ImageReady { image } => {
+    match event.kind {
+        EventKind::RunStarted { run_id, cells, repetitions } => {
+            eprintln!("run {run_id}: {cells} cells, {repetitions} repetitions");
+        }
+        EventKind::ImageReady { image } => {
             let how = if image.built { "built" } else { "reused" };
             eprintln!("BuildKit image {} {how}", image.tag);
         }
-        Event::CellStarted { cell, index, total } => {
-            eprintln!("[{}/{total}] {} (image {})", index + 1, cell.name(), cell.profile.image);
+        EventKind::CellStarted { cell, index, total } => {
+            let reps = if cell.repetitions > 1 { format!(", {} repetitions", cell.repetitions) } else { String::new() };
+            eprintln!("[{}/{total}] {} (image {}{reps})", index + 1, cell.name(), cell.profile.image);
         }
-        Event::PhaseFinished { cell, record } => {
-            let secs = record.duration.as_secs_f64();
+        EventKind::PhaseFinished { cell, phase, .. } if cell.repetitions == 1 => {
+            let secs = phase.duration_secs;
             let cell = cell.name();
-            match &record.kind {
-                PhaseRecordKind::Prune => eprintln!("      {cell} {:<8} prune done {secs:.1}s", record.phase),
-                PhaseRecordKind::Build(b) => {
-                    let steps = b.progress.steps.iter().filter(|s| !s.is_internal());
+            match &phase.outcome {
+                PhaseOutcome::Prune => eprintln!("      {cell} {:<8} prune done {secs:.1}s", phase.phase),
+                PhaseOutcome::Build { steps, failure } => {
+                    let steps = steps.iter().filter(|s| !s.is_internal());
                     let (total, cached) = steps.fold((0, 0), |(t, c), s| (t + 1, c + usize::from(s.cached)));
-                    let status = if b.succeeded { "ok" } else { "FAILED" };
-                    eprintln!("      {cell} {:<8} build {status} {secs:.1}s: {total} steps, {cached} cached", record.phase);
+                    let status = if failure.is_none() { "ok" } else { "FAILED" };
+                    eprintln!("      {cell} {:<8} build {status} {secs:.1}s: {total} steps, {cached} cached", phase.phase);
                 }
             }
         }
-        Event::CellFinished { result } => {
-            eprintln!("      {} => {} ({:.1}s)", result.cell.name(), verdict_text(result), result.duration.as_secs_f64());
+        EventKind::RepetitionFinished { cell, repetition } if cell.repetitions > 1 => {
+            let v = repetition.judgement.verdict.as_str();
+            eprintln!("      {} #{}/{} => {v} ({:.1}s)", cell.name(), repetition.index + 1, cell.repetitions, repetition.duration.as_secs_f64());
         }
+        EventKind::CellFinished { result } => {
+            let issues = issue_list(result).map(|i| format!(" ({i})")).unwrap_or_default();
+            eprintln!("      {} => {}{issues} ({:.1}s)", result.cell.name(), verdict_words(result), result.duration.as_secs_f64());
+        }
+        EventKind::RunFinished { report } => print!("{}", summary(report)),
+        EventKind::RunInterrupted { signal, report } => {
+            eprintln!("\n{signal}: removing this run's builders; the report holds the cells that finished");
+            print!("{}", summary(report));
+        }
+        _ => {}
     }
 }
 
-/// The verdict in words, and the known issue it concerns.
-fn verdict_label(r: &CellResult) -> (String, Option<&str>) {
-    let issue = r.judgement.known_issue.as_deref();
-    match r.judgement.verdict {
-        Verdict::KnownFailure => ("known failure reproduced".into(), issue),
-        Verdict::UnexpectedPass => ("UNEXPECTED PASS: fixed?".into(), issue),
-        v => (v.as_str().to_uppercase(), None),
-    }
-}
-
-fn verdict_text(r: &CellResult) -> String {
-    match verdict_label(r) {
-        (label, Some(issue)) => format!("{label} ({issue})"),
-        (label, None) => label,
-    }
+fn cache_line(c: &CacheSummary) -> String {
+    format!("{}/{} records w/ layers", c.records_with_layers, c.records)
 }
 
 fn table_cell(r: &CellResult) -> String {
-    let mut text = match verdict_label(r) {
-        (label, Some(issue)) => format!("{label}\n{issue}"),
-        (label, None) => label,
-    };
-    if let Some(c) = r.caches.last() {
-        let _ = write!(text, "\ncache: {}/{} records w/ layers", c.records_with_layers, c.records);
+    let mut text = verdict_words(r);
+    if let Some(issues) = issue_list(r) {
+        let _ = write!(text, "\n{issues}");
     }
-    if let Some(l) = &r.laziness {
-        let _ = write!(text, "\nlazy: {} remote mounts", l.remote_snapshots);
+    let v = &r.verdict;
+    let rep = |i: Option<u32>| i.and_then(|i| r.repetitions.get(i as usize));
+    if let (true, Some(good), Some(bad)) = (v.flaky, rep(v.good), rep(v.bad)) {
+        if let (Some(g), Some(b)) = (good.observations.caches.last(), bad.observations.caches.last()) {
+            let _ = write!(text, "\ncache good: {}\ncache bad:  {}", cache_line(g), cache_line(b));
+        }
+    } else if let Some(c) = r.representative().and_then(|rep| rep.observations.caches.last()) {
+        let _ = write!(text, "\ncache: {}", cache_line(c));
+    }
+    if r.cell.profile.snapshotter.is_lazy() {
+        if let Some(l) = r.representative().and_then(|rep| rep.observations.laziness.as_ref()) {
+            let _ = write!(text, "\nlazy: {} remote mounts", l.remote_snapshots);
+        }
     }
     text
 }
 
 /// The final table and the details of every cell that did not pass.
-pub fn summary(results: &[CellResult]) -> String {
+pub fn summary(report: &RunReport) -> String {
+    let results = &report.cells;
     let builders = ordered(results.iter().map(|r| r.cell.profile.name.as_str()));
     let scenarios = ordered(results.iter().map(|r| r.cell.scenario.name.as_str()));
     let mut table = Table::new();
@@ -79,29 +94,20 @@ pub fn summary(results: &[CellResult]) -> String {
     table.set_header(std::iter::once("scenario").chain(builders.iter().copied()));
     for s in &scenarios {
         let row = builders.iter().map(|b| {
-            results
-                .iter()
-                .find(|r| r.cell.scenario.name == *s && r.cell.profile.name == *b)
-                .map_or_else(|| "-".to_owned(), table_cell)
+            results.iter().find(|r| r.cell.scenario.name == *s && r.cell.profile.name == *b).map_or_else(|| "-".to_owned(), table_cell)
         });
         table.add_row(std::iter::once(s.to_string()).chain(row));
     }
     let mut out = format!("{table}\n");
-    for r in results.iter().filter(|r| r.judgement.verdict != Verdict::Pass) {
-        let _ = writeln!(out, "\n{}: {}", r.cell.name(), verdict_text(r));
-        for reason in &r.judgement.reasons {
-            let _ = writeln!(out, "  - {reason}");
-        }
-        if let Some(dir) = &r.artifacts {
-            let _ = writeln!(out, "  artifacts: {}", dir.display());
-        }
+    for r in results.iter().filter(|r| r.verdict.verdict != Verdict::Pass) {
+        details(&mut out, r);
     }
-    let issues = ordered(results.iter().flat_map(|r| r.cell.known_issues.iter().map(|k| k.id.as_str())));
+    let issues = ordered(results.iter().flat_map(|r| r.cell.known_issues.iter().map(|k| k.id.0.as_str())));
     for id in issues {
         let on = |v: Verdict| -> Vec<&str> {
             results
                 .iter()
-                .filter(|r| r.judgement.verdict == v && r.judgement.known_issue.as_deref().is_some_and(|k| k.contains(id)))
+                .filter(|r| r.verdict.verdict == v && r.verdict.known_issues.iter().any(|k| k.0 == id))
                 .map(|r| r.cell.profile.name.as_str())
                 .collect()
         };
@@ -115,16 +121,60 @@ pub fn summary(results: &[CellResult]) -> String {
         }
         out.push('\n');
     }
-    let count = |v: Verdict| results.iter().filter(|r| r.judgement.verdict == v).count();
+    let count = |v: Verdict| results.iter().filter(|r| r.verdict.verdict == v).count();
+    let repetitions: usize = results.iter().map(|r| r.repetitions.len()).sum();
     let _ = writeln!(
         out,
-        "\n{} cells: {} pass, {} fail, {} known-failure, {} unexpected-pass, {} error",
+        "\n{} cells ({repetitions} repetitions, {:.0}s): {} pass, {} fail, {} known-failure, {} unexpected-pass, {} flaky, {} error, {} interrupted",
         results.len(),
+        report.duration.as_secs_f64(),
         count(Verdict::Pass),
         count(Verdict::Fail),
         count(Verdict::KnownFailure),
         count(Verdict::UnexpectedPass),
-        count(Verdict::Error)
+        count(Verdict::Flaky),
+        count(Verdict::Error),
+        count(Verdict::Interrupted)
     );
     out
+}
+
+fn details(out: &mut String, r: &CellResult) {
+    let issues = issue_list(r).map(|i| format!(" ({i})")).unwrap_or_default();
+    let _ = writeln!(out, "\n{}: {}{issues}", r.cell.name(), verdict_words(r));
+    let v = &r.verdict;
+    if v.planned > 1 {
+        let _ = writeln!(out, "  every expectation held in {} of {} repetitions", v.held, v.finished);
+        for b in &v.broken {
+            let _ = writeln!(out, "  broke in {}/{}: {}", b.repetitions, v.finished, b.expectation);
+        }
+    }
+    if let Some(rep) = r.representative() {
+        let label = if v.planned > 1 { format!(" (repetition #{})", rep.index + 1) } else { String::new() };
+        for reason in &rep.judgement.reasons {
+            let _ = writeln!(out, "  - {reason}{label}");
+        }
+        for error in &rep.judgement.errors {
+            let _ = writeln!(out, "  - {error}{label}");
+        }
+    }
+    if v.flaky {
+        for (what, i) in [("good", v.good), ("bad", v.bad)] {
+            if let Some(rep) = i.and_then(|i| r.repetitions.get(i as usize)) {
+                let _ = writeln!(out, "  {what} #{}: {}", rep.index + 1, cache_summaries(rep));
+            }
+        }
+    }
+    for rep in r.repetitions.iter().filter(|rep| rep.artifacts.is_some()) {
+        let dir = rep.artifacts.as_ref().expect("filtered").display();
+        let label = if v.planned > 1 { format!(" #{} ({})", rep.index + 1, rep.judgement.verdict.as_str()) } else { String::new() };
+        let _ = writeln!(out, "  artifacts{label}: {dir}");
+    }
+}
+
+fn cache_summaries(rep: &RepetitionResult) -> String {
+    if rep.observations.caches.is_empty() {
+        return "no cache exported".into();
+    }
+    rep.observations.caches.iter().map(|c| format!("cache `{}`: {}", c.phase, cache_line(c))).collect::<Vec<_>>().join("; ")
 }

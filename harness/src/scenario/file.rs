@@ -13,11 +13,14 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::model::*;
+use crate::dockerfile::Dockerfile;
 use crate::errors::ConfigError;
 use crate::profiles::Profiles;
 use crate::toml_file::TomlFile;
 
 const DEFAULT_PHASE_TIMEOUT_SECS: u64 = 600;
+/// More repetitions than this is a typo, not a measurement.
+pub const MAX_REPEAT: u32 = 1000;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -31,7 +34,8 @@ pub struct ScenarioDoc {
     #[serde(default)]
     known_issues: Vec<Spanned<KnownIssueDoc>>,
     phases: Spanned<Vec<Spanned<PhaseDoc>>>,
-    phase_timeout_secs: Option<u64>,
+    phase_timeout_secs: Option<Spanned<u64>>,
+    repeat: Option<Spanned<u32>>,
 }
 
 #[derive(Deserialize)]
@@ -44,13 +48,15 @@ struct BaseDoc {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct KnownIssueDoc {
-    id: String,
+    id: Spanned<String>,
     summary: Option<String>,
     #[serde(default)]
     builders: Vec<Spanned<String>>,
     snapshotter: Option<Spanned<String>>,
     #[serde(default)]
     breaks: Vec<StepMatcher>,
+    #[serde(default)]
+    fails_with: Vec<Spanned<String>>,
 }
 
 #[derive(Deserialize, PartialEq, Eq, Clone, Copy)]
@@ -72,11 +78,19 @@ struct PhaseDoc {
     #[serde(default)]
     cache_from: Vec<Spanned<CacheDoc>>,
     output: Option<OutputDoc>,
+    target: Option<Spanned<String>>,
     #[serde(default)]
-    expect_cached: Vec<StepMatcher>,
+    expect_cached: Vec<Spanned<StepMatcher>>,
     #[serde(default)]
-    expect_ran: Vec<StepMatcher>,
+    expect_ran: Vec<Spanned<StepMatcher>>,
+    expect_failure: Option<Spanned<FailureDoc>>,
     all: Option<bool>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FailureDoc {
+    pattern: String,
 }
 
 #[derive(Deserialize, Clone, Copy)]
@@ -155,10 +169,26 @@ impl<'de> Deserialize<'de> for StepMatcher {
     }
 }
 
-/// Loads and validates one scenario file against the builder profiles.
+/// Loads and validates one scenario file against the builder profiles, then lints it against its
+/// Dockerfile (every finding at once).
 pub fn load(path: &Path, profiles: &Profiles) -> Result<Scenario, ConfigError> {
     let file = TomlFile::<ScenarioDoc>::load(path)?;
-    validate(&file, profiles)
+    let scenario = validate(&file, profiles)?;
+    let dockerfile = Dockerfile::load(&scenario.dockerfile)?;
+    match super::lint::check(&scenario, &dockerfile).as_slice() {
+        [] => Ok(scenario),
+        [one] => Err(one.clone()),
+        many => Err(ConfigError::Many(many.to_vec())),
+    }
+}
+
+/// A regex from the file, located when it does not compile.
+fn regex(file: &TomlFile<ScenarioDoc>, text: &Spanned<String>) -> Result<Regex, ConfigError> {
+    Regex::new(text.get_ref()).map_err(|e| file.invalid(text, format!("invalid pattern: {e}"), "write a regular expression (Rust regex syntax)"))
+}
+
+fn located<T: Clone>(file: &TomlFile<ScenarioDoc>, spanned: &Spanned<T>) -> Located<T> {
+    Located { value: spanned.get_ref().clone(), at: file.at(spanned) }
 }
 
 fn validate(file: &TomlFile<ScenarioDoc>, profiles: &Profiles) -> Result<Scenario, ConfigError> {
@@ -214,7 +244,7 @@ fn validate(file: &TomlFile<ScenarioDoc>, profiles: &Profiles) -> Result<Scenari
             if k.builders.is_empty() && k.snapshotter.is_none() {
                 return Err(file.invalid(
                     issue,
-                    format!("known issue `{}` says no builders it applies to", k.id),
+                    format!("known issue `{}` says no builders it applies to", k.id.get_ref()),
                     r#"add `builders = ["v0.24-stargz"]` or `snapshotter = "stargz"`"#,
                 ));
             }
@@ -227,17 +257,35 @@ fn validate(file: &TomlFile<ScenarioDoc>, profiles: &Profiles) -> Result<Scenari
                     ));
                 }
             }
+            if k.id.get_ref().trim().is_empty() {
+                return Err(file.invalid(&k.id, "a known issue needs an id", r#"write e.g. id = "moby/buildkit#6893""#));
+            }
             Ok(KnownIssue {
-                id: k.id.clone(),
+                id: KnownIssueId(k.id.get_ref().clone()),
                 summary: k.summary.clone(),
                 builders: k.builders.iter().map(check_builder).collect::<Result<_, _>>()?,
                 snapshotter: k.snapshotter.as_ref().map(|s| s.get_ref().clone()),
                 breaks: k.breaks.clone(),
+                fails_with: k.fails_with.iter().map(|p| regex(file, p)).collect::<Result<_, _>>()?,
             })
         })
         .collect::<Result<_, _>>()?;
 
     let phases = validate_phases(file)?;
+    let phase_timeout_secs = match &doc.phase_timeout_secs {
+        Some(t) if *t.get_ref() == 0 => {
+            return Err(file.invalid(t, "phase_timeout_secs must be at least 1", "give the seconds a phase may take, e.g. 600"))
+        }
+        Some(t) => *t.get_ref(),
+        None => DEFAULT_PHASE_TIMEOUT_SECS,
+    };
+    let repeat = match &doc.repeat {
+        Some(r) if !(1..=MAX_REPEAT).contains(r.get_ref()) => {
+            return Err(file.invalid(r, format!("repeat must be between 1 and {MAX_REPEAT}"), "e.g. repeat = 10"))
+        }
+        Some(r) => *r.get_ref(),
+        None => 1,
+    };
     Ok(Scenario {
         name: file
             .path
@@ -252,7 +300,8 @@ fn validate(file: &TomlFile<ScenarioDoc>, profiles: &Profiles) -> Result<Scenari
         bases,
         known_issues,
         phases,
-        phase_timeout_secs: doc.phase_timeout_secs.unwrap_or(DEFAULT_PHASE_TIMEOUT_SECS),
+        phase_timeout_secs,
+        repeat,
     })
 }
 
@@ -309,13 +358,15 @@ fn validate_phases(file: &TomlFile<ScenarioDoc>) -> Result<Vec<Phase>, ConfigErr
                     || !p.cache_to.is_empty()
                     || !p.cache_from.is_empty()
                     || p.output.is_some()
+                    || p.target.is_some()
                     || !p.expect_cached.is_empty()
-                    || !p.expect_ran.is_empty();
+                    || !p.expect_ran.is_empty()
+                    || p.expect_failure.is_some();
                 if build_only {
                     return Err(file.invalid(
                         spanned,
                         format!("phase `{name}` is a prune but sets build options or expectations"),
-                        "move build_args, cache_to, cache_from, output and expect_* to a build phase",
+                        "move build_args, cache_to, cache_from, output, target and expect_* to a build phase",
                     ));
                 }
                 PhaseAction::Prune { all: p.all.unwrap_or(true) }
@@ -354,20 +405,31 @@ fn validate_phases(file: &TomlFile<ScenarioDoc>) -> Result<Vec<Phase>, ConfigErr
                         }
                     })
                     .collect();
-                PhaseAction::Build(BuildPhase {
+                let expect_failure = match &p.expect_failure {
+                    Some(f) => Some(Located {
+                        value: Regex::new(&f.get_ref().pattern).map_err(|e| {
+                            file.invalid(f, format!("invalid pattern: {e}"), "write a regular expression (Rust regex syntax)")
+                        })?,
+                        at: file.at(f),
+                    }),
+                    None => None,
+                };
+                PhaseAction::Build(Box::new(BuildPhase {
                     build_args: p.build_args.clone(),
+                    target: p.target.as_ref().map(|t| located(file, t)),
                     cache_to,
                     cache_from,
                     output: match p.output {
                         Some(OutputDoc::Push) => Output::Push,
                         Some(OutputDoc::Cacheonly) | None => Output::CacheOnly,
                     },
-                    expect_cached: p.expect_cached.clone(),
-                    expect_ran: p.expect_ran.clone(),
-                })
+                    expect_cached: p.expect_cached.iter().map(|m| located(file, m)).collect(),
+                    expect_ran: p.expect_ran.iter().map(|m| located(file, m)).collect(),
+                    expect_failure,
+                }))
             }
         };
-        phases.push(Phase { name, action });
+        phases.push(Phase { name, action, at: file.at(spanned) });
     }
     Ok(phases)
 }

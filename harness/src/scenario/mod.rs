@@ -1,9 +1,10 @@
 //! Scenarios: what to build, on which builders, in which phases, and what must be CACHED or re-run.
 
 mod file;
+mod lint;
 mod model;
 
-pub use file::load;
+pub use file::{load, MAX_REPEAT};
 pub use model::*;
 
 use std::path::{Path, PathBuf};
@@ -20,10 +21,7 @@ pub fn discover(paths: &[PathBuf]) -> Result<Vec<PathBuf>, ConfigError> {
     let mut files = Vec::new();
     for path in paths {
         if path.is_dir() {
-            let entries = std::fs::read_dir(path).map_err(|source| ConfigError::Read {
-                path: path.clone(),
-                source,
-            })?;
+            let entries = std::fs::read_dir(path).map_err(ConfigError::read(path))?;
             let mut found: Vec<PathBuf> = entries
                 .filter_map(|e| e.ok().map(|e| e.path()))
                 .filter(|p| p.extension().is_some_and(|x| x == "toml"))

@@ -6,6 +6,8 @@ use std::path::PathBuf;
 
 use regex::Regex;
 
+use crate::errors::Location;
+
 /// Matches a step (a BuildKit vertex name such as `[build 2/3] RUN echo stable > /stable`) by its text:
 /// stage, index and instruction, never by vertex digest. Runs of white space count as one space, since
 /// BuildKit pads the step index when a stage has ten or more steps.
@@ -24,6 +26,16 @@ impl StepMatcher {
     }
 }
 
+impl PartialEq for StepMatcher {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (StepMatcher::Exact(a), StepMatcher::Exact(b)) => normalize(a) == normalize(b),
+            (StepMatcher::Pattern(a), StepMatcher::Pattern(b)) => a.as_str() == b.as_str(),
+            _ => false,
+        }
+    }
+}
+
 fn normalize(s: &str) -> String {
     s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
@@ -35,6 +47,13 @@ impl fmt::Display for StepMatcher {
             StepMatcher::Pattern(re) => write!(f, "/{}/", re.as_str()),
         }
     }
+}
+
+/// A value from a user's file and where it was written, so lint and reports can point at it.
+#[derive(Debug, Clone)]
+pub struct Located<T> {
+    pub value: T,
+    pub at: Location,
 }
 
 #[derive(Debug, Clone)]
@@ -51,6 +70,8 @@ pub struct Scenario {
     pub known_issues: Vec<KnownIssue>,
     pub phases: Vec<Phase>,
     pub phase_timeout_secs: u64,
+    /// How many times each cell runs, each time from a fresh builder (`--repeat` overrides it).
+    pub repeat: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,17 +91,30 @@ impl BaseImage {
     }
 }
 
+/// The id of a known issue, e.g. `moby/buildkit#6893`: a type, so reports list ids, never parse them.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(transparent)]
+pub struct KnownIssueId(pub String);
+
+impl fmt::Display for KnownIssueId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 /// A bug known to break this scenario on some builders: a failure there is "known failure reproduced",
 /// a pass there is "fixed?".
 #[derive(Debug, Clone)]
 pub struct KnownIssue {
-    pub id: String,
+    pub id: KnownIssueId,
     pub summary: Option<String>,
     pub builders: Vec<String>,
     pub snapshotter: Option<String>,
-    /// The expectations this bug breaks; a failure of any other expectation is still a regression.
-    /// Empty = any failed expectation is explained by it.
+    /// The step expectations this bug breaks; a failure of any other expectation is still a regression.
+    /// Empty (and no `fails_with`) = any broken expectation is explained by it.
     pub breaks: Vec<StepMatcher>,
+    /// BuildKit errors this bug makes a build fail with (patterns on the error text).
+    pub fails_with: Vec<Regex>,
 }
 
 impl KnownIssue {
@@ -89,8 +123,18 @@ impl KnownIssue {
             || self.snapshotter.as_deref() == Some(profile.snapshotter.as_str())
     }
 
-    pub fn explains(&self, broken: &StepMatcher) -> bool {
-        self.breaks.is_empty() || self.breaks.iter().any(|m| m.to_string() == broken.to_string())
+    /// Whether this bug explains a step expectation that broke.
+    pub fn explains_step(&self, broken: &StepMatcher) -> bool {
+        self.explains_anything() || self.breaks.iter().any(|m| m == broken)
+    }
+
+    /// Whether this bug explains a build failing with `error`.
+    pub fn explains_failure(&self, error: &str) -> bool {
+        self.explains_anything() || self.fails_with.iter().any(|re| re.is_match(error))
+    }
+
+    fn explains_anything(&self) -> bool {
+        self.breaks.is_empty() && self.fails_with.is_empty()
     }
 }
 
@@ -98,22 +142,27 @@ impl KnownIssue {
 pub struct Phase {
     pub name: String,
     pub action: PhaseAction,
+    pub at: Location,
 }
 
 #[derive(Debug, Clone)]
 pub enum PhaseAction {
-    Build(BuildPhase),
+    Build(Box<BuildPhase>),
     Prune { all: bool },
 }
 
 #[derive(Debug, Clone, Default)]
 pub struct BuildPhase {
     pub build_args: BTreeMap<String, String>,
+    /// `--target`: the stage to build; `None` = the last stage.
+    pub target: Option<Located<String>>,
     pub cache_to: Vec<CacheExport>,
     pub cache_from: Vec<CacheRef>,
     pub output: Output,
-    pub expect_cached: Vec<StepMatcher>,
-    pub expect_ran: Vec<StepMatcher>,
+    pub expect_cached: Vec<Located<StepMatcher>>,
+    pub expect_ran: Vec<Located<StepMatcher>>,
+    /// The build is expected to fail with an error matching this; `None` = expected to succeed.
+    pub expect_failure: Option<Located<Regex>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -127,10 +176,19 @@ pub enum Output {
 
 /// Where a cache lives. bkcache owns the location: a directory in the cell's work dir, or a ref in the
 /// local registry unique to the run and cell, so no run imports another run's cache.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub enum CacheRef {
     Local(String),
     Registry(String),
+}
+
+impl fmt::Display for CacheRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CacheRef::Local(name) => write!(f, "local:{name}"),
+            CacheRef::Registry(name) => write!(f, "registry:{name}"),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -7,9 +7,9 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
-use bkcache::docker::Engine;
+use bkcache::execute::docker::Engine;
 use bkcache::profiles::Profiles;
-use bkcache::registry::Registry;
+use bkcache::execute::registry::Registry;
 use serde_json::Value;
 
 pub fn repo() -> PathBuf {

@@ -22,7 +22,7 @@ pub struct Engine {
 }
 
 fn docker_err(action: &str) -> impl FnOnce(bollard::errors::Error) -> InfraError + '_ {
-    move |e| InfraError::Docker { action: action.to_owned(), reason: e.to_string() }
+    move |source| InfraError::Docker { action: action.to_owned(), source }
 }
 
 impl Engine {
@@ -45,6 +45,15 @@ impl Engine {
             Ok(_) => Ok(true),
             Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => Ok(false),
             Err(e) => Err(docker_err("inspecting an image")(e)),
+        }
+    }
+
+    /// Whether a container exists and runs (a builder whose buildkitd died does not).
+    pub async fn container_running(&self, container: &str) -> Result<bool, InfraError> {
+        match self.docker.inspect_container(container, None::<bollard::query_parameters::InspectContainerOptions>).await {
+            Ok(c) => Ok(c.state.and_then(|s| s.running).unwrap_or(false)),
+            Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => Ok(false),
+            Err(e) => Err(docker_err("inspecting a builder container")(e)),
         }
     }
 

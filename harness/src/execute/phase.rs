@@ -4,10 +4,10 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crate::buildx::{buildx, last_lines};
-use crate::builder::Builder;
+use super::buildx::buildx;
+use super::builder::Builder;
+use super::{RawBuild, RawPhase};
 use crate::errors::InfraError;
-use crate::progress::{self, Progress};
 use crate::scenario::{BuildPhase, CacheExport, CacheMode, CacheRef, Output, Phase, PhaseAction, Scenario};
 
 /// Where a cell's phases put their files and caches.
@@ -44,64 +44,28 @@ impl CellPaths<'_> {
     }
 }
 
-/// What a phase did.
-#[derive(Debug, Clone)]
-pub struct PhaseRecord {
-    pub phase: String,
-    pub duration: Duration,
-    pub kind: PhaseRecordKind,
-}
-
-#[derive(Debug, Clone)]
-pub enum PhaseRecordKind {
-    Build(BuildRecord),
-    Prune,
-}
-
-#[derive(Debug, Clone)]
-pub struct BuildRecord {
-    pub succeeded: bool,
-    pub progress: Progress,
-    /// buildx's own error summary when the build failed.
-    pub failure: Option<String>,
-    /// Local cache directories this build exported into.
-    pub local_exports: Vec<PathBuf>,
-}
-
-/// Runs one phase. A build that fails is a record (the verdict decides what it means); a builder that
-/// cannot be reached or a timeout is an infrastructure error.
-pub async fn run(
-    phase: &Phase,
-    scenario: &Scenario,
-    builder: &Builder,
-    paths: &CellPaths<'_>,
-) -> Result<PhaseRecord, InfraError> {
+/// Runs one phase. A build that fails is recorded (what it means is for the probe and the judge); a
+/// prune that fails, a buildx that cannot start, or a timeout is an infrastructure error.
+pub async fn run(phase: &Phase, scenario: &Scenario, builder: &Builder, paths: &CellPaths<'_>) -> Result<RawPhase, InfraError> {
     let started = Instant::now();
     let timeout = Duration::from_secs(scenario.phase_timeout_secs);
-    let kind = match &phase.action {
+    let build = match &phase.action {
         PhaseAction::Prune { all } => {
             let mut args = vec!["prune".into(), "--builder".into(), builder.name.clone(), "--force".into()];
             if *all {
                 args.push("--all".into());
             }
             buildx(&args, timeout).await?.require_success()?;
-            PhaseRecordKind::Prune
+            None
         }
         PhaseAction::Build(build) => {
             let args = build_args(&phase.name, build, scenario, builder, paths);
             let run = buildx(&args, timeout).await?;
             let rawjson = paths.rawjson_path(&phase.name);
             std::fs::write(&rawjson, &run.stderr).map_err(InfraError::io(format!("writing {}", rawjson.display())))?;
-            let progress = progress::parse(&run.stderr, run.success);
-            let failure = (!run.success).then(|| {
-                let errors: Vec<&str> =
-                    progress.messages.iter().map(String::as_str).filter(|m| m.starts_with("ERROR")).collect();
-                if errors.is_empty() { last_lines(&run.stderr, 6) } else { errors.join("\n") }
-            });
-            PhaseRecordKind::Build(BuildRecord {
+            Some(RawBuild {
                 succeeded: run.success,
-                progress,
-                failure,
+                rawjson: run.stderr,
                 local_exports: build
                     .cache_to
                     .iter()
@@ -113,7 +77,7 @@ pub async fn run(
             })
         }
     };
-    Ok(PhaseRecord { phase: phase.name.clone(), duration: started.elapsed(), kind })
+    Ok(RawPhase { phase: phase.name.clone(), duration: started.elapsed(), build })
 }
 
 /// The buildx command line of a build phase.
@@ -147,6 +111,9 @@ pub fn build_args(
     }
     for import in &build.cache_from {
         args.extend(["--cache-from".into(), paths.cache_location(import, true)]);
+    }
+    if let Some(target) = &build.target {
+        args.extend(["--target".into(), target.value.clone()]);
     }
     let output = match build.output {
         Output::CacheOnly => "type=cacheonly".to_owned(),

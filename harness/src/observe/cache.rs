@@ -58,7 +58,7 @@ pub struct CacheRecord {
 }
 
 /// The report's view of one exported cache.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CacheSummary {
     /// The phase that exported it.
     pub phase: String,

@@ -13,7 +13,7 @@ use std::process::Stdio;
 use sha2::{Digest, Sha256};
 use tokio::process::Command;
 
-use crate::docker::Engine;
+use super::docker::Engine;
 use crate::errors::InfraError;
 
 pub const LABEL_VERSION: &str = "io.bkcache.buildkit.version";
@@ -170,7 +170,7 @@ async fn go_build(src: &Path, bin: &Path, spec: &BuildkitSpec) -> Result<(), Bui
     run(&mut cmd, "go build")
         .await
         .map(|_| ())
-        .map_err(|detail| BuildkitImageError::GoBuild { version: spec.version.clone(), detail: crate::buildx::last_lines(&detail, 15) })
+        .map_err(|detail| BuildkitImageError::GoBuild { version: spec.version.clone(), detail: super::buildx::last_lines(&detail, 15) })
 }
 
 /// The host files a BuildKit image needs besides buildkitd/buildctl: busybox (a shell and the

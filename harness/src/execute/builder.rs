@@ -6,8 +6,8 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::buildx::buildx;
-use crate::docker::Engine;
+use super::buildx::buildx;
+use super::docker::Engine;
 use crate::errors::InfraError;
 use crate::plan::slug;
 use crate::profiles::BuilderProfile;

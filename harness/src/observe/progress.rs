@@ -28,7 +28,7 @@ struct VertexEvent {
 }
 
 /// One vertex of the build, merged over all its events.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Step {
     pub name: String,
     pub digest: String,
@@ -42,6 +42,28 @@ impl Step {
     /// Dockerfile steps, as opposed to BuildKit's `[internal] ...` vertices.
     pub fn is_internal(&self) -> bool {
         self.name.starts_with("[internal]")
+    }
+}
+
+impl Progress {
+    /// BuildKit's error for a failed build: buildx's `ERROR: ...` lines, else the vertices' errors,
+    /// else the stream's last lines.
+    pub fn failure_summary(&self, stream: &str) -> String {
+        let errors: Vec<&str> = self.messages.iter().map(String::as_str).filter(|m| m.starts_with("ERROR")).collect();
+        if !errors.is_empty() {
+            return errors.join("\n");
+        }
+        let vertex_errors: Vec<String> = self.steps.iter().filter_map(|s| s.error.as_ref().map(|e| format!("{}: {e}", s.name))).collect();
+        if !vertex_errors.is_empty() {
+            return vertex_errors.join("\n");
+        }
+        crate::execute::buildx::last_lines(stream, 6)
+    }
+
+    /// Whether the build reached BuildKit's solver (some vertex was reported): a build that failed
+    /// before that never tested anything.
+    pub fn reached_solver(&self) -> bool {
+        !self.steps.is_empty()
     }
 }
 

@@ -2,11 +2,11 @@
 //! test what it claims. The evidence: buildkitd (debug log) says "prepared remote snapshot" each time
 //! the stargz snapshotter mounts a remote layer instead of fetching it.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 pub const REMOTE_SNAPSHOT_MARK: &str = "prepared remote snapshot";
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Laziness {
     /// How many times buildkitd mounted a layer remotely.
     pub remote_snapshots: usize,

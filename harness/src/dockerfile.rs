@@ -1,0 +1,341 @@
+//! What bkcache needs to know about a Dockerfile to reason like BuildKit's Dockerfile frontend: its
+//! stages (named or not), the steps each stage has and how BuildKit names them, which stage a `FROM`,
+//! `COPY --from` or `RUN --mount=from=` refers to, and so which stages a target builds.
+//!
+//! Parsing is `parse-dockerfile`'s; this module only adds BuildKit's rules (from
+//! frontend/dockerfile/dockerfile2llb): a stage's steps are its `FROM` (unless `scratch` or another stage)
+//! plus every ADD, COPY, RUN and WORKDIR; step names read `[<stage> <i>/<n>] <INSTRUCTION>`, where an
+//! unnamed stage is `stage-<index>` and a single-stage build has no stage label; stage names are
+//! case-insensitive; a stage the target does not depend on is never built.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use parse_dockerfile::{Flag, Instruction};
+
+use crate::errors::{ConfigError, Location};
+
+/// An instruction that becomes a numbered step.
+#[derive(Debug, Clone)]
+pub struct StepSpec {
+    /// `RUN`, `COPY`, `ADD` or `WORKDIR`.
+    pub keyword: &'static str,
+    /// The instruction as written (continuations joined, white space collapsed), variables unexpanded.
+    pub text: String,
+    pub at: Location,
+}
+
+#[derive(Debug, Clone)]
+pub struct Stage {
+    pub index: usize,
+    /// Lowercased, as BuildKit compares them.
+    pub name: Option<String>,
+    /// The `FROM` argument as written (may hold `${ARG}`s).
+    pub from: String,
+    pub steps: Vec<StepSpec>,
+    /// `COPY --from=` and `RUN --mount=...,from=` values as written.
+    pub sources: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Dockerfile {
+    pub path: PathBuf,
+    /// Global `ARG`s (before the first `FROM`) and their defaults.
+    pub global_args: BTreeMap<String, Option<String>>,
+    pub stages: Vec<Stage>,
+}
+
+/// What a stage is built on, once build args are known.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Base {
+    Scratch,
+    Image(String),
+    Stage(usize),
+}
+
+impl Dockerfile {
+    pub fn load(path: &Path) -> Result<Dockerfile, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(ConfigError::read(path))?;
+        Dockerfile::parse(path, &text)
+    }
+
+    pub fn parse(path: &Path, text: &str) -> Result<Dockerfile, ConfigError> {
+        let parsed = parse_dockerfile::parse(text).map_err(|e| ConfigError::Parse {
+            at: Location { path: path.to_owned(), line: e.line(), column: e.column() },
+            message: format!("Dockerfile: {e}"),
+        })?;
+        let at = |offset: usize| Location::from_offset(path.to_owned(), text, offset);
+        let global_args = parsed.global_args().flat_map(|arg| arg_pairs(&arg.arguments.value)).collect();
+        let stages = parsed
+            .stages()
+            .enumerate()
+            .map(|(index, stage)| {
+                let mut steps = Vec::new();
+                let mut sources = Vec::new();
+                for instruction in stage.instructions {
+                    let (keyword, start, end, options): (_, _, _, &[Flag<'_>]) = match instruction {
+                        Instruction::Run(i) => {
+                            let end = match &i.arguments {
+                                parse_dockerfile::Command::Exec(a) => a.span.end,
+                                parse_dockerfile::Command::Shell(a) => a.span.end,
+                                _ => i.run.span.end,
+                            };
+                            ("RUN", i.run.span.start, end, &i.options)
+                        }
+                        Instruction::Copy(i) => ("COPY", i.copy.span.start, i.dest.span.end, &i.options),
+                        Instruction::Add(i) => ("ADD", i.add.span.start, i.dest.span.end, &i.options),
+                        Instruction::Workdir(i) => ("WORKDIR", i.workdir.span.start, i.arguments.span.end, &[]),
+                        _ => continue,
+                    };
+                    sources.extend(options.iter().filter_map(source_of));
+                    steps.push(StepSpec { keyword, text: collapse(&text[start..end]), at: at(start) });
+                }
+                Stage {
+                    index,
+                    name: stage.from.as_.as_ref().map(|(_, name)| name.value.to_lowercase()),
+                    from: stage.from.image.value.to_string(),
+                    steps,
+                    sources,
+                }
+            })
+            .collect();
+        Ok(Dockerfile { path: path.to_owned(), global_args, stages })
+    }
+
+    /// The stages' relations once the build args are known.
+    pub fn resolve(&self, build_args: &BTreeMap<String, String>) -> Resolved<'_> {
+        // FROM sees only global ARGs: a build arg overrides a declared one's default.
+        let vars: BTreeMap<&str, &str> = self
+            .global_args
+            .iter()
+            .filter_map(|(k, default)| build_args.get(k).or(default.as_ref()).map(|v| (k.as_str(), v.as_str())))
+            .collect();
+        let expand = |s: &str| expand(s, &vars);
+        let mut bases = Vec::new();
+        let mut deps = Vec::new();
+        for stage in &self.stages {
+            let from = expand(&stage.from).to_lowercase();
+            let earlier = &self.stages[..stage.index];
+            let base = match earlier.iter().position(|s| s.name.as_deref() == Some(from.as_str())) {
+                Some(i) => Base::Stage(i),
+                None if from == "scratch" => Base::Scratch,
+                None => Base::Image(from),
+            };
+            let mut stage_deps: BTreeSet<usize> = stage
+                .sources
+                .iter()
+                .filter_map(|s| {
+                    let s = expand(s).to_lowercase();
+                    s.parse::<usize>().ok().filter(|i| *i < stage.index).or_else(|| earlier.iter().position(|e| e.name.as_deref() == Some(s.as_str())))
+                })
+                .collect();
+            if let Base::Stage(i) = base {
+                stage_deps.insert(i);
+            }
+            bases.push(base);
+            deps.push(stage_deps);
+        }
+        Resolved { dockerfile: self, bases, deps, vars: build_args.clone() }
+    }
+}
+
+/// A Dockerfile with its stage graph resolved for one set of build args.
+pub struct Resolved<'a> {
+    pub dockerfile: &'a Dockerfile,
+    pub bases: Vec<Base>,
+    /// Per stage, the earlier stages it needs (its base stage and every `--from`).
+    pub deps: Vec<BTreeSet<usize>>,
+    vars: BTreeMap<String, String>,
+}
+
+/// A step as BuildKit will name it (variables expanded as far as bkcache knows them).
+#[derive(Debug, Clone)]
+pub struct PredictedStep {
+    pub stage: usize,
+    /// 1-based, as in the name.
+    pub index: usize,
+    pub keyword: &'static str,
+    pub name: String,
+}
+
+impl Resolved<'_> {
+    /// The stage a `--target` names (case-insensitive), or the last stage.
+    pub fn target(&self, name: Option<&str>) -> Option<usize> {
+        match name {
+            None => self.dockerfile.stages.len().checked_sub(1),
+            Some(n) => self.stage_named(n),
+        }
+    }
+
+    pub fn stage_named(&self, name: &str) -> Option<usize> {
+        let name = name.to_lowercase();
+        self.dockerfile.stages.iter().position(|s| s.name.as_deref() == Some(name.as_str()))
+    }
+
+    /// The label BuildKit puts in step names: the stage's name, `stage-<i>` when unnamed, and none at
+    /// all in a single-stage Dockerfile.
+    pub fn label(&self, stage: usize) -> Option<String> {
+        if self.dockerfile.stages.len() == 1 {
+            return None;
+        }
+        let s = &self.dockerfile.stages[stage];
+        Some(s.name.clone().unwrap_or_else(|| format!("stage-{stage}")))
+    }
+
+    /// The stage whose steps carry this label.
+    pub fn stage_labelled(&self, label: Option<&str>) -> Option<usize> {
+        (0..self.dockerfile.stages.len()).find(|i| self.label(*i).as_deref() == label)
+    }
+
+    /// How many numbered steps the stage has (the `n` of `i/n`).
+    pub fn total(&self, stage: usize) -> usize {
+        usize::from(matches!(self.bases[stage], Base::Image(_))) + self.dockerfile.stages[stage].steps.len()
+    }
+
+    /// The numbered steps of a stage, `FROM` first when it is one.
+    pub fn steps(&self, stage: usize) -> Vec<PredictedStep> {
+        let total = self.total(stage);
+        let prefix = |i: usize| match self.label(stage) {
+            Some(l) => format!("[{l} {i}/{total}]"),
+            None => format!("[{i}/{total}]"),
+        };
+        let mut out = Vec::new();
+        if let Base::Image(image) = &self.bases[stage] {
+            out.push(PredictedStep { stage, index: 1, keyword: "FROM", name: format!("{} FROM {image}", prefix(1)) });
+        }
+        let vars: BTreeMap<&str, &str> = self.vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        for spec in &self.dockerfile.stages[stage].steps {
+            let index = out.len() + 1;
+            out.push(PredictedStep { stage, index, keyword: spec.keyword, name: format!("{} {}", prefix(index), expand(&spec.text, &vars)) });
+        }
+        out
+    }
+
+    /// Every stage a build of `target` builds: the target and, transitively, what it needs.
+    pub fn closure(&self, target: usize) -> BTreeSet<usize> {
+        self.walk(target, |s| self.deps[s].iter().copied().collect())
+    }
+
+    /// The stages whose layers end up in the target's image: the target and its `FROM` stages. This is
+    /// what a `mode=min` cache export holds.
+    pub fn image_chain(&self, target: usize) -> BTreeSet<usize> {
+        self.walk(target, |s| match self.bases[s] {
+            Base::Stage(parent) => vec![parent],
+            _ => Vec::new(),
+        })
+    }
+
+    fn walk(&self, start: usize, next: impl Fn(usize) -> Vec<usize>) -> BTreeSet<usize> {
+        let mut seen = BTreeSet::from([start]);
+        let mut todo = vec![start];
+        while let Some(s) = todo.pop() {
+            for n in next(s) {
+                if seen.insert(n) {
+                    todo.push(n);
+                }
+            }
+        }
+        seen
+    }
+
+    /// A stage as users read it in messages.
+    pub fn describe(&self, stage: usize) -> String {
+        self.label(stage).unwrap_or_else(|| "the only stage".to_owned())
+    }
+}
+
+/// `ARG A=1 B` → (A, Some(1)), (B, None).
+fn arg_pairs(arguments: &str) -> Vec<(String, Option<String>)> {
+    arguments
+        .split_whitespace()
+        .map(|kv| match kv.split_once('=') {
+            Some((k, v)) => (k.to_owned(), Some(v.trim_matches('"').to_owned())),
+            None => (kv.to_owned(), None),
+        })
+        .collect()
+}
+
+/// `--from=stage` of COPY/ADD, or the `from=` of a `RUN --mount`.
+fn source_of(flag: &Flag<'_>) -> Option<String> {
+    let value = flag.value.as_ref()?.value.as_ref();
+    match flag.name.value.as_ref() {
+        "from" => Some(value.to_owned()),
+        "mount" => value.split(',').find_map(|kv| kv.strip_prefix("from=")).map(str::to_owned),
+        _ => None,
+    }
+}
+
+/// Joins line continuations and collapses white space, as step names show instructions.
+fn collapse(text: &str) -> String {
+    text.replace("\\\n", " ").split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// `$VAR`, `${VAR}` and `${VAR:-default}` expanded with `vars`; unknown variables stay as written.
+fn expand(text: &str, vars: &BTreeMap<&str, &str>) -> String {
+    shellexpand::env_with_context_no_errors(text, |name: &str| vars.get(name).copied()).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Dockerfile {
+        Dockerfile::parse(Path::new("Dockerfile"), text).unwrap()
+    }
+
+    const ISSUE_6893: &str = "ARG BASE_BUILD\nARG BASE_FINAL\nFROM ${BASE_BUILD} AS build\nRUN echo stable > /stable\nARG BUST\nRUN echo \"$BUST\" > /bust\n\nFROM ${BASE_FINAL}\nCOPY --from=build /stable /bust /\n";
+
+    #[test]
+    fn names_steps_like_buildkit() {
+        let df = parse(ISSUE_6893);
+        let args = BTreeMap::from([("BASE_BUILD".into(), "reg/a:esgz".into()), ("BASE_FINAL".into(), "reg/b:esgz".into()), ("BUST".into(), "2".into())]);
+        let r = df.resolve(&args);
+        let names: Vec<String> = (0..2).flat_map(|s| r.steps(s)).map(|s| s.name).collect();
+        assert_eq!(
+            names,
+            [
+                "[build 1/3] FROM reg/a:esgz",
+                "[build 2/3] RUN echo stable > /stable",
+                "[build 3/3] RUN echo \"2\" > /bust",
+                "[stage-1 1/2] FROM reg/b:esgz",
+                "[stage-1 2/2] COPY --from=build /stable /bust /",
+            ]
+        );
+        assert_eq!(r.closure(1), BTreeSet::from([0, 1]));
+        assert_eq!(r.image_chain(1), BTreeSet::from([1]));
+    }
+
+    #[test]
+    fn a_stage_on_another_stage_has_no_from_step_and_carries_its_chain() {
+        let df = parse("FROM scratch AS a\nCOPY x /x\nFROM a AS b\nRUN true\nFROM busybox AS unused\nRUN false\n");
+        let r = df.resolve(&BTreeMap::new());
+        assert_eq!(r.bases, [Base::Scratch, Base::Stage(0), Base::Image("busybox".into())]);
+        assert_eq!(r.total(0), 1);
+        assert_eq!(r.steps(1)[0].name, "[b 1/1] RUN true");
+        assert_eq!(r.image_chain(1), BTreeSet::from([0, 1]));
+        assert_eq!(r.closure(r.target(Some("B")).unwrap()), BTreeSet::from([0, 1]));
+        assert!(!r.closure(1).contains(&2), "the unused stage is never built");
+    }
+
+    #[test]
+    fn mounts_and_numeric_from_are_dependencies() {
+        let df = parse("FROM busybox\nRUN true\nFROM busybox AS two\nRUN --mount=type=bind,from=0,target=/x true\nFROM busybox\nCOPY --from=1 /a /a\n");
+        let r = df.resolve(&BTreeMap::new());
+        assert_eq!(r.closure(2), BTreeSet::from([0, 1, 2]));
+        assert_eq!(r.label(0).as_deref(), Some("stage-0"));
+    }
+
+    #[test]
+    fn a_single_stage_build_has_no_label() {
+        let df = parse("FROM busybox\nWORKDIR /w\nRUN a \\\n  b\n");
+        let r = df.resolve(&BTreeMap::new());
+        let names: Vec<String> = r.steps(0).into_iter().map(|s| s.name).collect();
+        assert_eq!(names, ["[1/3] FROM busybox", "[2/3] WORKDIR /w", "[3/3] RUN a b"]);
+    }
+
+    #[test]
+    fn syntax_errors_are_located() {
+        let err = Dockerfile::parse(Path::new("D"), "FROM busybox\nFOO bar\n").unwrap_err().to_string();
+        assert!(err.starts_with("D:2:"), "{err}");
+    }
+}

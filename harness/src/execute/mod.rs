@@ -1,0 +1,149 @@
+//! Execute: one repetition of a cell on real BuildKit — a fresh builder, the scenario's phases through
+//! the buildx CLI, the buildkitd log, the builder removed — leaving raw artifacts for `observe`.
+//!
+//! Each repetition gets its own builder (so it starts from a state that *is* a fresh builder, not one
+//! made to look like it), its own work directory (local caches) and its own registry refs.
+//!
+//! A build that fails is BuildKit's doing only if BuildKit could have done it: after a failed build the
+//! machine is probed — the build reached the solver (some vertex was reported), the builder's container
+//! still runs, the registry answers. If any probe fails, the failure is the machine's (`error`), with
+//! buildx's output as context; otherwise it is an observation the judge weighs. After a build that
+//! failed unexpectedly the repetition stops: later phases build on it.
+
+pub mod builder;
+pub mod buildkit_image;
+pub mod buildx;
+pub mod docker;
+pub mod phase;
+pub mod registry;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::errors::InfraError;
+use crate::observe::{progress, InfraFailure};
+use crate::plan::Cell;
+use crate::scenario::{Phase, PhaseAction};
+use builder::{Builder, Janitor};
+use docker::Engine;
+use registry::Registry;
+
+/// What a run needs from the machine.
+pub struct Machine {
+    pub engine: Engine,
+    pub registry: Registry,
+    pub janitor: Janitor,
+    pub run_id: String,
+}
+
+/// What one repetition left behind, before anyone interpreted it.
+#[derive(Debug, Default)]
+pub struct RawRepetition {
+    pub phases: Vec<RawPhase>,
+    pub buildkitd_log: Option<String>,
+    pub infrastructure: Option<InfraFailure>,
+}
+
+#[derive(Debug)]
+pub struct RawPhase {
+    pub phase: String,
+    pub duration: Duration,
+    /// `None` for a prune.
+    pub build: Option<RawBuild>,
+}
+
+#[derive(Debug)]
+pub struct RawBuild {
+    /// buildx's stderr with `--progress=rawjson`.
+    pub rawjson: String,
+    pub succeeded: bool,
+    /// Local cache directories this build exported into.
+    pub local_exports: Vec<PathBuf>,
+}
+
+/// Where a repetition works: its directory and what names its builder and registry refs.
+pub struct Workspace<'a> {
+    pub dir: &'a Path,
+    /// Distinguishes this repetition's builder from every other of the run.
+    pub unit: usize,
+    /// Unique per run, cell and repetition: names registry caches and pushed images.
+    pub slug: String,
+}
+
+/// What a repetition reports while it runs.
+pub enum Progress<'a> {
+    PhaseStarted(&'a Phase),
+    PhaseFinished(&'a RawPhase),
+}
+
+/// Runs every phase of `cell` once, on a builder of its own that is removed afterwards.
+pub async fn run_repetition(machine: &Machine, cell: &Cell, ws: &Workspace<'_>, on_progress: &dyn Fn(Progress<'_>)) -> RawRepetition {
+    let mut raw = RawRepetition::default();
+    let builder = match machine.janitor.create(ws.unit, &cell.profile, &machine.registry.addr, ws.dir).await {
+        Ok(b) => b,
+        Err(e) => {
+            raw.infrastructure = Some(InfraFailure::new("creating the builder", &e));
+            return raw;
+        }
+    };
+    let paths = phase::CellPaths { dir: ws.dir, slug: &ws.slug, registry: &machine.registry.addr };
+    for phase in &cell.scenario.phases {
+        on_progress(Progress::PhaseStarted(phase));
+        let record = match phase::run(phase, &cell.scenario, &builder, &paths).await {
+            Ok(r) => r,
+            Err(e) => {
+                raw.infrastructure = Some(InfraFailure::new(format!("phase `{}`", phase.name), &e));
+                break;
+            }
+        };
+        let failed = record.build.as_ref().filter(|b| !b.succeeded);
+        if let Some(build) = failed {
+            if let Some(why) = probe(machine, &builder, &phase.name, build).await {
+                raw.infrastructure = Some(why);
+                raw.phases.push(record);
+                break;
+            }
+        }
+        let stop = failed.is_some() && !matches!(&phase.action, PhaseAction::Build(b) if b.expect_failure.is_some());
+        on_progress(Progress::PhaseFinished(&record));
+        raw.phases.push(record);
+        if stop {
+            break;
+        }
+    }
+    match machine.engine.container_logs(&builder.container()).await {
+        Ok(log) => {
+            let _ = std::fs::write(ws.dir.join("buildkitd.log"), &log);
+            raw.buildkitd_log = Some(log);
+        }
+        Err(e) => {
+            raw.infrastructure.get_or_insert_with(|| InfraFailure::new("reading the buildkitd log", &e));
+        }
+    }
+    if let Err(e) = machine.janitor.remove(&builder.name, &machine.engine).await {
+        raw.infrastructure.get_or_insert_with(|| InfraFailure::new("removing the builder", &e));
+    }
+    raw
+}
+
+/// Whether the machine, rather than BuildKit, explains a failed build.
+async fn probe(machine: &Machine, builder: &Builder, phase: &str, build: &RawBuild) -> Option<InfraFailure> {
+    let context = format!("phase `{phase}`: the build failed and");
+    let buildx_said = || InfraError::Command {
+        command: "docker buildx build".into(),
+        status: "failed".into(),
+        stderr: buildx::last_lines(&build.rawjson, 6),
+    };
+    if !progress::parse(&build.rawjson, false).reached_solver() {
+        return Some(InfraFailure::new(format!("{context} never reached BuildKit's solver"), &buildx_said()));
+    }
+    match machine.engine.container_running(&builder.container()).await {
+        Ok(true) => {}
+        Ok(false) => return Some(InfraFailure::new(format!("{context} the builder's container is no longer running"), &buildx_said())),
+        Err(e) => return Some(InfraFailure::new(format!("{context} the builder could not be inspected"), &e)),
+    }
+    if let Err(e) = machine.registry.ping().await {
+        return Some(InfraFailure::new(format!("{context} the registry does not answer"), &e));
+    }
+    None
+}

@@ -1,0 +1,239 @@
+//! Judge: a pure function from a cell's scenario and one repetition's [`Observations`] to a verdict with
+//! typed reasons; [`aggregate`] turns the repetitions' verdicts into the cell's.
+//!
+//! What BuildKit did is judged, whatever it was: a build its solver failed is a broken expectation (every
+//! build is expected to succeed unless the phase says `expect_failure`), the regression signal. `error` is
+//! kept for what could not test the cell: the machine failed (infrastructure), an expectation matched no
+//! step of a build that ran, or a lazy cell pulled its bases eagerly. A known issue that applies to the
+//! builder turns the broken expectations it names (steps via `breaks`, build failures via `fails_with`)
+//! into `known-failure`, and their absence into `unexpected-pass` ("fixed?").
+
+mod aggregate;
+
+pub use aggregate::{aggregate, BrokenCount, CellVerdict};
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::observe::{InfraFailure, Observations, PhaseOutcome};
+use crate::plan::Cell;
+use crate::scenario::{KnownIssue, KnownIssueId, PhaseAction, StepMatcher};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Verdict {
+    Pass,
+    Fail,
+    KnownFailure,
+    UnexpectedPass,
+    /// Repetitions disagreed and no known issue explains every broken one.
+    Flaky,
+    Error,
+    /// The run was interrupted before every repetition of the cell finished.
+    Interrupted,
+}
+
+impl Verdict {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Pass => "pass",
+            Verdict::Fail => "fail",
+            Verdict::KnownFailure => "known-failure",
+            Verdict::UnexpectedPass => "unexpected-pass",
+            Verdict::Flaky => "flaky",
+            Verdict::Error => "error",
+            Verdict::Interrupted => "interrupted",
+        }
+    }
+
+    /// Every expectation held in this repetition.
+    pub fn held(self) -> bool {
+        matches!(self, Verdict::Pass | Verdict::UnexpectedPass)
+    }
+}
+
+/// An expectation that broke: what BuildKit did against what the scenario said.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum Reason {
+    /// Expected CACHED, but the step ran.
+    StepRan { phase: String, step: String, expected: String },
+    /// Expected to run, but the step was CACHED.
+    StepCached { phase: String, step: String, expected: String },
+    /// BuildKit failed a build that was expected to succeed.
+    BuildFailed { phase: String, error: String },
+    /// The build was expected to fail (with an error matching `expected_error`) but succeeded.
+    BuildSucceeded { phase: String, expected_error: String },
+    /// The build failed, but not with the expected error.
+    OtherFailure { phase: String, expected_error: String, error: String },
+}
+
+impl Reason {
+    /// The expectation, independent of which step broke it: what flaky statistics count.
+    pub fn expectation(&self) -> String {
+        match self {
+            Reason::StepRan { phase, expected, .. } => format!("phase `{phase}`: `{expected}` CACHED"),
+            Reason::StepCached { phase, expected, .. } => format!("phase `{phase}`: `{expected}` runs"),
+            Reason::BuildFailed { phase, .. } => format!("phase `{phase}`: the build succeeds"),
+            Reason::BuildSucceeded { phase, expected_error } | Reason::OtherFailure { phase, expected_error, .. } => {
+                format!("phase `{phase}`: the build fails with /{expected_error}/")
+            }
+        }
+    }
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Reason::StepRan { phase, step, .. } => write!(f, "phase `{phase}`: expected CACHED: `{step}`, but it ran"),
+            Reason::StepCached { phase, step, .. } => write!(f, "phase `{phase}`: expected to run: `{step}`, but it was CACHED"),
+            Reason::BuildFailed { phase, error } => write!(f, "phase `{phase}`: BuildKit failed the build: {error}"),
+            Reason::BuildSucceeded { phase, expected_error } => {
+                write!(f, "phase `{phase}`: expected the build to fail with /{expected_error}/, but it succeeded")
+            }
+            Reason::OtherFailure { phase, expected_error, error } => {
+                write!(f, "phase `{phase}`: expected the build to fail with /{expected_error}/, but it failed with: {error}")
+            }
+        }
+    }
+}
+
+/// Why a repetition could not test what it claims.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum ErrorCause {
+    /// The machine failed: docker, buildx, the builder, the registry, a timeout.
+    Infrastructure { failure: InfraFailure },
+    /// A rule only run time can check: an expectation matched no step of a build that ran.
+    NoStepMatches { phase: String, expected: String, seen: Vec<String> },
+    /// A lazy snapshotter that never mounted a remote layer: the cell did not test lazy pulling.
+    NotLazy { builder: String, snapshotter: String },
+}
+
+impl fmt::Display for ErrorCause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ErrorCause::Infrastructure { failure } => write!(f, "infrastructure: {failure}"),
+            ErrorCause::NoStepMatches { phase, expected, seen } => write!(
+                f,
+                "rule no-step-matches: phase `{phase}`: no step matches `{expected}` (steps seen: {}); fix the scenario's step name",
+                seen.join(" | ")
+            ),
+            ErrorCause::NotLazy { builder, snapshotter } => write!(
+                f,
+                "rule lazy-pull: builder `{builder}` uses the {snapshotter} snapshotter but buildkitd never logged \"{}\": the bases were not pulled lazily, so this cell does not test lazy pulling",
+                crate::observe::laziness::REMOTE_SNAPSHOT_MARK
+            ),
+        }
+    }
+}
+
+/// The verdict of one repetition.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Judgement {
+    pub verdict: Verdict,
+    /// The expectations that broke.
+    pub reasons: Vec<Reason>,
+    /// Why the repetition is an `error`.
+    pub errors: Vec<ErrorCause>,
+    /// The known issues that explain a `known-failure`, or that should have broken an `unexpected-pass`.
+    pub known_issues: Vec<KnownIssueId>,
+}
+
+impl Judgement {
+    fn new(verdict: Verdict, reasons: Vec<Reason>, errors: Vec<ErrorCause>, known_issues: Vec<KnownIssueId>) -> Self {
+        Judgement { verdict, reasons, errors, known_issues }
+    }
+}
+
+/// A broken expectation with what a known issue would have to name to explain it.
+struct Broken<'a> {
+    reason: Reason,
+    matcher: Option<&'a StepMatcher>,
+}
+
+impl Broken<'_> {
+    fn explained_by(&self, issue: &KnownIssue) -> bool {
+        match (&self.reason, self.matcher) {
+            (Reason::StepRan { .. } | Reason::StepCached { .. }, Some(m)) => issue.explains_step(m),
+            (Reason::BuildFailed { error, .. } | Reason::OtherFailure { error, .. }, _) => issue.explains_failure(error),
+            _ => issue.breaks.is_empty() && issue.fails_with.is_empty(),
+        }
+    }
+}
+
+/// Judges one repetition of `cell` from what it observed.
+pub fn judge(cell: &Cell, observed: &Observations) -> Judgement {
+    if let Some(failure) = &observed.infrastructure {
+        return Judgement::new(Verdict::Error, Vec::new(), vec![ErrorCause::Infrastructure { failure: failure.clone() }], Vec::new());
+    }
+    let mut errors = Vec::new();
+    let mut broken: Vec<Broken<'_>> = Vec::new();
+    for phase in &cell.scenario.phases {
+        let PhaseAction::Build(build) = &phase.action else { continue };
+        // absent: an earlier build failed unexpectedly, and this phase built on it
+        let Some(seen) = observed.phases.iter().find(|p| p.phase == phase.name) else { continue };
+        let PhaseOutcome::Build { steps, failure } = &seen.outcome else { continue };
+        let name = phase.name.clone();
+        match (failure, &build.expect_failure) {
+            (Some(error), None) => {
+                broken.push(Broken { reason: Reason::BuildFailed { phase: name, error: error.clone() }, matcher: None });
+                continue;
+            }
+            (Some(error), Some(want)) => {
+                if !want.value.is_match(error) {
+                    let reason = Reason::OtherFailure { phase: name, expected_error: want.value.to_string(), error: error.clone() };
+                    broken.push(Broken { reason, matcher: None });
+                }
+                // a failed build caches nothing: its step expectations cannot be judged
+                continue;
+            }
+            (None, Some(want)) => {
+                let reason = Reason::BuildSucceeded { phase: name.clone(), expected_error: want.value.to_string() };
+                broken.push(Broken { reason, matcher: None });
+            }
+            (None, None) => {}
+        }
+        let checks = build.expect_cached.iter().map(|m| (&m.value, true)).chain(build.expect_ran.iter().map(|m| (&m.value, false)));
+        for (matcher, want_cached) in checks {
+            let matching: Vec<_> = steps.iter().filter(|s| matcher.matches(&s.name)).collect();
+            if matching.is_empty() {
+                let seen = steps.iter().filter(|s| !s.is_internal()).map(|s| s.name.clone()).collect();
+                errors.push(ErrorCause::NoStepMatches { phase: name.clone(), expected: matcher.to_string(), seen });
+                continue;
+            }
+            for step in matching.into_iter().filter(|s| s.cached != want_cached) {
+                let (phase, step, expected) = (name.clone(), step.name.clone(), matcher.to_string());
+                let reason = if want_cached { Reason::StepRan { phase, step, expected } } else { Reason::StepCached { phase, step, expected } };
+                broken.push(Broken { reason, matcher: Some(matcher) });
+            }
+        }
+    }
+    let profile = &cell.profile;
+    if profile.snapshotter.is_lazy() && !observed.laziness.as_ref().is_some_and(|l| l.is_lazy()) {
+        errors.push(ErrorCause::NotLazy { builder: profile.name.clone(), snapshotter: profile.snapshotter.as_str().to_owned() });
+    }
+    let reasons: Vec<Reason> = broken.iter().map(|b| b.reason.clone()).collect();
+    if !errors.is_empty() {
+        return Judgement::new(Verdict::Error, reasons, errors, Vec::new());
+    }
+    if broken.is_empty() {
+        return if cell.known_issues.is_empty() {
+            Judgement::new(Verdict::Pass, reasons, errors, Vec::new())
+        } else {
+            let ids = cell.known_issues.iter().map(|k| k.id.clone()).collect();
+            Judgement::new(Verdict::UnexpectedPass, reasons, errors, ids)
+        };
+    }
+    // every broken expectation must be explained by some known issue that applies here
+    let mut explaining: Vec<KnownIssueId> = Vec::new();
+    for b in &broken {
+        match cell.known_issues.iter().find(|k| b.explained_by(k)) {
+            Some(k) if !explaining.contains(&k.id) => explaining.push(k.id.clone()),
+            Some(_) => {}
+            None => return Judgement::new(Verdict::Fail, reasons, errors, Vec::new()),
+        }
+    }
+    Judgement::new(Verdict::KnownFailure, reasons, errors, explaining)
+}

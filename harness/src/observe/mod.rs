@@ -1,0 +1,122 @@
+//! Observe: what one repetition's raw artifacts say, as typed facts for the judge. Nothing here runs
+//! anything; it reads what `execute` left (rawjson streams, exported caches, the buildkitd log).
+//!
+//! Observations serialize: each repetition's are kept as `observations.json` beside its artifacts, and
+//! the judge's table tests read observations captured that way from real runs.
+
+pub mod cache;
+pub mod laziness;
+pub mod progress;
+
+use serde::{Deserialize, Serialize};
+
+use crate::execute::{RawBuild, RawPhase, RawRepetition};
+use cache::CacheSummary;
+use laziness::Laziness;
+use progress::Step;
+
+/// Everything one repetition of a cell showed.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Observations {
+    /// The phases that ran, in order. A phase after an unexpected build failure or an infrastructure
+    /// failure did not run and is absent.
+    pub phases: Vec<PhaseObservation>,
+    /// One summary per local cache export of a build that succeeded, in phase order.
+    pub caches: Vec<CacheSummary>,
+    /// Lazy-pull evidence from the buildkitd log (every builder; judged on lazy snapshotters).
+    pub laziness: Option<Laziness>,
+    /// Why the repetition could not test what it claims, when the machine (not BuildKit) failed.
+    pub infrastructure: Option<InfraFailure>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PhaseObservation {
+    pub phase: String,
+    pub duration_secs: f64,
+    pub outcome: PhaseOutcome,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum PhaseOutcome {
+    /// A build BuildKit ran: its steps and, when its solver failed it, BuildKit's error.
+    Build { steps: Vec<Step>, failure: Option<String> },
+    Prune,
+}
+
+impl PhaseObservation {
+    pub fn steps(&self) -> &[Step] {
+        match &self.outcome {
+            PhaseOutcome::Build { steps, .. } => steps,
+            PhaseOutcome::Prune => &[],
+        }
+    }
+}
+
+/// An infrastructure failure: what bkcache was doing, the error, and the chain of its sources.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InfraFailure {
+    pub context: String,
+    pub error: String,
+    pub sources: Vec<String>,
+}
+
+impl InfraFailure {
+    pub fn new(context: impl Into<String>, error: &(dyn std::error::Error + 'static)) -> Self {
+        let mut sources = Vec::new();
+        let mut next = error.source();
+        while let Some(e) = next {
+            sources.push(e.to_string());
+            next = e.source();
+        }
+        InfraFailure { context: context.into(), error: error.to_string(), sources }
+    }
+}
+
+impl std::fmt::Display for InfraFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.context, self.error)?;
+        for s in &self.sources {
+            write!(f, ": {s}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Turns what `execute` left into observations.
+pub fn observe(raw: &RawRepetition) -> Observations {
+    let mut infrastructure = raw.infrastructure.clone();
+    let mut caches = Vec::new();
+    for p in &raw.phases {
+        let Some(build) = p.build.as_ref().filter(|b| b.succeeded) else { continue };
+        for dir in &build.local_exports {
+            match cache::read_local(dir) {
+                Ok(config) => caches.push(config.summary(&p.phase)),
+                Err(e) => {
+                    infrastructure.get_or_insert_with(|| InfraFailure::new(format!("reading the cache phase `{}` exported", p.phase), &e));
+                }
+            }
+        }
+    }
+    Observations {
+        phases: raw.phases.iter().map(phase).collect(),
+        caches,
+        laziness: raw.buildkitd_log.as_deref().map(laziness::from_buildkitd_log),
+        infrastructure,
+    }
+}
+
+/// What one phase showed.
+pub fn phase(raw: &RawPhase) -> PhaseObservation {
+    PhaseObservation {
+        phase: raw.phase.clone(),
+        duration_secs: raw.duration.as_secs_f64(),
+        outcome: raw.build.as_ref().map_or(PhaseOutcome::Prune, build_outcome),
+    }
+}
+
+fn build_outcome(build: &RawBuild) -> PhaseOutcome {
+    let progress = progress::parse(&build.rawjson, build.succeeded);
+    let failure = (!build.succeeded).then(|| progress.failure_summary(&build.rawjson));
+    PhaseOutcome::Build { steps: progress.steps, failure }
+}

@@ -1,0 +1,220 @@
+//! BuildKit-semantics lint: expectations that cannot hold by design are rejected before any builder
+//! exists, so they never show up as a "regression" on every builder.
+//!
+//! Rules (each finding names its rule, the expectation's file:line:col and a fix):
+//! - `unknown-stage`: an expectation names a stage the Dockerfile lacks (or a stage label where the
+//!   Dockerfile has one stage, or none where it has several); `--target` names no stage.
+//! - `step-index`: `i/n` beyond the stage, `n` not the stage's step count, or step `i` is another instruction.
+//! - `never-built`: the step's stage is not needed by the build's target, so BuildKit never builds it.
+//! - `nothing-to-hit`: expected CACHED on a builder whose cache is empty (fresh, or after `prune --all`)
+//!   in a build that imports no cache.
+//! - `min-mode-stage`: expected CACHED for a step outside the target's image chain when the builder's
+//!   cache is empty and every imported cache was exported with mode=min, which exports only the layers of
+//!   the exporting build's image (moby/buildkit#1742). Such a step can only show CACHED as an ancestor of
+//!   a hit that BuildKit never loaded, which says nothing about the cache.
+//! - `contradiction`: one step both expected CACHED and expected to run in the same build.
+//!
+//! Exact step names are checked by their `[stage i/n] KEYWORD` prefix; patterns by the steps they match
+//! among the names predicted from the Dockerfile (a pattern that matches none is left to run time).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use regex::Regex;
+
+use super::model::*;
+use crate::dockerfile::{Dockerfile, PredictedStep, Resolved};
+use crate::errors::{ConfigError, Location};
+
+/// Every lint finding of one scenario.
+pub fn check(scenario: &Scenario, dockerfile: &Dockerfile) -> Vec<ConfigError> {
+    let mut findings = Vec::new();
+    let mut cache_empty = true; // a fresh builder
+    let mut exported: BTreeMap<CacheRef, (CacheMode, BTreeSet<usize>)> = BTreeMap::new();
+    for phase in &scenario.phases {
+        let build = match &phase.action {
+            PhaseAction::Prune { all: true } => {
+                cache_empty = true;
+                continue;
+            }
+            PhaseAction::Prune { all: false } => continue,
+            PhaseAction::Build(build) => build,
+        };
+        let mut args: BTreeMap<String, String> =
+            scenario.bases.iter().map(|(k, b)| (k.clone(), b.reference("<registry>"))).collect();
+        args.extend(build.build_args.clone());
+        let resolved = dockerfile.resolve(&args);
+        let target = match resolved.target(build.target.as_ref().map(|t| t.value.as_str())) {
+            Some(t) => t,
+            None => {
+                let t = build.target.as_ref().expect("a Dockerfile has at least one stage");
+                findings.push(finding(&t.at, "unknown-stage", format!("target `{}` is not a stage of {}", t.value, dockerfile.path.display()), stage_list(&resolved)));
+                continue;
+            }
+        };
+        let mut lint = PhaseLint { phase: &phase.name, resolved: &resolved, target, findings: Vec::new() };
+        for (expectations, want_cached) in [(&build.expect_cached, true), (&build.expect_ran, false)] {
+            for e in expectations {
+                let Some(stages) = lint.stages_of(e) else { continue };
+                lint.never_built(e, &stages);
+                if want_cached {
+                    lint.cache_rules(e, &stages, cache_empty, &build.cache_from, &exported);
+                }
+            }
+        }
+        findings.append(&mut lint.findings);
+        contradictions(&phase.name, build, &resolved, &mut findings);
+        for export in &build.cache_to {
+            exported.insert(export.target.clone(), (export.mode, resolved.image_chain(target)));
+        }
+        cache_empty = false;
+    }
+    findings
+}
+
+struct PhaseLint<'a, 'r> {
+    phase: &'a str,
+    resolved: &'a Resolved<'r>,
+    target: usize,
+    findings: Vec<ConfigError>,
+}
+
+impl PhaseLint<'_, '_> {
+    /// The stages an expectation is about; `None` when it cannot be told (a finding was made, or the
+    /// name is not a numbered step, or a pattern matches no predicted step).
+    fn stages_of(&mut self, e: &Located<StepMatcher>) -> Option<BTreeSet<usize>> {
+        match &e.value {
+            StepMatcher::Exact(name) => self.exact_stage(e, name).map(|s| BTreeSet::from([s])),
+            StepMatcher::Pattern(re) => {
+                let stages: BTreeSet<usize> = self.all_steps().filter(|s| re.is_match(&s.name)).map(|s| s.stage).collect();
+                (!stages.is_empty()).then_some(stages)
+            }
+        }
+    }
+
+    fn all_steps(&self) -> impl Iterator<Item = PredictedStep> + '_ {
+        (0..self.resolved.dockerfile.stages.len()).flat_map(|s| self.resolved.steps(s))
+    }
+
+    fn exact_stage(&mut self, e: &Located<StepMatcher>, name: &str) -> Option<usize> {
+        let prefix = Regex::new(r"^\[\s*(?:([^\s\]]+)\s+)?(\d+)/(\d+)\]\s*(\S*)").expect("valid regex");
+        let caps = prefix.captures(name)?;
+        let label = caps.get(1).map(|m| m.as_str());
+        let (i, n): (usize, usize) = (caps[2].parse().ok()?, caps[3].parse().ok()?);
+        let keyword = caps[4].to_uppercase();
+        let r = self.resolved;
+        let Some(stage) = r.stage_labelled(label) else {
+            let message = match label {
+                Some(l) => format!("phase `{}`: `{name}` names stage `{l}`, which {} lacks", self.phase, r.dockerfile.path.display()),
+                None => format!("phase `{}`: `{name}` names no stage, but {} has several: BuildKit prefixes each step with its stage", self.phase, r.dockerfile.path.display()),
+            };
+            self.push(e, "unknown-stage", message, stage_list(r));
+            return None;
+        };
+        let steps = r.steps(stage);
+        let listing = || format!("the steps of {} are: {}", r.describe(stage), steps.iter().map(|s| format!("`{}`", s.name)).collect::<Vec<_>>().join(", "));
+        if i == 0 || i > steps.len() || n != steps.len() {
+            let message = format!("phase `{}`: `{name}`: {} has {} steps, so no step is `{i}/{n}`", self.phase, r.describe(stage), steps.len());
+            self.push(e, "step-index", message, listing());
+            return None;
+        }
+        let actual = &steps[i - 1];
+        if !keyword.is_empty() && keyword != actual.keyword {
+            let message = format!("phase `{}`: `{name}`: step {i} of {} is a {} step, not {keyword}", self.phase, r.describe(stage), actual.keyword);
+            self.push(e, "step-index", message, listing());
+            return None;
+        }
+        Some(stage)
+    }
+
+    fn never_built(&mut self, e: &Located<StepMatcher>, stages: &BTreeSet<usize>) {
+        let built = self.resolved.closure(self.target);
+        if stages.is_disjoint(&built) {
+            let r = self.resolved;
+            let message = format!(
+                "phase `{}`: `{}` is in stage {}, which the target {} does not depend on: BuildKit never builds it",
+                self.phase,
+                e.value,
+                names(r, stages),
+                r.describe(self.target)
+            );
+            self.push(e, "never-built", message, "expect a step of a stage the target needs, or set the phase's `target`".into());
+        }
+    }
+
+    fn cache_rules(
+        &mut self,
+        e: &Located<StepMatcher>,
+        stages: &BTreeSet<usize>,
+        cache_empty: bool,
+        imports: &[CacheRef],
+        exported: &BTreeMap<CacheRef, (CacheMode, BTreeSet<usize>)>,
+    ) {
+        if !cache_empty {
+            return;
+        }
+        if imports.is_empty() {
+            let message = format!(
+                "phase `{}`: expects `{}` CACHED, but the builder's cache is empty here (a fresh builder, or after `prune --all`) and the build imports no cache",
+                self.phase, e.value
+            );
+            self.push(e, "nothing-to-hit", message, "import a cache the scenario exported (cache_from), or move the expectation to expect_ran".into());
+            return;
+        }
+        let all_min = imports.iter().all(|c| exported.get(c).is_some_and(|(mode, _)| *mode == CacheMode::Min));
+        let exported_stages: BTreeSet<usize> = imports.iter().filter_map(|c| exported.get(c)).flat_map(|(_, chain)| chain.iter().copied()).collect();
+        if all_min && stages.is_disjoint(&exported_stages) {
+            let r = self.resolved;
+            let message = format!(
+                "phase `{}`: expects `{}` CACHED, but every cache it imports was exported with mode=min, which holds only the exporting build's image layers (stage {}), not stage {}",
+                self.phase,
+                e.value,
+                names(r, &exported_stages),
+                names(r, stages)
+            );
+            self.push(e, "min-mode-stage", message, "export with mode = \"max\" to cache every stage (moby/buildkit#1742)".into());
+        }
+    }
+
+    fn push(&mut self, e: &Located<StepMatcher>, rule: &str, message: String, fix: String) {
+        self.findings.push(finding(&e.at, rule, message, fix));
+    }
+}
+
+/// One step both expected CACHED and expected to run.
+fn contradictions(phase: &str, build: &BuildPhase, resolved: &Resolved<'_>, findings: &mut Vec<ConfigError>) {
+    let predicted: Vec<String> = (0..resolved.dockerfile.stages.len()).flat_map(|s| resolved.steps(s)).map(|s| s.name).collect();
+    for ran in &build.expect_ran {
+        for cached in &build.expect_cached {
+            let both = match (&cached.value, &ran.value) {
+                (StepMatcher::Exact(_), StepMatcher::Exact(b)) | (StepMatcher::Pattern(_), StepMatcher::Exact(b)) => cached.value.matches(b),
+                (StepMatcher::Exact(a), StepMatcher::Pattern(_)) => ran.value.matches(a),
+                (StepMatcher::Pattern(_), StepMatcher::Pattern(_)) => predicted.iter().any(|n| cached.value.matches(n) && ran.value.matches(n)),
+            };
+            if both {
+                findings.push(finding(
+                    &ran.at,
+                    "contradiction",
+                    format!("phase `{phase}`: `{}` is expected to run, and `{}` (line {}) expects the same step CACHED", ran.value, cached.value, cached.at.line),
+                    "keep one expectation per step".into(),
+                ));
+            }
+        }
+    }
+}
+
+fn finding(at: &Location, rule: &str, message: String, fix: String) -> ConfigError {
+    ConfigError::Invalid { at: at.clone(), message: format!("lint[{rule}]: {message}"), fix }
+}
+
+fn stage_list(r: &Resolved<'_>) -> String {
+    let labels: Vec<String> = (0..r.dockerfile.stages.len()).filter_map(|s| r.label(s)).map(|l| format!("`{l}`")).collect();
+    if labels.is_empty() {
+        "the Dockerfile has one stage: its steps are named `[i/n] ...` without a stage".into()
+    } else {
+        format!("the stages are: {}", labels.join(", "))
+    }
+}
+
+fn names(r: &Resolved<'_>, stages: &BTreeSet<usize>) -> String {
+    stages.iter().map(|s| format!("`{}`", r.describe(*s))).collect::<Vec<_>>().join(", ")
+}

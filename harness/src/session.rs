@@ -1,0 +1,328 @@
+//! The library API every front end calls (the CLI today): [`plan`] checks every input without docker;
+//! a [`Session`] connects to the machine, prepares what the cells need, and [`Session::run`]s them —
+//! each cell's repetitions through execute → observe → judge, then [`judge::aggregate`] — emitting
+//! [`Event`]s and returning a [`RunReport`], also when interrupted.
+
+use std::cell::RefCell;
+use std::collections::BTreeSet;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use futures_util::{stream, StreamExt};
+
+use crate::errors::{ConfigError, Error, InfraError};
+use crate::events::{Event, EventKind};
+use crate::execute::buildkit_image::{self, EnsuredImage};
+use crate::execute::builder::Janitor;
+use crate::execute::docker::Engine;
+use crate::execute::registry::Registry;
+use crate::execute::{self, Machine, Progress, RawRepetition, Workspace};
+use crate::judge::{self, CellVerdict, Judgement, Verdict};
+use crate::observe::{self, InfraFailure, Observations};
+use crate::plan::{self, slug, Cell, Filter};
+use crate::profiles::Profiles;
+use crate::scenario::{self, BaseImage};
+
+/// What to run: scenario paths, the builders file, filters.
+#[derive(Debug, Clone, Default)]
+pub struct PlanOptions {
+    pub paths: Vec<PathBuf>,
+    /// Default: `builders.toml` beside the first scenario path.
+    pub builders: Option<PathBuf>,
+    pub filter: Filter,
+    /// Release testing: this BuildKit release with each snapshotter instead of the builders file.
+    pub buildkit: Option<String>,
+}
+
+/// The checked plan: profiles and the cells, every scenario linted.
+pub struct Plan {
+    pub profiles: Profiles,
+    pub cells: Vec<Cell>,
+}
+
+/// Loads and lints every scenario and profile and plans the cells; needs no docker.
+pub fn plan(options: &PlanOptions) -> Result<Plan, ConfigError> {
+    let builders = options.builders.clone().unwrap_or_else(|| scenario::default_builders_file(&options.paths));
+    let files = scenario::discover(&options.paths)?;
+    if files.is_empty() {
+        return Err(ConfigError::Usage {
+            message: format!("no scenario files in {}", options.paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")),
+            fix: "pass scenario .toml files or a directory holding them".into(),
+        });
+    }
+    let profiles = Profiles::load(&builders)?;
+    let scenarios = scenario::load_all(&files, &profiles)?;
+    let profiles = match &options.buildkit {
+        Some(version) => profiles.for_release(version),
+        None => profiles,
+    };
+    let filter = Filter { ignore_scenario_builders: options.buildkit.is_some(), ..options.filter.clone() };
+    let cells = plan::plan(scenarios, &profiles, &filter)?;
+    Ok(Plan { profiles, cells })
+}
+
+/// How to run.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub run_id: String,
+    /// Cells keep their artifacts under `<artifacts_dir>/<run id>/`.
+    pub artifacts_dir: PathBuf,
+    pub keep_all_artifacts: bool,
+    /// Repetitions at once, each on its own builder.
+    pub jobs: usize,
+}
+
+/// One repetition of a cell.
+#[derive(Debug, Clone)]
+pub struct RepetitionResult {
+    /// 0-based.
+    pub index: u32,
+    pub judgement: Judgement,
+    pub observations: Observations,
+    /// Where its rawjson logs, buildkitd log, caches and observations.json were kept.
+    pub artifacts: Option<PathBuf>,
+    pub duration: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct CellResult {
+    pub cell: Cell,
+    pub verdict: CellVerdict,
+    /// The repetitions that finished, in order.
+    pub repetitions: Vec<RepetitionResult>,
+    pub duration: Duration,
+}
+
+impl CellResult {
+    /// The repetition that speaks for the cell in one-line views: a broken one if any, else the first.
+    pub fn representative(&self) -> Option<&RepetitionResult> {
+        self.verdict.representative().and_then(|i| self.repetitions.get(i as usize))
+    }
+
+    /// The representative repetition's judgement (reasons and errors to show).
+    pub fn judgement(&self) -> Option<&Judgement> {
+        self.representative().map(|r| &r.judgement)
+    }
+}
+
+/// Everything a run measured.
+#[derive(Debug, Clone)]
+pub struct RunReport {
+    pub run_id: String,
+    pub docker_engine: String,
+    /// The BuildKit images this run needed; `built` false = reused.
+    pub images: Vec<EnsuredImage>,
+    /// In plan order; a cell that did not finish is `interrupted`.
+    pub cells: Vec<CellResult>,
+    /// Set when a signal stopped the run.
+    pub interrupted: Option<&'static str>,
+    pub duration: Duration,
+}
+
+pub struct Session {
+    machine: Machine,
+    cells: Vec<Cell>,
+    run_dir: PathBuf,
+    artifacts_dir: PathBuf,
+    options: RunOptions,
+    images: Vec<EnsuredImage>,
+}
+
+impl Session {
+    /// Connects to the docker engine and makes the run's artifacts directory.
+    pub async fn connect(plan: Plan, options: RunOptions) -> Result<Session, Error> {
+        let engine = Engine::connect().await?;
+        let run_dir = options.artifacts_dir.join(&options.run_id);
+        std::fs::create_dir_all(&run_dir).map_err(InfraError::io(format!("creating {}", run_dir.display())))?;
+        let machine = Machine {
+            engine,
+            registry: Registry::new(plan.profiles.pins.registry()),
+            janitor: Janitor::new(&options.run_id),
+            run_id: options.run_id.clone(),
+        };
+        Ok(Session { machine, cells: plan.cells, run_dir, artifacts_dir: options.artifacts_dir.clone(), options, images: Vec::new() })
+    }
+
+    pub fn cells(&self) -> &[Cell] {
+        &self.cells
+    }
+
+    /// Builds the BuildKit images the cells need (each distinct image once) and checks the registry and
+    /// the local bases, so nothing missing is found after a builder exists.
+    pub async fn prepare(&mut self, mut on_event: impl FnMut(Event<'_>)) -> Result<(), Error> {
+        let mut seen = BTreeSet::new();
+        let registry = self.machine.registry.addr.clone();
+        for spec in self.cells.iter().filter_map(|c| c.profile.buildkit.as_ref()) {
+            if seen.insert(spec.tag(&registry)) {
+                let image = buildkit_image::ensure(&self.machine.engine, spec, &registry).await?;
+                on_event(EventKind::ImageReady { image: &image }.now());
+                self.images.push(image);
+            }
+        }
+        self.machine.registry.ping().await?;
+        let bases: BTreeSet<String> = self
+            .cells
+            .iter()
+            .flat_map(|c| c.scenario.bases.values())
+            .filter(|b| matches!(b, BaseImage::Local(_)))
+            .map(|b| b.reference(&registry))
+            .collect();
+        for base in bases {
+            if !self.machine.registry.has_image(&base).await? {
+                return Err(InfraError::BaseMissing { image: base }.into());
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs every repetition of every cell, `jobs` at a time, until done or `interrupt` resolves (with
+    /// the signal's name). Never fails: what went wrong is in the cells' verdicts.
+    pub async fn run(&self, interrupt: impl Future<Output = &'static str>, on_event: impl FnMut(Event<'_>)) -> RunReport {
+        let started = Instant::now();
+        let on_event = RefCell::new(on_event);
+        let emit = |kind: EventKind<'_>| (on_event.borrow_mut())(kind.now());
+        let units: Vec<(usize, u32)> = self.cells.iter().enumerate().flat_map(|(i, c)| (0..c.repetitions).map(move |r| (i, r))).collect();
+        emit(EventKind::RunStarted { run_id: &self.options.run_id, cells: self.cells.len(), repetitions: units.len() });
+        let state = RefCell::new(RunState::new(&self.cells));
+        let work = stream::iter(units.into_iter().enumerate())
+            .map(|(unit, (cell_index, repetition))| self.run_unit(unit, cell_index, repetition, &state, &emit))
+            .buffer_unordered(self.options.jobs.max(1))
+            .collect::<Vec<()>>();
+        let interrupted = tokio::select! {
+            _ = work => None,
+            signal = interrupt => Some(signal),
+        };
+        let mut state = state.into_inner();
+        let cells: Vec<CellResult> = (0..self.cells.len())
+            .map(|i| match state.done[i].take() {
+                Some(done) => done,
+                None => self.finish_cell(i, std::mem::take(&mut state.repetitions[i]), state.started_at[i]),
+            })
+            .collect();
+        let report = RunReport {
+            run_id: self.options.run_id.clone(),
+            docker_engine: format!("{} (API {})", self.machine.engine.version, self.machine.engine.api_version),
+            images: self.images.clone(),
+            cells,
+            interrupted,
+            duration: started.elapsed(),
+        };
+        match interrupted {
+            Some(signal) => emit(EventKind::RunInterrupted { signal, report: &report }),
+            None => emit(EventKind::RunFinished { report: &report }),
+        }
+        report
+    }
+
+    async fn run_unit(&self, unit: usize, cell_index: usize, repetition: u32, state: &RefCell<RunState>, emit: &dyn Fn(EventKind<'_>)) {
+        let cell = &self.cells[cell_index];
+        let first = state.borrow_mut().start(cell_index);
+        if first {
+            emit(EventKind::CellStarted { cell, index: cell_index, total: self.cells.len() });
+        }
+        emit(EventKind::RepetitionStarted { cell, repetition });
+        let started = Instant::now();
+        let cell_slug = slug(&cell.name());
+        let dir = tempfile::Builder::new().prefix(&format!("{cell_slug}-r{}.", repetition + 1)).tempdir_in(&self.run_dir);
+        let raw = match &dir {
+            Err(e) => RawRepetition { infrastructure: Some(InfraFailure::new("creating the repetition's work directory", e)), ..Default::default() },
+            Ok(dir) => {
+                let ws = Workspace { dir: dir.path(), unit, slug: format!("{}-{cell_slug}-r{}", self.options.run_id, repetition + 1) };
+                let on_progress = |p: Progress<'_>| match p {
+                    Progress::PhaseStarted(phase) => emit(EventKind::PhaseStarted { cell, repetition, phase: &phase.name }),
+                    Progress::PhaseFinished(raw) => emit(EventKind::PhaseFinished { cell, repetition, phase: &observe::phase(raw) }),
+                };
+                execute::run_repetition(&self.machine, cell, &ws, &on_progress).await
+            }
+        };
+        let observations = observe::observe(&raw);
+        let dir = dir.ok();
+        if let Some(dir) = &dir {
+            if let Ok(json) = serde_json::to_string_pretty(&observations) {
+                let _ = std::fs::write(dir.path().join("observations.json"), json);
+            }
+        }
+        let judgement = judge::judge(cell, &observations);
+        let result = RepetitionResult { index: repetition, judgement, observations, artifacts: None, duration: started.elapsed() };
+        emit(EventKind::RepetitionFinished { cell, repetition: &result });
+        let finished = state.borrow_mut().finish(cell_index, result, dir);
+        if let Some(repetitions) = finished {
+            let started_at = state.borrow().started_at[cell_index];
+            let done = self.finish_cell(cell_index, repetitions, started_at);
+            emit(EventKind::CellFinished { result: &done });
+            state.borrow_mut().done[cell_index] = Some(done);
+        }
+    }
+
+    /// Aggregates a cell's repetitions and decides which artifacts to keep: none for a cell that passed
+    /// (unless asked), every repetition that did not pass, and a passing one of a flaky cell to compare.
+    fn finish_cell(&self, index: usize, mut repetitions: Vec<Finished>, started_at: Option<Instant>) -> CellResult {
+        let cell = self.cells[index].clone();
+        repetitions.sort_by_key(|f| f.result.index);
+        let judgements: Vec<&Judgement> = repetitions.iter().map(|f| &f.result.judgement).collect();
+        let verdict = judge::aggregate(cell.repetitions, &judgements);
+        let results = repetitions
+            .into_iter()
+            .enumerate()
+            .map(|(i, Finished { mut result, dir })| {
+                let rep_verdict = result.judgement.verdict;
+                let keep = self.options.keep_all_artifacts
+                    || (verdict.verdict != Verdict::Pass && rep_verdict != Verdict::Pass)
+                    || (verdict.flaky && verdict.good == Some(i as u32));
+                result.artifacts = dir.filter(|_| keep).map(|d| d.keep());
+                result
+            })
+            .collect();
+        CellResult { cell, verdict, repetitions: results, duration: started_at.map_or(Duration::ZERO, |s| s.elapsed()) }
+    }
+
+    /// Removes every builder of this run still alive, and the run's directories when they hold nothing.
+    pub async fn clean_up(&self) -> Vec<InfraError> {
+        let errors = self.machine.janitor.sweep(&self.machine.engine).await;
+        let _ = std::fs::remove_dir(&self.run_dir);
+        let _ = std::fs::remove_dir(&self.artifacts_dir);
+        errors
+    }
+
+    pub fn run_dir(&self) -> &Path {
+        &self.run_dir
+    }
+}
+
+struct Finished {
+    result: RepetitionResult,
+    dir: Option<tempfile::TempDir>,
+}
+
+/// Per cell: whether it started, the repetitions that finished, and the result once all did.
+struct RunState {
+    planned: Vec<u32>,
+    started_at: Vec<Option<Instant>>,
+    repetitions: Vec<Vec<Finished>>,
+    done: Vec<Option<CellResult>>,
+}
+
+impl RunState {
+    fn new(cells: &[Cell]) -> Self {
+        RunState {
+            planned: cells.iter().map(|c| c.repetitions).collect(),
+            started_at: vec![None; cells.len()],
+            repetitions: cells.iter().map(|_| Vec::new()).collect(),
+            done: vec![None; cells.len()],
+        }
+    }
+
+    /// Marks the cell started; true the first time.
+    fn start(&mut self, cell: usize) -> bool {
+        let first = self.started_at[cell].is_none();
+        self.started_at[cell].get_or_insert_with(Instant::now);
+        first
+    }
+
+    /// Records a finished repetition; returns the cell's repetitions once all of them finished.
+    fn finish(&mut self, cell: usize, result: RepetitionResult, dir: Option<tempfile::TempDir>) -> Option<Vec<Finished>> {
+        self.repetitions[cell].push(Finished { result, dir });
+        (self.repetitions[cell].len() as u32 == self.planned[cell]).then(|| std::mem::take(&mut self.repetitions[cell]))
+    }
+}
