@@ -118,7 +118,8 @@ struct RunArgs {
 }
 
 fn parse_run_id(s: &str) -> Result<String, String> {
-    let ok = !s.is_empty() && s.len() <= 40 && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    let ok =
+        !s.is_empty() && s.len() <= 40 && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
     if ok {
         Ok(s.to_owned())
     } else {
@@ -173,7 +174,12 @@ fn list(args: &PlanArgs) -> Result<i32, Error> {
         let known: Vec<String> = cell.known_issues.iter().map(|k| k.id.to_string()).collect();
         let known = if known.is_empty() { String::new() } else { format!("  known issue: {}", known.join(", ")) };
         let reps = if cell.repetitions > 1 { format!("  x{}", cell.repetitions) } else { String::new() };
-        println!("{}  image {}  snapshotter {}{reps}{known}", cell.name(), cell.profile.image, cell.profile.snapshotter.as_str());
+        println!(
+            "{}  image {}  snapshotter {}{reps}{known}",
+            cell.name(),
+            cell.profile.image,
+            cell.profile.snapshotter.as_str()
+        );
     }
     Ok(EXIT_OK)
 }
@@ -187,13 +193,8 @@ fn lint(args: &PlanArgs) -> Result<i32, Error> {
 
 async fn buildkit_build(args: &BuildkitBuildArgs) -> Result<i32, Error> {
     let pins = Pins::load(&args.pins)?;
-    let patches = args
-        .patches
-        .iter()
-        .map(|p| {
-            Patch::read(p).map_err(ConfigError::read(p))
-        })
-        .collect::<Result<_, _>>()?;
+    let patches =
+        args.patches.iter().map(|p| Patch::read(p).map_err(ConfigError::read(p))).collect::<Result<_, _>>()?;
     let spec = BuildkitSpec { version: args.version.clone(), patches };
     let engine = Engine::connect().await?;
     let image = buildkit_image::ensure(&engine, &spec, pins.registry()).await?;
@@ -253,13 +254,19 @@ impl ReportFiles {
                 })
                 .transpose()
         };
-        Ok(ReportFiles { json: open(&args.report_json, "--report-json")?, markdown: open(&args.markdown, "--markdown")?, junit: open(&args.junit, "--junit")? })
+        Ok(ReportFiles {
+            json: open(&args.report_json, "--report-json")?,
+            markdown: open(&args.markdown, "--markdown")?,
+            junit: open(&args.junit, "--junit")?,
+        })
     }
 
     fn write(&mut self, report: &RunReport) -> Result<(), Error> {
-        let serialize = |what: &str, e: String| InfraError::io(format!("serializing the {what} report"))(std::io::Error::other(e));
+        let serialize =
+            |what: &str, e: String| InfraError::io(format!("serializing the {what} report"))(std::io::Error::other(e));
         if let Some((path, file)) = &mut self.json {
-            let text = serde_json::to_string_pretty(&report::json::build(report)).map_err(|e| serialize("JSON", e.to_string()))?;
+            let text = serde_json::to_string_pretty(&report::json::build(report))
+                .map_err(|e| serialize("JSON", e.to_string()))?;
             write_to(path, file, &(text + "\n"))?;
         }
         if let Some((path, file)) = &mut self.markdown {
@@ -274,7 +281,9 @@ impl ReportFiles {
 }
 
 fn write_to(path: &Path, file: &mut File, text: &str) -> Result<(), InfraError> {
-    file.write_all(text.as_bytes()).and_then(|()| file.sync_all()).map_err(InfraError::io(format!("writing {}", path.display())))
+    file.write_all(text.as_bytes())
+        .and_then(|()| file.sync_all())
+        .map_err(InfraError::io(format!("writing {}", path.display())))
 }
 
 /// Resolves on Ctrl-C or SIGTERM, naming which.

@@ -126,7 +126,10 @@ impl Dockerfile {
                 .iter()
                 .filter_map(|s| {
                     let s = expand(s).to_lowercase();
-                    s.parse::<usize>().ok().filter(|i| *i < stage.index).or_else(|| earlier.iter().position(|e| e.name.as_deref() == Some(s.as_str())))
+                    s.parse::<usize>()
+                        .ok()
+                        .filter(|i| *i < stage.index)
+                        .or_else(|| earlier.iter().position(|e| e.name.as_deref() == Some(s.as_str())))
                 })
                 .collect();
             if let Base::Stage(i) = base {
@@ -206,7 +209,12 @@ impl Resolved<'_> {
         let vars: BTreeMap<&str, &str> = self.vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         for spec in &self.dockerfile.stages[stage].steps {
             let index = out.len() + 1;
-            out.push(PredictedStep { stage, index, keyword: spec.keyword, name: format!("{} {}", prefix(index), expand(&spec.text, &vars)) });
+            out.push(PredictedStep {
+                stage,
+                index,
+                keyword: spec.keyword,
+                name: format!("{} {}", prefix(index), expand(&spec.text, &vars)),
+            });
         }
         out
     }
@@ -288,7 +296,11 @@ mod tests {
     #[test]
     fn names_steps_like_buildkit() {
         let df = parse(ISSUE_6893);
-        let args = BTreeMap::from([("BASE_BUILD".into(), "reg/a:esgz".into()), ("BASE_FINAL".into(), "reg/b:esgz".into()), ("BUST".into(), "2".into())]);
+        let args = BTreeMap::from([
+            ("BASE_BUILD".into(), "reg/a:esgz".into()),
+            ("BASE_FINAL".into(), "reg/b:esgz".into()),
+            ("BUST".into(), "2".into()),
+        ]);
         let r = df.resolve(&args);
         let names: Vec<String> = (0..2).flat_map(|s| r.steps(s)).map(|s| s.name).collect();
         assert_eq!(

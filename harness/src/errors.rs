@@ -33,18 +33,11 @@ impl fmt::Display for Location {
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum ConfigError {
     #[error("{path}: cannot read: {source}", path = .path.display())]
-    Read {
-        path: PathBuf,
-        source: std::sync::Arc<std::io::Error>,
-    },
+    Read { path: PathBuf, source: std::sync::Arc<std::io::Error> },
     #[error("{at}: {message}")]
     Parse { at: Location, message: String },
     #[error("{at}: {message}\n  fix: {fix}")]
-    Invalid {
-        at: Location,
-        message: String,
-        fix: String,
-    },
+    Invalid { at: Location, message: String, fix: String },
     #[error("{message}\n  fix: {fix}")]
     Usage { message: String, fix: String },
     /// Several findings at once (lint reports every mistake of a scenario, not only the first).
@@ -69,23 +62,18 @@ pub enum InfraError {
         #[source]
         source: bollard::errors::Error,
     },
-    #[error("registry {addr} not reachable: {reason}\n  fix: `bash ci/setup.sh` starts it (container bkcache-registry)")]
+    #[error(
+        "registry {addr} not reachable: {reason}\n  fix: `bash ci/setup.sh` starts it (container bkcache-registry)"
+    )]
     RegistryUnreachable { addr: String, reason: String },
     #[error("base image {image} is not in the registry\n  fix: `bash ci/setup.sh` builds and pushes the local eStargz bases")]
     BaseMissing { image: String },
     #[error("`{command}` failed (exit {status}): {stderr}")]
-    Command {
-        command: String,
-        status: String,
-        stderr: String,
-    },
+    Command { command: String, status: String, stderr: String },
     #[error("`{command}` timed out after {seconds}s")]
     Timeout { command: String, seconds: u64 },
     #[error("{action}: {source}")]
-    Io {
-        action: String,
-        source: std::io::Error,
-    },
+    Io { action: String, source: std::io::Error },
 }
 
 impl InfraError {

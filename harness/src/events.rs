@@ -17,17 +17,48 @@ pub struct Event<'a> {
 
 #[derive(Clone, Copy)]
 pub enum EventKind<'a> {
-    RunStarted { run_id: &'a str, cells: usize, repetitions: usize },
-    ImageReady { image: &'a EnsuredImage },
-    CellStarted { cell: &'a Cell, index: usize, total: usize },
-    RepetitionStarted { cell: &'a Cell, repetition: u32 },
-    PhaseStarted { cell: &'a Cell, repetition: u32, phase: &'a str },
-    PhaseFinished { cell: &'a Cell, repetition: u32, phase: &'a PhaseObservation },
-    RepetitionFinished { cell: &'a Cell, repetition: &'a RepetitionResult },
-    CellFinished { result: &'a CellResult },
-    RunFinished { report: &'a RunReport },
+    RunStarted {
+        run_id: &'a str,
+        cells: usize,
+        repetitions: usize,
+    },
+    ImageReady {
+        image: &'a EnsuredImage,
+    },
+    CellStarted {
+        cell: &'a Cell,
+        index: usize,
+        total: usize,
+    },
+    RepetitionStarted {
+        cell: &'a Cell,
+        repetition: u32,
+    },
+    PhaseStarted {
+        cell: &'a Cell,
+        repetition: u32,
+        phase: &'a str,
+    },
+    PhaseFinished {
+        cell: &'a Cell,
+        repetition: u32,
+        phase: &'a PhaseObservation,
+    },
+    RepetitionFinished {
+        cell: &'a Cell,
+        repetition: &'a RepetitionResult,
+    },
+    CellFinished {
+        result: &'a CellResult,
+    },
+    RunFinished {
+        report: &'a RunReport,
+    },
     /// Ctrl-C or SIGTERM: the report holds the cells that finished, the others `interrupted`.
-    RunInterrupted { signal: &'static str, report: &'a RunReport },
+    RunInterrupted {
+        signal: &'static str,
+        report: &'a RunReport,
+    },
 }
 
 impl<'a> EventKind<'a> {

@@ -27,21 +27,14 @@ impl Pins {
             }
             let Some((key, value)) = line.split_once('=') else {
                 return Err(ConfigError::Invalid {
-                    at: Location {
-                        path: path.to_owned(),
-                        line: i + 1,
-                        column: 1,
-                    },
+                    at: Location { path: path.to_owned(), line: i + 1, column: 1 },
                     message: format!("expected KEY=VALUE, found `{line}`"),
                     fix: "write pins as shell assignments, e.g. BUILDKIT_NEWEST=v0.34.2".into(),
                 });
             };
             values.insert(key.trim().to_owned(), value.trim().trim_matches('"').to_owned());
         }
-        Ok(Pins {
-            path: path.to_owned(),
-            values,
-        })
+        Ok(Pins { path: path.to_owned(), values })
     }
 
     pub fn get(&self, key: &str) -> Option<&str> {

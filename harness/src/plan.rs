@@ -66,17 +66,12 @@ pub fn plan(scenarios: Vec<Scenario>, profiles: &Profiles, filter: &Filter) -> R
         }
         let scenario = Arc::new(scenario);
         for profile in &profiles.profiles {
-            let wanted_by_scenario = filter.ignore_scenario_builders
-                || scenario.builders.as_ref().is_none_or(|b| b.contains(&profile.name));
+            let wanted_by_scenario =
+                filter.ignore_scenario_builders || scenario.builders.as_ref().is_none_or(|b| b.contains(&profile.name));
             let wanted_by_filter = filter.builders.is_empty() || filter.builders.contains(&profile.name);
             if wanted_by_scenario && wanted_by_filter {
                 cells.push(Cell {
-                    known_issues: scenario
-                        .known_issues
-                        .iter()
-                        .filter(|k| k.applies_to(profile))
-                        .cloned()
-                        .collect(),
+                    known_issues: scenario.known_issues.iter().filter(|k| k.applies_to(profile)).cloned().collect(),
                     repetitions: filter.repeat.unwrap_or(scenario.repeat),
                     scenario: scenario.clone(),
                     profile: profile.clone(),

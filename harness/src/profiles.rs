@@ -7,8 +7,8 @@ use std::sync::Arc;
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::execute::buildkit_image::{BuildkitSpec, Patch};
 use crate::errors::ConfigError;
+use crate::execute::buildkit_image::{BuildkitSpec, Patch};
 use crate::pins::Pins;
 use crate::toml_file::TomlFile;
 
@@ -80,10 +80,7 @@ pub struct BuilderProfile {
 impl BuilderProfile {
     /// Every buildkitd flag the builder is started with.
     pub fn all_buildkitd_flags(&self) -> Vec<String> {
-        let mut flags = vec![format!(
-            "--oci-worker-snapshotter={}",
-            self.snapshotter.as_str()
-        )];
+        let mut flags = vec![format!("--oci-worker-snapshotter={}", self.snapshotter.as_str())];
         flags.extend(self.buildkitd_flags.iter().cloned());
         flags
     }
@@ -163,7 +160,11 @@ fn resolve(
                 .iter()
                 .map(|p| {
                     Patch::read(&dir.join(p.get_ref())).map_err(|e| {
-                        file.invalid(p, format!("profile `{name}`: cannot read patch {}: {e}", p.get_ref()), "give a patch file path relative to the builders file")
+                        file.invalid(
+                            p,
+                            format!("profile `{name}`: cannot read patch {}: {e}", p.get_ref()),
+                            "give a patch file path relative to the builders file",
+                        )
                     })
                 })
                 .collect::<Result<_, _>>()?;
@@ -172,7 +173,11 @@ fn resolve(
         }
         (None, Some(image)) if doc.patches.is_empty() => (image.get_ref().clone(), None),
         (None, Some(image)) => {
-            return Err(file.invalid(image, format!("profile `{name}`: patches apply to `buildkit` releases only"), "use `buildkit = \"vX.Y.Z\"` with `patches`"))
+            return Err(file.invalid(
+                image,
+                format!("profile `{name}`: patches apply to `buildkit` releases only"),
+                "use `buildkit = \"vX.Y.Z\"` with `patches`",
+            ))
         }
         (Some(v), Some(_)) => {
             return Err(file.invalid(

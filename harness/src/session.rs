@@ -13,8 +13,8 @@ use futures_util::{stream, StreamExt};
 
 use crate::errors::{ConfigError, Error, InfraError};
 use crate::events::{Event, EventKind};
-use crate::execute::buildkit_image::{self, EnsuredImage};
 use crate::execute::builder::Janitor;
+use crate::execute::buildkit_image::{self, EnsuredImage};
 use crate::execute::docker::Engine;
 use crate::execute::registry::Registry;
 use crate::execute::{self, Machine, Progress, RawRepetition, Workspace};
@@ -47,7 +47,10 @@ pub fn plan(options: &PlanOptions) -> Result<Plan, ConfigError> {
     let files = scenario::discover(&options.paths)?;
     if files.is_empty() {
         return Err(ConfigError::Usage {
-            message: format!("no scenario files in {}", options.paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")),
+            message: format!(
+                "no scenario files in {}",
+                options.paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+            ),
             fix: "pass scenario .toml files or a directory holding them".into(),
         });
     }
@@ -141,7 +144,14 @@ impl Session {
             janitor: Janitor::new(&options.run_id),
             run_id: options.run_id.clone(),
         };
-        Ok(Session { machine, cells: plan.cells, run_dir, artifacts_dir: options.artifacts_dir.clone(), options, images: Vec::new() })
+        Ok(Session {
+            machine,
+            cells: plan.cells,
+            run_dir,
+            artifacts_dir: options.artifacts_dir.clone(),
+            options,
+            images: Vec::new(),
+        })
     }
 
     pub fn cells(&self) -> &[Cell] {
@@ -178,11 +188,16 @@ impl Session {
 
     /// Runs every repetition of every cell, `jobs` at a time, until done or `interrupt` resolves (with
     /// the signal's name). Never fails: what went wrong is in the cells' verdicts.
-    pub async fn run(&self, interrupt: impl Future<Output = &'static str>, on_event: impl FnMut(Event<'_>)) -> RunReport {
+    pub async fn run(
+        &self,
+        interrupt: impl Future<Output = &'static str>,
+        on_event: impl FnMut(Event<'_>),
+    ) -> RunReport {
         let started = Instant::now();
         let on_event = RefCell::new(on_event);
         let emit = |kind: EventKind<'_>| (on_event.borrow_mut())(kind.now());
-        let units: Vec<(usize, u32)> = self.cells.iter().enumerate().flat_map(|(i, c)| (0..c.repetitions).map(move |r| (i, r))).collect();
+        let units: Vec<(usize, u32)> =
+            self.cells.iter().enumerate().flat_map(|(i, c)| (0..c.repetitions).map(move |r| (i, r))).collect();
         emit(EventKind::RunStarted { run_id: &self.options.run_id, cells: self.cells.len(), repetitions: units.len() });
         let state = RefCell::new(RunState::new(&self.cells));
         let work = stream::iter(units.into_iter().enumerate())
@@ -215,7 +230,14 @@ impl Session {
         report
     }
 
-    async fn run_unit(&self, unit: usize, cell_index: usize, repetition: u32, state: &RefCell<RunState>, emit: &dyn Fn(EventKind<'_>)) {
+    async fn run_unit(
+        &self,
+        unit: usize,
+        cell_index: usize,
+        repetition: u32,
+        state: &RefCell<RunState>,
+        emit: &dyn Fn(EventKind<'_>),
+    ) {
         let cell = &self.cells[cell_index];
         let first = state.borrow_mut().start(cell_index);
         if first {
@@ -224,14 +246,26 @@ impl Session {
         emit(EventKind::RepetitionStarted { cell, repetition });
         let started = Instant::now();
         let cell_slug = slug(&cell.name());
-        let dir = tempfile::Builder::new().prefix(&format!("{cell_slug}-r{}.", repetition + 1)).tempdir_in(&self.run_dir);
+        let dir =
+            tempfile::Builder::new().prefix(&format!("{cell_slug}-r{}.", repetition + 1)).tempdir_in(&self.run_dir);
         let raw = match &dir {
-            Err(e) => RawRepetition { infrastructure: Some(InfraFailure::new("creating the repetition's work directory", e)), ..Default::default() },
+            Err(e) => RawRepetition {
+                infrastructure: Some(InfraFailure::new("creating the repetition's work directory", e)),
+                ..Default::default()
+            },
             Ok(dir) => {
-                let ws = Workspace { dir: dir.path(), unit, slug: format!("{}-{cell_slug}-r{}", self.options.run_id, repetition + 1) };
+                let ws = Workspace {
+                    dir: dir.path(),
+                    unit,
+                    slug: format!("{}-{cell_slug}-r{}", self.options.run_id, repetition + 1),
+                };
                 let on_progress = |p: Progress<'_>| match p {
-                    Progress::PhaseStarted(phase) => emit(EventKind::PhaseStarted { cell, repetition, phase: &phase.name }),
-                    Progress::PhaseFinished(raw) => emit(EventKind::PhaseFinished { cell, repetition, phase: &observe::phase(raw) }),
+                    Progress::PhaseStarted(phase) => {
+                        emit(EventKind::PhaseStarted { cell, repetition, phase: &phase.name })
+                    }
+                    Progress::PhaseFinished(raw) => {
+                        emit(EventKind::PhaseFinished { cell, repetition, phase: &observe::phase(raw) })
+                    }
                 };
                 execute::run_repetition(&self.machine, cell, &ws, &on_progress).await
             }
@@ -244,7 +278,13 @@ impl Session {
             }
         }
         let judgement = judge::judge(cell, &observations);
-        let result = RepetitionResult { index: repetition, judgement, observations, artifacts: None, duration: started.elapsed() };
+        let result = RepetitionResult {
+            index: repetition,
+            judgement,
+            observations,
+            artifacts: None,
+            duration: started.elapsed(),
+        };
         emit(EventKind::RepetitionFinished { cell, repetition: &result });
         let finished = state.borrow_mut().finish(cell_index, result, dir);
         if let Some(repetitions) = finished {
@@ -321,7 +361,12 @@ impl RunState {
     }
 
     /// Records a finished repetition; returns the cell's repetitions once all of them finished.
-    fn finish(&mut self, cell: usize, result: RepetitionResult, dir: Option<tempfile::TempDir>) -> Option<Vec<Finished>> {
+    fn finish(
+        &mut self,
+        cell: usize,
+        result: RepetitionResult,
+        dir: Option<tempfile::TempDir>,
+    ) -> Option<Vec<Finished>> {
         self.repetitions[cell].push(Finished { result, dir });
         (self.repetitions[cell].len() as u32 == self.planned[cell]).then(|| std::mem::take(&mut self.repetitions[cell]))
     }

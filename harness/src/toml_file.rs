@@ -22,17 +22,9 @@ impl<T: DeserializeOwned> TomlFile<T> {
 
     pub fn parse(path: &Path, text: String) -> Result<Self, ConfigError> {
         match toml::from_str(&text) {
-            Ok(doc) => Ok(TomlFile {
-                path: path.to_owned(),
-                text,
-                doc,
-            }),
+            Ok(doc) => Ok(TomlFile { path: path.to_owned(), text, doc }),
             Err(e) => Err(ConfigError::Parse {
-                at: Location::from_offset(
-                    path.to_owned(),
-                    &text,
-                    e.span().map_or(0, |s| s.start),
-                ),
+                at: Location::from_offset(path.to_owned(), &text, e.span().map_or(0, |s| s.start)),
                 message: e.message().trim().to_owned(),
             }),
         }
@@ -44,17 +36,8 @@ impl<T> TomlFile<T> {
         Location::from_offset(self.path.clone(), &self.text, spanned.span().start)
     }
 
-    pub fn invalid<U>(
-        &self,
-        spanned: &Spanned<U>,
-        message: impl Into<String>,
-        fix: impl Into<String>,
-    ) -> ConfigError {
-        ConfigError::Invalid {
-            at: self.at(spanned),
-            message: message.into(),
-            fix: fix.into(),
-        }
+    pub fn invalid<U>(&self, spanned: &Spanned<U>, message: impl Into<String>, fix: impl Into<String>) -> ConfigError {
+        ConfigError::Invalid { at: self.at(spanned), message: message.into(), fix: fix.into() }
     }
 }
 

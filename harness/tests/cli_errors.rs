@@ -93,7 +93,12 @@ fn the_project_scenarios_plan_one_cell_per_builder() {
     let cells: Vec<&str> = stdout.lines().map(|l| l.split_whitespace().next().unwrap()).collect();
     assert_eq!(
         cells,
-        ["issue-6893@v0.24-overlayfs", "issue-6893@v0.24-stargz", "issue-6893@newest-overlayfs", "issue-6893@newest-stargz"]
+        [
+            "issue-6893@v0.24-overlayfs",
+            "issue-6893@v0.24-stargz",
+            "issue-6893@newest-overlayfs",
+            "issue-6893@newest-stargz"
+        ]
     );
     assert_eq!(stdout.matches("known issue: moby/buildkit#6893").count(), 2, "{stdout}");
 }

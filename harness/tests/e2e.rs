@@ -72,7 +72,8 @@ async fn issue_6893_passes_on_overlayfs_and_reproduces_on_stargz() {
 fn scenario_variant(dir: &Path, edit: impl Fn(String) -> String) -> PathBuf {
     let text = std::fs::read_to_string(repo().join("scenarios/issue-6893.toml")).unwrap();
     let dockerfile = repo().join("dockerfiles/issue-6893.Dockerfile");
-    let text = text.replace("\"../dockerfiles/issue-6893.Dockerfile\"", &format!("{:?}", dockerfile.display().to_string()));
+    let text =
+        text.replace("\"../dockerfiles/issue-6893.Dockerfile\"", &format!("{:?}", dockerfile.display().to_string()));
     let path = dir.join("variant.toml");
     std::fs::write(&path, edit(text)).unwrap();
     path
@@ -94,7 +95,10 @@ async fn a_broken_expectation_without_a_known_issue_is_a_regression() {
         format!("{}{}", &t[..start], &t[end..])
     });
     assert!(!std::fs::read_to_string(&scenario).unwrap().contains("known_issues"));
-    let run = bkcache_run(&[scenario.to_str().unwrap(), "--builders", &builders_file(), "--builder", "newest-stargz"], "e2e-regression");
+    let run = bkcache_run(
+        &[scenario.to_str().unwrap(), "--builders", &builders_file(), "--builder", "newest-stargz"],
+        "e2e-regression",
+    );
     assert_eq!(run.code(), Some(1), "a regression exits 1");
     let cell = &run.cells()["newest-stargz"];
     assert_eq!(cell["verdict"], "fail");
@@ -108,8 +112,12 @@ async fn a_known_issue_that_does_not_reproduce_is_flagged_as_fixed() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let scenario = scenario_variant(dir.path(), |t| t.replace("snapshotter = \"stargz\"", "snapshotter = \"overlayfs\""));
-    let run = bkcache_run(&[scenario.to_str().unwrap(), "--builders", &builders_file(), "--builder", "newest-overlayfs"], "e2e-fixed");
+    let scenario =
+        scenario_variant(dir.path(), |t| t.replace("snapshotter = \"stargz\"", "snapshotter = \"overlayfs\""));
+    let run = bkcache_run(
+        &[scenario.to_str().unwrap(), "--builders", &builders_file(), "--builder", "newest-overlayfs"],
+        "e2e-fixed",
+    );
     assert_eq!(run.code(), Some(0));
     let cell = &run.cells()["newest-overlayfs"];
     assert_eq!(cell["verdict"], "unexpected-pass");

@@ -26,7 +26,12 @@ fn images(run: &common::Run) -> Vec<(String, bool)> {
         .as_array()
         .expect("images")
         .iter()
-        .map(|i| (i["patches"].as_array().unwrap().iter().map(|p| p.as_str().unwrap()).collect::<Vec<_>>().join("+"), i["built"] == true))
+        .map(|i| {
+            (
+                i["patches"].as_array().unwrap().iter().map(|p| p.as_str().unwrap()).collect::<Vec<_>>().join("+"),
+                i["built"] == true,
+            )
+        })
         .collect()
 }
 
@@ -39,7 +44,17 @@ async fn patch_matrix_verdicts_as_measured_and_images_reused() {
     let out = tempfile::tempdir().unwrap();
     let (md, junit) = (out.path().join("m.md"), out.path().join("j.xml"));
     let run = bkcache_run(
-        &["scenarios/issue-6893.toml", "--builders", &matrix, "--jobs", "4", "--markdown", md.to_str().unwrap(), "--junit", junit.to_str().unwrap()],
+        &[
+            "scenarios/issue-6893.toml",
+            "--builders",
+            &matrix,
+            "--jobs",
+            "4",
+            "--markdown",
+            md.to_str().unwrap(),
+            "--junit",
+            junit.to_str().unwrap(),
+        ],
         "e2e-matrix",
     );
     assert_eq!(run.code(), Some(0));
@@ -84,9 +99,26 @@ async fn patch_matrix_verdicts_as_measured_and_images_reused() {
     assert_eq!(leftovers("e2e-matrix").await, Vec::<String>::new());
 
     // unchanged versions and patches: nothing is rebuilt, and the report says so
-    let again = bkcache_run(&["scenarios/issue-6893.toml", "--builders", &matrix, "--builder", "none-overlayfs", "--builder", "all-three-overlayfs"], "e2e-matrix-again");
+    let again = bkcache_run(
+        &[
+            "scenarios/issue-6893.toml",
+            "--builders",
+            &matrix,
+            "--builder",
+            "none-overlayfs",
+            "--builder",
+            "all-three-overlayfs",
+        ],
+        "e2e-matrix-again",
+    );
     assert_eq!(again.code(), Some(0));
-    assert_eq!(images(&again), [("".to_owned(), false), ("exporter-reroot-cache-opts+exporter-main-remote-first+chains-addresult-dedupe".to_owned(), false)]);
+    assert_eq!(
+        images(&again),
+        [
+            ("".to_owned(), false),
+            ("exporter-reroot-cache-opts+exporter-main-remote-first+chains-addresult-dedupe".to_owned(), false)
+        ]
+    );
 }
 
 /// The matrix's builders file and patches, copied so a test may change a patch.
@@ -126,7 +158,15 @@ async fn a_changed_patch_rebuilds_exactly_the_images_that_use_it() {
     let changed_tag = profiles.get("all-three-stargz").unwrap().image.clone();
 
     let run = bkcache_run(
-        &["scenarios/issue-6893.toml", "--builders", builders.to_str().unwrap(), "--builder", "reroot-overlayfs", "--builder", "all-three-stargz"],
+        &[
+            "scenarios/issue-6893.toml",
+            "--builders",
+            builders.to_str().unwrap(),
+            "--builder",
+            "reroot-overlayfs",
+            "--builder",
+            "all-three-stargz",
+        ],
         "e2e-changed-patch",
     );
     remove_image(&changed_tag).await;
@@ -170,7 +210,10 @@ async fn a_broken_patch_is_a_clear_error_and_leaves_no_image() {
     assert!(stderr.contains("no image was built"), "{stderr}");
 
     // the same patch in a profile stops the run before any builder exists
-    let run = bkcache_run(&["scenarios/issue-6893.toml", "--builders", builders.to_str().unwrap(), "--builder", "reroot-stargz"], "e2e-broken-patch");
+    let run = bkcache_run(
+        &["scenarios/issue-6893.toml", "--builders", builders.to_str().unwrap(), "--builder", "reroot-stargz"],
+        "e2e-broken-patch",
+    );
     assert_eq!(run.code(), Some(2));
     assert_eq!(leftovers("e2e-broken-patch").await, Vec::<String>::new());
     let engine = bkcache::execute::docker::Engine::connect().await.unwrap();

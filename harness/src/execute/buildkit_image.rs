@@ -116,11 +116,7 @@ pub async fn ensure(engine: &Engine, spec: &BuildkitSpec, registry: &str) -> Res
 
 /// Runs a command; on failure returns what it printed.
 async fn run(cmd: &mut Command, what: &str) -> Result<String, String> {
-    let out = cmd
-        .stdin(Stdio::null())
-        .output()
-        .await
-        .map_err(|e| format!("{what}: {e}"))?;
+    let out = cmd.stdin(Stdio::null()).output().await.map_err(|e| format!("{what}: {e}"))?;
     if out.status.success() {
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     } else {
@@ -142,7 +138,11 @@ async fn module_dir(version: &str) -> Result<PathBuf, BuildkitImageError> {
 
 /// `git apply --check` first, so a patch that does not apply says which file and hunk, then applies.
 async fn apply(src: &Path, patch: &Patch, version: &str) -> Result<(), BuildkitImageError> {
-    let fail = |detail: String| BuildkitImageError::PatchDoesNotApply { patch: patch.path.clone(), version: version.to_owned(), detail };
+    let fail = |detail: String| BuildkitImageError::PatchDoesNotApply {
+        patch: patch.path.clone(),
+        version: version.to_owned(),
+        detail,
+    };
     let path = patch.path.canonicalize().map_err(|e| fail(e.to_string()))?;
     for check in [true, false] {
         let mut cmd = Command::new("git");
@@ -150,13 +150,19 @@ async fn apply(src: &Path, patch: &Patch, version: &str) -> Result<(), BuildkitI
         if check {
             cmd.arg("--check");
         }
-        run(cmd.arg(&path), "git apply").await.map_err(|d| fail(d.trim_start_matches("git apply: ").trim().to_owned()))?;
+        run(cmd.arg(&path), "git apply")
+            .await
+            .map_err(|d| fail(d.trim_start_matches("git apply: ").trim().to_owned()))?;
     }
     Ok(())
 }
 
 async fn go_build(src: &Path, bin: &Path, spec: &BuildkitSpec) -> Result<(), BuildkitImageError> {
-    let version = if spec.patches.is_empty() { spec.version.clone() } else { format!("{}+{}", spec.version, spec.patch_names().join("+")) };
+    let version = if spec.patches.is_empty() {
+        spec.version.clone()
+    } else {
+        format!("{}+{}", spec.version, spec.patch_names().join("+"))
+    };
     let ldflags = format!(
         "-s -w -X github.com/moby/buildkit/version.Version={version} -X github.com/moby/buildkit/version.Revision=bkcache -extldflags -static"
     );
@@ -167,10 +173,10 @@ async fn go_build(src: &Path, bin: &Path, spec: &BuildkitSpec) -> Result<(), Bui
         .args(["build", "-trimpath", "-tags", "osusergo netgo static_build", "-ldflags", &ldflags, "-o"])
         .arg(format!("{}/", bin.display()))
         .args(["./cmd/buildkitd", "./cmd/buildctl"]);
-    run(&mut cmd, "go build")
-        .await
-        .map(|_| ())
-        .map_err(|detail| BuildkitImageError::GoBuild { version: spec.version.clone(), detail: super::buildx::last_lines(&detail, 15) })
+    run(&mut cmd, "go build").await.map(|_| ()).map_err(|detail| BuildkitImageError::GoBuild {
+        version: spec.version.clone(),
+        detail: super::buildx::last_lines(&detail, 15),
+    })
 }
 
 /// The host files a BuildKit image needs besides buildkitd/buildctl: busybox (a shell and the
@@ -181,9 +187,9 @@ const RUNC: &str = "/usr/sbin/runc";
 /// A root filesystem as an uncompressed tar, in memory (~80 MB): for `docker import`.
 async fn rootfs_tar(bin: &Path) -> Result<bytes::Bytes, BuildkitImageError> {
     let io = |what: &str| InfraError::io(format!("assembling the image root filesystem: {what}"));
-    let applets = run(Command::new(BUSYBOX).arg("--list"), "busybox --list")
-        .await
-        .map_err(|d| InfraError::io("busybox-static is needed (apt-get install busybox-static)")(std::io::Error::other(d)))?;
+    let applets = run(Command::new(BUSYBOX).arg("--list"), "busybox --list").await.map_err(|d| {
+        InfraError::io("busybox-static is needed (apt-get install busybox-static)")(std::io::Error::other(d))
+    })?;
     let libs = run(Command::new("ldd").arg(RUNC), "ldd runc").await.unwrap_or_default();
     let bin = bin.to_owned();
     let tar = tokio::task::spawn_blocking(move || -> std::io::Result<Vec<u8>> {

@@ -50,7 +50,8 @@ impl Engine {
 
     /// Whether a container exists and runs (a builder whose buildkitd died does not).
     pub async fn container_running(&self, container: &str) -> Result<bool, InfraError> {
-        match self.docker.inspect_container(container, None::<bollard::query_parameters::InspectContainerOptions>).await {
+        match self.docker.inspect_container(container, None::<bollard::query_parameters::InspectContainerOptions>).await
+        {
             Ok(c) => Ok(c.state.and_then(|s| s.running).unwrap_or(false)),
             Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => Ok(false),
             Err(e) => Err(docker_err("inspecting a builder container")(e)),
@@ -75,7 +76,11 @@ impl Engine {
         let filters = HashMap::from([("name".to_owned(), vec![prefix.to_owned()])]);
         let containers = self
             .docker
-            .list_containers(Some(ListContainersOptions { all: true, filters: Some(filters.clone()), ..Default::default() }))
+            .list_containers(Some(ListContainersOptions {
+                all: true,
+                filters: Some(filters.clone()),
+                ..Default::default()
+            }))
             .await
             .map_err(docker_err("listing containers"))?;
         for c in containers {
@@ -83,7 +88,10 @@ impl Engine {
                 let name = name.trim_start_matches('/').to_owned();
                 if name.starts_with(prefix) {
                     self.docker
-                        .remove_container(&name, Some(RemoveContainerOptions { force: true, v: true, ..Default::default() }))
+                        .remove_container(
+                            &name,
+                            Some(RemoveContainerOptions { force: true, v: true, ..Default::default() }),
+                        )
                         .await
                         .map_err(docker_err("removing a container"))?;
                 }

@@ -77,7 +77,12 @@ pub enum Progress<'a> {
 }
 
 /// Runs every phase of `cell` once, on a builder of its own that is removed afterwards.
-pub async fn run_repetition(machine: &Machine, cell: &Cell, ws: &Workspace<'_>, on_progress: &dyn Fn(Progress<'_>)) -> RawRepetition {
+pub async fn run_repetition(
+    machine: &Machine,
+    cell: &Cell,
+    ws: &Workspace<'_>,
+    on_progress: &dyn Fn(Progress<'_>),
+) -> RawRepetition {
     let mut raw = RawRepetition::default();
     let builder = match machine.janitor.create(ws.unit, &cell.profile, &machine.registry.addr, ws.dir).await {
         Ok(b) => b,
@@ -139,7 +144,12 @@ async fn probe(machine: &Machine, builder: &Builder, phase: &str, build: &RawBui
     }
     match machine.engine.container_running(&builder.container()).await {
         Ok(true) => {}
-        Ok(false) => return Some(InfraFailure::new(format!("{context} the builder's container is no longer running"), &buildx_said())),
+        Ok(false) => {
+            return Some(InfraFailure::new(
+                format!("{context} the builder's container is no longer running"),
+                &buildx_said(),
+            ))
+        }
         Err(e) => return Some(InfraFailure::new(format!("{context} the builder could not be inspected"), &e)),
     }
     if let Err(e) = machine.registry.ping().await {

@@ -4,8 +4,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use super::buildx::buildx;
 use super::builder::Builder;
+use super::buildx::buildx;
 use super::{RawBuild, RawPhase};
 use crate::errors::InfraError;
 use crate::scenario::{BuildPhase, CacheExport, CacheMode, CacheRef, Output, Phase, PhaseAction, Scenario};
@@ -46,7 +46,12 @@ impl CellPaths<'_> {
 
 /// Runs one phase. A build that fails is recorded (what it means is for the probe and the judge); a
 /// prune that fails, a buildx that cannot start, or a timeout is an infrastructure error.
-pub async fn run(phase: &Phase, scenario: &Scenario, builder: &Builder, paths: &CellPaths<'_>) -> Result<RawPhase, InfraError> {
+pub async fn run(
+    phase: &Phase,
+    scenario: &Scenario,
+    builder: &Builder,
+    paths: &CellPaths<'_>,
+) -> Result<RawPhase, InfraError> {
     let started = Instant::now();
     let timeout = Duration::from_secs(scenario.phase_timeout_secs);
     let build = match &phase.action {
@@ -97,11 +102,8 @@ pub fn build_args(
         "--file".into(),
         scenario.dockerfile.display().to_string(),
     ];
-    let mut build_args: BTreeMap<String, String> = scenario
-        .bases
-        .iter()
-        .map(|(arg, base)| (arg.clone(), base.reference(paths.registry)))
-        .collect();
+    let mut build_args: BTreeMap<String, String> =
+        scenario.bases.iter().map(|(arg, base)| (arg.clone(), base.reference(paths.registry))).collect();
     build_args.extend(build.build_args.clone());
     for (k, v) in build_args {
         args.extend(["--build-arg".into(), format!("{k}={v}")]);
@@ -117,10 +119,9 @@ pub fn build_args(
     }
     let output = match build.output {
         Output::CacheOnly => "type=cacheonly".to_owned(),
-        Output::Push => format!(
-            "type=image,name={},push=true,registry.insecure=true",
-            paths.registry_ref("out", phase_name)
-        ),
+        Output::Push => {
+            format!("type=image,name={},push=true,registry.insecure=true", paths.registry_ref("out", phase_name))
+        }
     };
     args.extend(["--output".into(), output, scenario.context.display().to_string()]);
     args

@@ -52,7 +52,5 @@ fn agent() -> ureq::Agent {
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, InfraError> + Send + 'static,
 ) -> Result<T, InfraError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| InfraError::io("registry request")(std::io::Error::other(e)))?
+    tokio::task::spawn_blocking(f).await.map_err(|e| InfraError::io("registry request")(std::io::Error::other(e)))?
 }

@@ -87,13 +87,18 @@ impl fmt::Display for Reason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Reason::StepRan { phase, step, .. } => write!(f, "phase `{phase}`: expected CACHED: `{step}`, but it ran"),
-            Reason::StepCached { phase, step, .. } => write!(f, "phase `{phase}`: expected to run: `{step}`, but it was CACHED"),
+            Reason::StepCached { phase, step, .. } => {
+                write!(f, "phase `{phase}`: expected to run: `{step}`, but it was CACHED")
+            }
             Reason::BuildFailed { phase, error } => write!(f, "phase `{phase}`: BuildKit failed the build: {error}"),
             Reason::BuildSucceeded { phase, expected_error } => {
                 write!(f, "phase `{phase}`: expected the build to fail with /{expected_error}/, but it succeeded")
             }
             Reason::OtherFailure { phase, expected_error, error } => {
-                write!(f, "phase `{phase}`: expected the build to fail with /{expected_error}/, but it failed with: {error}")
+                write!(
+                    f,
+                    "phase `{phase}`: expected the build to fail with /{expected_error}/, but it failed with: {error}"
+                )
             }
         }
     }
@@ -157,7 +162,9 @@ impl Broken<'_> {
     fn explained_by(&self, issue: &KnownIssue) -> bool {
         match (&self.reason, self.matcher) {
             (Reason::StepRan { .. } | Reason::StepCached { .. }, Some(m)) => issue.explains_step(m),
-            (Reason::BuildFailed { error, .. } | Reason::OtherFailure { error, .. }, _) => issue.explains_failure(error),
+            (Reason::BuildFailed { error, .. } | Reason::OtherFailure { error, .. }, _) => {
+                issue.explains_failure(error)
+            }
             _ => issue.breaks.is_empty() && issue.fails_with.is_empty(),
         }
     }
@@ -166,7 +173,12 @@ impl Broken<'_> {
 /// Judges one repetition of `cell` from what it observed.
 pub fn judge(cell: &Cell, observed: &Observations) -> Judgement {
     if let Some(failure) = &observed.infrastructure {
-        return Judgement::new(Verdict::Error, Vec::new(), vec![ErrorCause::Infrastructure { failure: failure.clone() }], Vec::new());
+        return Judgement::new(
+            Verdict::Error,
+            Vec::new(),
+            vec![ErrorCause::Infrastructure { failure: failure.clone() }],
+            Vec::new(),
+        );
     }
     let mut errors = Vec::new();
     let mut broken: Vec<Broken<'_>> = Vec::new();
@@ -178,12 +190,17 @@ pub fn judge(cell: &Cell, observed: &Observations) -> Judgement {
         let name = phase.name.clone();
         match (failure, &build.expect_failure) {
             (Some(error), None) => {
-                broken.push(Broken { reason: Reason::BuildFailed { phase: name, error: error.clone() }, matcher: None });
+                broken
+                    .push(Broken { reason: Reason::BuildFailed { phase: name, error: error.clone() }, matcher: None });
                 continue;
             }
             (Some(error), Some(want)) => {
                 if !want.value.is_match(error) {
-                    let reason = Reason::OtherFailure { phase: name, expected_error: want.value.to_string(), error: error.clone() };
+                    let reason = Reason::OtherFailure {
+                        phase: name,
+                        expected_error: want.value.to_string(),
+                        error: error.clone(),
+                    };
                     broken.push(Broken { reason, matcher: None });
                 }
                 // a failed build caches nothing: its step expectations cannot be judged
@@ -195,7 +212,11 @@ pub fn judge(cell: &Cell, observed: &Observations) -> Judgement {
             }
             (None, None) => {}
         }
-        let checks = build.expect_cached.iter().map(|m| (&m.value, true)).chain(build.expect_ran.iter().map(|m| (&m.value, false)));
+        let checks = build
+            .expect_cached
+            .iter()
+            .map(|m| (&m.value, true))
+            .chain(build.expect_ran.iter().map(|m| (&m.value, false)));
         for (matcher, want_cached) in checks {
             let matching: Vec<_> = steps.iter().filter(|s| matcher.matches(&s.name)).collect();
             if matching.is_empty() {
@@ -205,14 +226,21 @@ pub fn judge(cell: &Cell, observed: &Observations) -> Judgement {
             }
             for step in matching.into_iter().filter(|s| s.cached != want_cached) {
                 let (phase, step, expected) = (name.clone(), step.name.clone(), matcher.to_string());
-                let reason = if want_cached { Reason::StepRan { phase, step, expected } } else { Reason::StepCached { phase, step, expected } };
+                let reason = if want_cached {
+                    Reason::StepRan { phase, step, expected }
+                } else {
+                    Reason::StepCached { phase, step, expected }
+                };
                 broken.push(Broken { reason, matcher: Some(matcher) });
             }
         }
     }
     let profile = &cell.profile;
     if profile.snapshotter.is_lazy() && !observed.laziness.as_ref().is_some_and(|l| l.is_lazy()) {
-        errors.push(ErrorCause::NotLazy { builder: profile.name.clone(), snapshotter: profile.snapshotter.as_str().to_owned() });
+        errors.push(ErrorCause::NotLazy {
+            builder: profile.name.clone(),
+            snapshotter: profile.snapshotter.as_str().to_owned(),
+        });
     }
     let reasons: Vec<Reason> = broken.iter().map(|b| b.reason.clone()).collect();
     if !errors.is_empty() {

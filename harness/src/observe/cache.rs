@@ -72,12 +72,8 @@ pub struct CacheSummary {
 
 impl CacheConfig {
     pub fn summary(&self, phase: &str) -> CacheSummary {
-        let without: Vec<String> = self
-            .records
-            .iter()
-            .filter(|r| r.layers.is_empty())
-            .map(|r| r.digest.clone())
-            .collect();
+        let without: Vec<String> =
+            self.records.iter().filter(|r| r.layers.is_empty()).map(|r| r.digest.clone()).collect();
         CacheSummary {
             phase: phase.to_owned(),
             records: self.records.len(),
@@ -92,10 +88,10 @@ impl CacheConfig {
 /// Reads the cacheconfig of a local cache export directory.
 pub fn read_local(dir: &Path) -> Result<CacheConfig, CacheReadError> {
     let index: IndexOrManifest = read_json(&dir.join("index.json"))?;
-    let top = index.manifests.first().ok_or_else(|| CacheReadError::Layout {
-        path: dir.join("index.json"),
-        message: "lists no manifest".into(),
-    })?;
+    let top = index
+        .manifests
+        .first()
+        .ok_or_else(|| CacheReadError::Layout { path: dir.join("index.json"), message: "lists no manifest".into() })?;
     let manifest_path = blob_path(dir, &top.digest)?;
     let manifest: IndexOrManifest = read_json(&manifest_path)?;
     let config = manifest

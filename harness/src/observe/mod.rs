@@ -40,7 +40,10 @@ pub struct PhaseObservation {
 #[serde(tag = "kind", rename_all = "kebab-case")]
 pub enum PhaseOutcome {
     /// A build BuildKit ran: its steps and, when its solver failed it, BuildKit's error.
-    Build { steps: Vec<Step>, failure: Option<String> },
+    Build {
+        steps: Vec<Step>,
+        failure: Option<String>,
+    },
     Prune,
 }
 
@@ -93,7 +96,9 @@ pub fn observe(raw: &RawRepetition) -> Observations {
             match cache::read_local(dir) {
                 Ok(config) => caches.push(config.summary(&p.phase)),
                 Err(e) => {
-                    infrastructure.get_or_insert_with(|| InfraFailure::new(format!("reading the cache phase `{}` exported", p.phase), &e));
+                    infrastructure.get_or_insert_with(|| {
+                        InfraFailure::new(format!("reading the cache phase `{}` exported", p.phase), &e)
+                    });
                 }
             }
         }

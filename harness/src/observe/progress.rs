@@ -53,7 +53,8 @@ impl Progress {
         if !errors.is_empty() {
             return errors.join("\n");
         }
-        let vertex_errors: Vec<String> = self.steps.iter().filter_map(|s| s.error.as_ref().map(|e| format!("{}: {e}", s.name))).collect();
+        let vertex_errors: Vec<String> =
+            self.steps.iter().filter_map(|s| s.error.as_ref().map(|e| format!("{}: {e}", s.name))).collect();
         if !vertex_errors.is_empty() {
             return vertex_errors.join("\n");
         }

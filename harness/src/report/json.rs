@@ -127,7 +127,14 @@ fn steps(rep: &RepetitionResult) -> Vec<Step<'_>> {
     rep.observations
         .phases
         .iter()
-        .flat_map(|p| p.steps().iter().map(move |s| Step { name: &s.name, phase: &p.phase, cached: s.cached, error: s.error.as_deref() }))
+        .flat_map(|p| {
+            p.steps().iter().map(move |s| Step {
+                name: &s.name,
+                phase: &p.phase,
+                cached: s.cached,
+                error: s.error.as_deref(),
+            })
+        })
         .collect()
 }
 

@@ -30,7 +30,12 @@ pub fn render(report: &RunReport) -> Result<String, quick_junit::SerializeError>
 
 fn reasons(r: &CellResult) -> String {
     let Some(j) = r.judgement() else { return String::new() };
-    j.reasons.iter().map(ToString::to_string).chain(j.errors.iter().map(ToString::to_string)).collect::<Vec<_>>().join("\n")
+    j.reasons
+        .iter()
+        .map(ToString::to_string)
+        .chain(j.errors.iter().map(ToString::to_string))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 fn test_case(r: &CellResult) -> TestCase {
@@ -44,7 +49,11 @@ fn test_case(r: &CellResult) -> TestCase {
             s
         }
         Verdict::Fail | Verdict::Flaky | Verdict::Error | Verdict::Interrupted => {
-            let kind = if matches!(r.verdict.verdict, Verdict::Fail | Verdict::Flaky) { NonSuccessKind::Failure } else { NonSuccessKind::Error };
+            let kind = if matches!(r.verdict.verdict, Verdict::Fail | Verdict::Flaky) {
+                NonSuccessKind::Failure
+            } else {
+                NonSuccessKind::Error
+            };
             let mut s = TestCaseStatus::non_success(kind);
             s.set_message(words.clone()).set_description(reasons(r));
             s.set_rerun_kind(FlakyOrRerun::Flaky);
@@ -55,10 +64,20 @@ fn test_case(r: &CellResult) -> TestCase {
         // every repetition but the representative one, as nextest lists the other attempts
         let shown = r.verdict.representative();
         for rep in r.repetitions.iter().filter(|rep| Some(rep.index) != shown && !rep.judgement.verdict.held()) {
-            let kind = if rep.judgement.verdict == Verdict::Error { NonSuccessKind::Error } else { NonSuccessKind::Failure };
+            let kind =
+                if rep.judgement.verdict == Verdict::Error { NonSuccessKind::Error } else { NonSuccessKind::Failure };
             let mut rerun = TestRerun::new(kind);
-            let text: Vec<String> = rep.judgement.reasons.iter().map(ToString::to_string).chain(rep.judgement.errors.iter().map(ToString::to_string)).collect();
-            rerun.set_message(format!("repetition #{}: {}", rep.index + 1, rep.judgement.verdict.as_str())).set_description(text.join("\n")).set_time(rep.duration);
+            let text: Vec<String> = rep
+                .judgement
+                .reasons
+                .iter()
+                .map(ToString::to_string)
+                .chain(rep.judgement.errors.iter().map(ToString::to_string))
+                .collect();
+            rerun
+                .set_message(format!("repetition #{}: {}", rep.index + 1, rep.judgement.verdict.as_str()))
+                .set_description(text.join("\n"))
+                .set_time(rep.duration);
             status.add_rerun(rerun);
         }
     }
@@ -85,7 +104,8 @@ fn test_case(r: &CellResult) -> TestCase {
     if v.verdict == Verdict::UnexpectedPass {
         case.set_system_out(format!("UNEXPECTED PASS: fixed? ({known})"));
     }
-    let kept: Vec<String> = r.repetitions.iter().filter_map(|rep| rep.artifacts.as_ref()).map(|p| p.display().to_string()).collect();
+    let kept: Vec<String> =
+        r.repetitions.iter().filter_map(|rep| rep.artifacts.as_ref()).map(|p| p.display().to_string()).collect();
     if !kept.is_empty() {
         case.set_system_err(format!("artifacts: {}", kept.join(" ")));
     }

@@ -38,7 +38,8 @@ pub fn render(report: &RunReport) -> String {
     let mut out = String::new();
     let labels: Vec<(String, &CellResult)> = results.iter().map(|r| (row_label(&r.cell.profile), r)).collect();
     for scenario in ordered(results.iter().map(|r| r.cell.scenario.name.as_str())) {
-        let cells: Vec<&(String, &CellResult)> = labels.iter().filter(|(_, r)| r.cell.scenario.name == scenario).collect();
+        let cells: Vec<&(String, &CellResult)> =
+            labels.iter().filter(|(_, r)| r.cell.scenario.name == scenario).collect();
         let rows = ordered(cells.iter().map(|(l, _)| l.as_str()));
         let columns = ordered(cells.iter().map(|(_, r)| r.cell.profile.snapshotter.as_str()));
         let _ = writeln!(out, "### {scenario}\n");
@@ -59,7 +60,8 @@ pub fn render(report: &RunReport) -> String {
         out.push('\n');
         for (_, r) in cells.iter().filter(|(_, r)| r.verdict.verdict != Verdict::Pass) {
             let Some(j) = r.judgement() else { continue };
-            let texts: Vec<String> = j.reasons.iter().map(ToString::to_string).chain(j.errors.iter().map(ToString::to_string)).collect();
+            let texts: Vec<String> =
+                j.reasons.iter().map(ToString::to_string).chain(j.errors.iter().map(ToString::to_string)).collect();
             let _ = writeln!(out, "- `{}`: {}", r.cell.name(), texts.join("; "));
         }
         out.push('\n');

@@ -25,7 +25,9 @@ pub(crate) fn ordered<'a>(items: impl Iterator<Item = &'a str>) -> Vec<&'a str> 
 pub(crate) fn verdict_words(r: &CellResult) -> String {
     let v = &r.verdict;
     let label = match v.verdict {
-        Verdict::KnownFailure if v.flaky => format!("known failure reproduced, flaky: reproduced {}/{}", v.finished - v.held, v.finished),
+        Verdict::KnownFailure if v.flaky => {
+            format!("known failure reproduced, flaky: reproduced {}/{}", v.finished - v.held, v.finished)
+        }
         Verdict::KnownFailure => "known failure reproduced".to_owned(),
         Verdict::UnexpectedPass => "UNEXPECTED PASS: fixed?".to_owned(),
         Verdict::Flaky => format!("FLAKY {}", v.rate()),

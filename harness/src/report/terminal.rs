@@ -37,17 +37,31 @@ pub fn live(event: Event<'_>) {
                     let steps = steps.iter().filter(|s| !s.is_internal());
                     let (total, cached) = steps.fold((0, 0), |(t, c), s| (t + 1, c + usize::from(s.cached)));
                     let status = if failure.is_none() { "ok" } else { "FAILED" };
-                    eprintln!("      {cell} {:<8} build {status} {secs:.1}s: {total} steps, {cached} cached", phase.phase);
+                    eprintln!(
+                        "      {cell} {:<8} build {status} {secs:.1}s: {total} steps, {cached} cached",
+                        phase.phase
+                    );
                 }
             }
         }
         EventKind::RepetitionFinished { cell, repetition } if cell.repetitions > 1 => {
             let v = repetition.judgement.verdict.as_str();
-            eprintln!("      {} #{}/{} => {v} ({:.1}s)", cell.name(), repetition.index + 1, cell.repetitions, repetition.duration.as_secs_f64());
+            eprintln!(
+                "      {} #{}/{} => {v} ({:.1}s)",
+                cell.name(),
+                repetition.index + 1,
+                cell.repetitions,
+                repetition.duration.as_secs_f64()
+            );
         }
         EventKind::CellFinished { result } => {
             let issues = issue_list(result).map(|i| format!(" ({i})")).unwrap_or_default();
-            eprintln!("      {} => {}{issues} ({:.1}s)", result.cell.name(), verdict_words(result), result.duration.as_secs_f64());
+            eprintln!(
+                "      {} => {}{issues} ({:.1}s)",
+                result.cell.name(),
+                verdict_words(result),
+                result.duration.as_secs_f64()
+            );
         }
         EventKind::RunFinished { report } => print!("{}", summary(report)),
         EventKind::RunInterrupted { signal, report } => {
@@ -94,7 +108,10 @@ pub fn summary(report: &RunReport) -> String {
     table.set_header(std::iter::once("scenario").chain(builders.iter().copied()));
     for s in &scenarios {
         let row = builders.iter().map(|b| {
-            results.iter().find(|r| r.cell.scenario.name == *s && r.cell.profile.name == *b).map_or_else(|| "-".to_owned(), table_cell)
+            results
+                .iter()
+                .find(|r| r.cell.scenario.name == *s && r.cell.profile.name == *b)
+                .map_or_else(|| "-".to_owned(), table_cell)
         });
         table.add_row(std::iter::once(s.to_string()).chain(row));
     }
@@ -167,7 +184,11 @@ fn details(out: &mut String, r: &CellResult) {
     }
     for rep in r.repetitions.iter().filter(|rep| rep.artifacts.is_some()) {
         let dir = rep.artifacts.as_ref().expect("filtered").display();
-        let label = if v.planned > 1 { format!(" #{} ({})", rep.index + 1, rep.judgement.verdict.as_str()) } else { String::new() };
+        let label = if v.planned > 1 {
+            format!(" #{} ({})", rep.index + 1, rep.judgement.verdict.as_str())
+        } else {
+            String::new()
+        };
         let _ = writeln!(out, "  artifacts{label}: {dir}");
     }
 }
@@ -176,5 +197,10 @@ fn cache_summaries(rep: &RepetitionResult) -> String {
     if rep.observations.caches.is_empty() {
         return "no cache exported".into();
     }
-    rep.observations.caches.iter().map(|c| format!("cache `{}`: {}", c.phase, cache_line(c))).collect::<Vec<_>>().join("; ")
+    rep.observations
+        .caches
+        .iter()
+        .map(|c| format!("cache `{}`: {}", c.phase, cache_line(c)))
+        .collect::<Vec<_>>()
+        .join("; ")
 }

@@ -184,7 +184,9 @@ pub fn load(path: &Path, profiles: &Profiles) -> Result<Scenario, ConfigError> {
 
 /// A regex from the file, located when it does not compile.
 fn regex(file: &TomlFile<ScenarioDoc>, text: &Spanned<String>) -> Result<Regex, ConfigError> {
-    Regex::new(text.get_ref()).map_err(|e| file.invalid(text, format!("invalid pattern: {e}"), "write a regular expression (Rust regex syntax)"))
+    Regex::new(text.get_ref()).map_err(|e| {
+        file.invalid(text, format!("invalid pattern: {e}"), "write a regular expression (Rust regex syntax)")
+    })
 }
 
 fn located<T: Clone>(file: &TomlFile<ScenarioDoc>, spanned: &Spanned<T>) -> Located<T> {
@@ -211,11 +213,8 @@ fn validate(file: &TomlFile<ScenarioDoc>, profiles: &Profiles) -> Result<Scenari
             ))
         }
     };
-    let builders = doc
-        .builders
-        .as_ref()
-        .map(|list| list.iter().map(check_builder).collect::<Result<Vec<_>, _>>())
-        .transpose()?;
+    let builders =
+        doc.builders.as_ref().map(|list| list.iter().map(check_builder).collect::<Result<Vec<_>, _>>()).transpose()?;
 
     let bases = doc
         .bases
@@ -258,7 +257,11 @@ fn validate(file: &TomlFile<ScenarioDoc>, profiles: &Profiles) -> Result<Scenari
                 }
             }
             if k.id.get_ref().trim().is_empty() {
-                return Err(file.invalid(&k.id, "a known issue needs an id", r#"write e.g. id = "moby/buildkit#6893""#));
+                return Err(file.invalid(
+                    &k.id,
+                    "a known issue needs an id",
+                    r#"write e.g. id = "moby/buildkit#6893""#,
+                ));
             }
             Ok(KnownIssue {
                 id: KnownIssueId(k.id.get_ref().clone()),
@@ -274,7 +277,11 @@ fn validate(file: &TomlFile<ScenarioDoc>, profiles: &Profiles) -> Result<Scenari
     let phases = validate_phases(file)?;
     let phase_timeout_secs = match &doc.phase_timeout_secs {
         Some(t) if *t.get_ref() == 0 => {
-            return Err(file.invalid(t, "phase_timeout_secs must be at least 1", "give the seconds a phase may take, e.g. 600"))
+            return Err(file.invalid(
+                t,
+                "phase_timeout_secs must be at least 1",
+                "give the seconds a phase may take, e.g. 600",
+            ))
         }
         Some(t) => *t.get_ref(),
         None => DEFAULT_PHASE_TIMEOUT_SECS,
@@ -287,11 +294,7 @@ fn validate(file: &TomlFile<ScenarioDoc>, profiles: &Profiles) -> Result<Scenari
         None => 1,
     };
     Ok(Scenario {
-        name: file
-            .path
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_default(),
+        name: file.path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default(),
         file: file.path.clone(),
         description: doc.description.clone(),
         dockerfile,
@@ -373,19 +376,31 @@ fn validate_phases(file: &TomlFile<ScenarioDoc>) -> Result<Vec<Phase>, ConfigErr
             }
             PhaseKind::Build => {
                 if p.all.is_some() {
-                    return Err(file.invalid(spanned, format!("phase `{name}`: `all` applies to prune phases only"), "remove `all`"));
+                    return Err(file.invalid(
+                        spanned,
+                        format!("phase `{name}`: `all` applies to prune phases only"),
+                        "remove `all`",
+                    ));
                 }
                 let mut cache_from = Vec::new();
                 for c in &p.cache_from {
                     let key = cache_key(c.get_ref());
                     if c.get_ref().mode.is_some() {
-                        return Err(file.invalid(c, "`mode` applies to cache_to only", "remove `mode` from cache_from"));
+                        return Err(file.invalid(
+                            c,
+                            "`mode` applies to cache_to only",
+                            "remove `mode` from cache_from",
+                        ));
                     }
                     if !exported.contains(&key) {
                         return Err(file.invalid(
                             c,
                             format!("phase `{name}` imports cache `{key}` that no earlier phase exports"),
-                            format!("export it first with cache_to = [{{ type = \"{}\", name = \"{}\" }}]", key.split(':').next().unwrap_or("local"), c.get_ref().name),
+                            format!(
+                                "export it first with cache_to = [{{ type = \"{}\", name = \"{}\" }}]",
+                                key.split(':').next().unwrap_or("local"),
+                                c.get_ref().name
+                            ),
                         ));
                     }
                     cache_from.push(c.get_ref().target());
@@ -408,7 +423,11 @@ fn validate_phases(file: &TomlFile<ScenarioDoc>) -> Result<Vec<Phase>, ConfigErr
                 let expect_failure = match &p.expect_failure {
                     Some(f) => Some(Located {
                         value: Regex::new(&f.get_ref().pattern).map_err(|e| {
-                            file.invalid(f, format!("invalid pattern: {e}"), "write a regular expression (Rust regex syntax)")
+                            file.invalid(
+                                f,
+                                format!("invalid pattern: {e}"),
+                                "write a regular expression (Rust regex syntax)",
+                            )
                         })?,
                         at: file.at(f),
                     }),

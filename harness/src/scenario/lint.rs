@@ -47,7 +47,12 @@ pub fn check(scenario: &Scenario, dockerfile: &Dockerfile) -> Vec<ConfigError> {
             Some(t) => t,
             None => {
                 let t = build.target.as_ref().expect("a Dockerfile has at least one stage");
-                findings.push(finding(&t.at, "unknown-stage", format!("target `{}` is not a stage of {}", t.value, dockerfile.path.display()), stage_list(&resolved)));
+                findings.push(finding(
+                    &t.at,
+                    "unknown-stage",
+                    format!("target `{}` is not a stage of {}", t.value, dockerfile.path.display()),
+                    stage_list(&resolved),
+                ));
                 continue;
             }
         };
@@ -85,7 +90,8 @@ impl PhaseLint<'_, '_> {
         match &e.value {
             StepMatcher::Exact(name) => self.exact_stage(e, name).map(|s| BTreeSet::from([s])),
             StepMatcher::Pattern(re) => {
-                let stages: BTreeSet<usize> = self.all_steps().filter(|s| re.is_match(&s.name)).map(|s| s.stage).collect();
+                let stages: BTreeSet<usize> =
+                    self.all_steps().filter(|s| re.is_match(&s.name)).map(|s| s.stage).collect();
                 (!stages.is_empty()).then_some(stages)
             }
         }
@@ -111,15 +117,31 @@ impl PhaseLint<'_, '_> {
             return None;
         };
         let steps = r.steps(stage);
-        let listing = || format!("the steps of {} are: {}", r.describe(stage), steps.iter().map(|s| format!("`{}`", s.name)).collect::<Vec<_>>().join(", "));
+        let listing = || {
+            format!(
+                "the steps of {} are: {}",
+                r.describe(stage),
+                steps.iter().map(|s| format!("`{}`", s.name)).collect::<Vec<_>>().join(", ")
+            )
+        };
         if i == 0 || i > steps.len() || n != steps.len() {
-            let message = format!("phase `{}`: `{name}`: {} has {} steps, so no step is `{i}/{n}`", self.phase, r.describe(stage), steps.len());
+            let message = format!(
+                "phase `{}`: `{name}`: {} has {} steps, so no step is `{i}/{n}`",
+                self.phase,
+                r.describe(stage),
+                steps.len()
+            );
             self.push(e, "step-index", message, listing());
             return None;
         }
         let actual = &steps[i - 1];
         if !keyword.is_empty() && keyword != actual.keyword {
-            let message = format!("phase `{}`: `{name}`: step {i} of {} is a {} step, not {keyword}", self.phase, r.describe(stage), actual.keyword);
+            let message = format!(
+                "phase `{}`: `{name}`: step {i} of {} is a {} step, not {keyword}",
+                self.phase,
+                r.describe(stage),
+                actual.keyword
+            );
             self.push(e, "step-index", message, listing());
             return None;
         }
@@ -137,7 +159,12 @@ impl PhaseLint<'_, '_> {
                 names(r, stages),
                 r.describe(self.target)
             );
-            self.push(e, "never-built", message, "expect a step of a stage the target needs, or set the phase's `target`".into());
+            self.push(
+                e,
+                "never-built",
+                message,
+                "expect a step of a stage the target needs, or set the phase's `target`".into(),
+            );
         }
     }
 
@@ -157,11 +184,17 @@ impl PhaseLint<'_, '_> {
                 "phase `{}`: expects `{}` CACHED, but the builder's cache is empty here (a fresh builder, or after `prune --all`) and the build imports no cache",
                 self.phase, e.value
             );
-            self.push(e, "nothing-to-hit", message, "import a cache the scenario exported (cache_from), or move the expectation to expect_ran".into());
+            self.push(
+                e,
+                "nothing-to-hit",
+                message,
+                "import a cache the scenario exported (cache_from), or move the expectation to expect_ran".into(),
+            );
             return;
         }
         let all_min = imports.iter().all(|c| exported.get(c).is_some_and(|(mode, _)| *mode == CacheMode::Min));
-        let exported_stages: BTreeSet<usize> = imports.iter().filter_map(|c| exported.get(c)).flat_map(|(_, chain)| chain.iter().copied()).collect();
+        let exported_stages: BTreeSet<usize> =
+            imports.iter().filter_map(|c| exported.get(c)).flat_map(|(_, chain)| chain.iter().copied()).collect();
         if all_min && stages.is_disjoint(&exported_stages) {
             let r = self.resolved;
             let message = format!(
@@ -171,7 +204,12 @@ impl PhaseLint<'_, '_> {
                 names(r, &exported_stages),
                 names(r, stages)
             );
-            self.push(e, "min-mode-stage", message, "export with mode = \"max\" to cache every stage (moby/buildkit#1742)".into());
+            self.push(
+                e,
+                "min-mode-stage",
+                message,
+                "export with mode = \"max\" to cache every stage (moby/buildkit#1742)".into(),
+            );
         }
     }
 
@@ -182,19 +220,27 @@ impl PhaseLint<'_, '_> {
 
 /// One step both expected CACHED and expected to run.
 fn contradictions(phase: &str, build: &BuildPhase, resolved: &Resolved<'_>, findings: &mut Vec<ConfigError>) {
-    let predicted: Vec<String> = (0..resolved.dockerfile.stages.len()).flat_map(|s| resolved.steps(s)).map(|s| s.name).collect();
+    let predicted: Vec<String> =
+        (0..resolved.dockerfile.stages.len()).flat_map(|s| resolved.steps(s)).map(|s| s.name).collect();
     for ran in &build.expect_ran {
         for cached in &build.expect_cached {
             let both = match (&cached.value, &ran.value) {
-                (StepMatcher::Exact(_), StepMatcher::Exact(b)) | (StepMatcher::Pattern(_), StepMatcher::Exact(b)) => cached.value.matches(b),
+                (StepMatcher::Exact(_), StepMatcher::Exact(b)) | (StepMatcher::Pattern(_), StepMatcher::Exact(b)) => {
+                    cached.value.matches(b)
+                }
                 (StepMatcher::Exact(a), StepMatcher::Pattern(_)) => ran.value.matches(a),
-                (StepMatcher::Pattern(_), StepMatcher::Pattern(_)) => predicted.iter().any(|n| cached.value.matches(n) && ran.value.matches(n)),
+                (StepMatcher::Pattern(_), StepMatcher::Pattern(_)) => {
+                    predicted.iter().any(|n| cached.value.matches(n) && ran.value.matches(n))
+                }
             };
             if both {
                 findings.push(finding(
                     &ran.at,
                     "contradiction",
-                    format!("phase `{phase}`: `{}` is expected to run, and `{}` (line {}) expects the same step CACHED", ran.value, cached.value, cached.at.line),
+                    format!(
+                        "phase `{phase}`: `{}` is expected to run, and `{}` (line {}) expects the same step CACHED",
+                        ran.value, cached.value, cached.at.line
+                    ),
                     "keep one expectation per step".into(),
                 ));
             }
@@ -207,7 +253,8 @@ fn finding(at: &Location, rule: &str, message: String, fix: String) -> ConfigErr
 }
 
 fn stage_list(r: &Resolved<'_>) -> String {
-    let labels: Vec<String> = (0..r.dockerfile.stages.len()).filter_map(|s| r.label(s)).map(|l| format!("`{l}`")).collect();
+    let labels: Vec<String> =
+        (0..r.dockerfile.stages.len()).filter_map(|s| r.label(s)).map(|l| format!("`{l}`")).collect();
     if labels.is_empty() {
         "the Dockerfile has one stage: its steps are named `[i/n] ...` without a stage".into()
     } else {

@@ -119,8 +119,7 @@ pub struct KnownIssue {
 
 impl KnownIssue {
     pub fn applies_to(&self, profile: &crate::profiles::BuilderProfile) -> bool {
-        self.builders.contains(&profile.name)
-            || self.snapshotter.as_deref() == Some(profile.snapshotter.as_str())
+        self.builders.contains(&profile.name) || self.snapshotter.as_deref() == Some(profile.snapshotter.as_str())
     }
 
     /// Whether this bug explains a step expectation that broke.

@@ -8,8 +8,8 @@ use std::path::PathBuf;
 use std::process::{Command, Output};
 
 use bkcache::execute::docker::Engine;
-use bkcache::profiles::Profiles;
 use bkcache::execute::registry::Registry;
+use bkcache::profiles::Profiles;
 use serde_json::Value;
 
 pub fn repo() -> PathBuf {
@@ -118,4 +118,3 @@ pub async fn leftovers(run_id: &str) -> Vec<String> {
     left.extend(String::from_utf8_lossy(&ls.stdout).lines().filter(|l| l.contains(&prefix)).map(str::to_owned));
     left
 }
-
