@@ -1,0 +1,224 @@
+//! The judge as a table: real observations (captured from real runs, see fixtures/README.md) judged
+//! against scenarios and variants of them. Covers every verdict, every error cause, two known issues,
+//! and the aggregation of repetitions (flaky).
+
+use std::path::{Path, PathBuf};
+
+use bkcache::judge::{self, ErrorCause, Judgement, Reason, Verdict};
+use bkcache::observe::Observations;
+use bkcache::plan::{Cell, Filter};
+use bkcache::session::{self, PlanOptions};
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_owned()
+}
+
+fn observations(name: &str) -> Observations {
+    let path = repo().join("harness/tests/fixtures/observations").join(format!("{name}.json"));
+    serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// A scenario (repo-relative), rewritten by `edit`, planned on one builder of scenarios/builders.toml.
+fn cell(scenario: &str, builder: &str, edit: impl Fn(String) -> String) -> Cell {
+    let source = repo().join(scenario);
+    let dir = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(&source).unwrap();
+    let dockerfile_dir = source.parent().unwrap().display().to_string();
+    // make the Dockerfile path absolute so the copy can live elsewhere
+    let text = text
+        .lines()
+        .map(|l| match l.strip_prefix("dockerfile = \"") {
+            Some(rest) => format!("dockerfile = \"{}/{rest}", dockerfile_dir),
+            None => l.to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    let path = dir.path().join(Path::new(scenario).file_name().unwrap());
+    std::fs::write(&path, edit(text)).unwrap();
+    let options = PlanOptions {
+        paths: vec![path],
+        builders: Some(repo().join("scenarios/builders.toml")),
+        filter: Filter { builders: vec![builder.into()], ..Filter::default() },
+        buildkit: None,
+    };
+    let plan = session::plan(&options).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(plan.cells.len(), 1);
+    plan.cells.into_iter().next().unwrap()
+}
+
+const SCENARIO_6893: &str = "scenarios/issue-6893.toml";
+const FAILURE: &str = "harness/tests/scenarios/build-failure.toml";
+const COIN: &str = "harness/tests/scenarios/coin.toml";
+const STABLE: &str = "[build 2/3] RUN echo stable > /stable";
+
+fn same(t: String) -> String {
+    t
+}
+
+fn without_known_issue(t: String) -> String {
+    let (start, end) = (t.find("[[known_issues]]").unwrap(), t.find("[[phases]]").unwrap());
+    format!("{}{}", &t[..start], &t[end..])
+}
+
+fn expectation(line: &'static str) -> impl Fn(String) -> String {
+    move |t: String| t.replace("# BUILD-FAILURE-EXPECTATION (the e2e variants replace this line)", line)
+}
+
+fn ids(j: &Judgement) -> Vec<&str> {
+    j.known_issues.iter().map(|k| k.0.as_str()).collect()
+}
+
+#[test]
+fn real_6893_cells_judge_as_measured() {
+    let pass = judge::judge(&cell(SCENARIO_6893, "newest-overlayfs", same), &observations("issue-6893-newest-overlayfs"));
+    assert_eq!((pass.verdict, pass.reasons.len(), pass.errors.len()), (Verdict::Pass, 0, 0), "{pass:#?}");
+    let v024 = judge::judge(&cell(SCENARIO_6893, "v0.24-overlayfs", same), &observations("issue-6893-v0-24-overlayfs"));
+    assert_eq!(v024.verdict, Verdict::Pass);
+
+    for (builder, fixture) in [("newest-stargz", "issue-6893-newest-stargz"), ("v0.24-stargz", "issue-6893-v0-24-stargz")] {
+        let j = judge::judge(&cell(SCENARIO_6893, builder, same), &observations(fixture));
+        assert_eq!(j.verdict, Verdict::KnownFailure, "{builder}: {j:#?}");
+        assert_eq!(ids(&j), ["moby/buildkit#6893"]);
+        assert_eq!(
+            j.reasons,
+            [Reason::StepRan { phase: "import".into(), step: STABLE.into(), expected: STABLE.into() }],
+            "{builder}"
+        );
+    }
+}
+
+#[test]
+fn a_broken_expectation_no_known_issue_explains_is_a_regression() {
+    let j = judge::judge(&cell(SCENARIO_6893, "newest-stargz", without_known_issue), &observations("issue-6893-newest-stargz"));
+    assert_eq!(j.verdict, Verdict::Fail);
+    assert!(j.known_issues.is_empty());
+}
+
+#[test]
+fn a_known_issue_that_did_not_reproduce_is_an_unexpected_pass() {
+    let on_overlayfs = |t: String| t.replace("snapshotter = \"stargz\"", "snapshotter = \"overlayfs\"");
+    let j = judge::judge(&cell(SCENARIO_6893, "newest-overlayfs", on_overlayfs), &observations("issue-6893-newest-overlayfs"));
+    assert_eq!(j.verdict, Verdict::UnexpectedPass);
+    assert_eq!(ids(&j), ["moby/buildkit#6893"]);
+}
+
+#[test]
+fn every_error_cause() {
+    // infrastructure: the builder could not be created (its image does not exist)
+    let j = judge::judge(&cell(SCENARIO_6893, "newest-overlayfs", same), &observations("builder-not-created"));
+    assert_eq!(j.verdict, Verdict::Error);
+    assert!(matches!(&j.errors[..], [ErrorCause::Infrastructure { failure }] if failure.context == "creating the builder" && failure.error.contains("no-such-tag")), "{j:#?}");
+
+    // a matcher that matches no step of a build that ran (only run time can tell)
+    let typo = |t: String| t.replace("expect_cached = [\"[build 2/3] RUN echo stable > /stable\"]", "expect_cached = [\"[build 2/3] RUN echo stabel > /stable\"]");
+    let j = judge::judge(&cell(SCENARIO_6893, "newest-overlayfs", typo), &observations("issue-6893-newest-overlayfs"));
+    assert_eq!(j.verdict, Verdict::Error);
+    assert!(matches!(&j.errors[..], [ErrorCause::NoStepMatches { seen, .. }] if seen.iter().any(|s| s == STABLE)), "{j:#?}");
+    assert!(j.errors[0].to_string().starts_with("rule no-step-matches: phase `import`"), "{}", j.errors[0]);
+
+    // a lazy builder whose buildkitd never mounted a remote layer (here: an eager run's log)
+    let j = judge::judge(&cell(SCENARIO_6893, "newest-stargz", same), &observations("issue-6893-newest-overlayfs"));
+    assert_eq!(j.verdict, Verdict::Error);
+    assert!(matches!(&j.errors[..], [ErrorCause::NotLazy { builder, .. }] if builder == "newest-stargz"), "{j:#?}");
+}
+
+#[test]
+fn buildkit_failing_a_build_is_judged_not_infrastructure() {
+    let failed = observations("build-failure");
+    let j = judge::judge(&cell(FAILURE, "newest-overlayfs", same), &failed);
+    assert_eq!(j.verdict, Verdict::Fail, "{j:#?}");
+    assert!(matches!(&j.reasons[..], [Reason::BuildFailed { phase, error }] if phase == "import" && error.contains("exit code: 3")), "{j:#?}");
+    assert!(j.errors.is_empty());
+
+    let expected = judge::judge(&cell(FAILURE, "newest-overlayfs", expectation("expect_failure = { pattern = 'exit code: 3' }")), &failed);
+    assert_eq!(expected.verdict, Verdict::Pass, "{expected:#?}");
+
+    let other = judge::judge(&cell(FAILURE, "newest-overlayfs", expectation("expect_failure = { pattern = 'exit code: 4' }")), &failed);
+    assert!(matches!(&other.reasons[..], [Reason::OtherFailure { error, .. }] if error.contains("exit code: 3")), "{other:#?}");
+    assert_eq!(other.verdict, Verdict::Fail);
+
+    // expected to fail, but BuildKit built it
+    let succeeded = |t: String| t.replace("build_args = { BUST = \"2\" }", "build_args = { BUST = \"2\" }\nexpect_failure = { pattern = 'no space left' }");
+    let j = judge::judge(&cell(SCENARIO_6893, "newest-overlayfs", succeeded), &observations("issue-6893-newest-overlayfs"));
+    assert_eq!(j.verdict, Verdict::Fail);
+    assert!(matches!(&j.reasons[..], [Reason::BuildSucceeded { phase, .. }] if phase == "import"), "{j:#?}");
+}
+
+/// Two known issues on one cell: each explains what it names, and only that.
+const TWO_ISSUES: &str = r#"
+[[known_issues]]
+id = "example/steps#1"
+snapshotter = "overlayfs"
+breaks = ["[build 2/3] RUN echo stable > /stable"]
+
+[[known_issues]]
+id = "example/solver#2"
+snapshotter = "overlayfs"
+fails_with = ['exit code: \d+']
+"#;
+
+fn with_two_issues(t: String) -> String {
+    let at = t.find("[[phases]]").unwrap();
+    format!("{}{TWO_ISSUES}\n{}", &t[..at], &t[at..])
+}
+
+#[test]
+fn two_known_issues_each_explain_what_they_name() {
+    let j = judge::judge(&cell(FAILURE, "newest-overlayfs", with_two_issues), &observations("build-failure"));
+    assert_eq!(j.verdict, Verdict::KnownFailure, "{j:#?}");
+    assert_eq!(ids(&j), ["example/solver#2"], "the failure is the solver issue's, not the step issue's");
+
+    // on stargz neither applies (both are scoped to overlayfs): the same kind of break is a regression
+    let j = judge::judge(&cell(SCENARIO_6893, "newest-stargz", |t| with_two_issues(without_known_issue(t))), &observations("issue-6893-newest-stargz"));
+    assert_eq!(j.verdict, Verdict::Fail, "{j:#?}");
+
+    // a step the step issue names, on a builder it applies to: explained by it alone
+    let on_overlayfs_obs = observations("issue-6893-newest-stargz");
+    let j = judge::judge(&cell(SCENARIO_6893, "newest-overlayfs", |t| with_two_issues(without_known_issue(t))), &strip_laziness(on_overlayfs_obs));
+    assert_eq!(j.verdict, Verdict::KnownFailure, "{j:#?}");
+    assert_eq!(ids(&j), ["example/steps#1"]);
+}
+
+/// The same observations, seen as from an eager builder (laziness is only judged on lazy ones).
+fn strip_laziness(mut o: Observations) -> Observations {
+    o.laziness = None;
+    o
+}
+
+#[test]
+fn flaky_aggregation_over_a_held_and_a_broken_repetition_of_one_real_cell() {
+    let coin = cell(COIN, "newest-overlayfs", same);
+    let held = judge::judge(&coin, &observations("coin-held"));
+    let broke = judge::judge(&coin, &observations("coin-broke"));
+    assert_eq!((held.verdict, broke.verdict), (Verdict::Pass, Verdict::Fail), "{held:#?} {broke:#?}");
+
+    let v = judge::aggregate(3, &[&held, &broke, &held]);
+    assert_eq!((v.verdict, v.flaky, v.rate()), (Verdict::Flaky, true, "2/3".to_owned()));
+    assert_eq!((v.good, v.bad), (Some(0), Some(1)));
+    assert_eq!(v.broken.len(), 1);
+    assert_eq!(v.broken[0].repetitions, 1);
+    assert_eq!(v.broken[0].expectation, "phase `second`: `[stage-1 2/2] COPY --from=coin /coin /coin` CACHED");
+
+    let all = judge::aggregate(3, &[&held, &held, &held]);
+    assert_eq!((all.verdict, all.flaky, all.rate()), (Verdict::Pass, false, "3/3".to_owned()));
+    let none = judge::aggregate(2, &[&broke, &broke]);
+    assert_eq!((none.verdict, none.flaky, none.rate()), (Verdict::Fail, false, "0/2".to_owned()));
+
+    // a known issue that explains every broken repetition: known-failure, flaky noted
+    let known = |t: String| {
+        let at = t.find("[[phases]]").unwrap();
+        let issue = "[[known_issues]]\nid = \"example/coin#3\"\nsnapshotter = \"overlayfs\"\nbreaks = [\"[stage-1 2/2] COPY --from=coin /coin /coin\"]\n\n";
+        format!("{}{issue}{}", &t[..at], &t[at..])
+    };
+    let coin_known = cell(COIN, "newest-overlayfs", known);
+    let (held, broke) = (judge::judge(&coin_known, &observations("coin-held")), judge::judge(&coin_known, &observations("coin-broke")));
+    assert_eq!((held.verdict, broke.verdict), (Verdict::UnexpectedPass, Verdict::KnownFailure));
+    let v = judge::aggregate(2, &[&held, &broke]);
+    assert_eq!((v.verdict, v.flaky), (Verdict::KnownFailure, true));
+    assert_eq!(v.known_issues.iter().map(|k| k.0.as_str()).collect::<Vec<_>>(), ["example/coin#3"]);
+
+    // a repetition that could not test makes the cell an error; unfinished repetitions, interrupted
+    let error = judge::judge(&coin, &observations("builder-not-created"));
+    assert_eq!(judge::aggregate(2, &[&held, &error]).verdict, Verdict::Error);
+    assert_eq!(judge::aggregate(3, &[&held]).verdict, Verdict::Interrupted);
+}

@@ -1,0 +1,175 @@
+//! `bkcache lint` (also run by `list` and `run`): one test per rule. Each writes a scenario with one
+//! semantic mistake beside a multi-stage Dockerfile, and checks the finding names the rule, the file,
+//! line and column, and a fix, with exit code 2. `run` is checked with docker unreachable: the lint
+//! finding, not the docker error, proves no builder was created.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_owned()
+}
+
+const DOCKERFILE: &str = "\
+FROM busybox AS build
+RUN echo stable > /stable
+RUN echo built > /built
+
+FROM busybox AS unused
+RUN echo never
+
+FROM busybox
+COPY --from=build /stable /stable
+";
+
+fn bkcache(args: &[&str], dir: &std::path::Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_bkcache"))
+        .args(args)
+        .current_dir(dir)
+        .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+        .output()
+        .expect("run bkcache")
+}
+
+/// Phases that export (max unless `mode` says), prune, and import with `expect` in the import build.
+fn scenario(mode: &str, import: &str, expect: &str) -> String {
+    format!(
+        "dockerfile = \"Dockerfile\"\n\n[[phases]]\nname = \"export\"\nkind = \"build\"\ncache_to = [{{ type = \"local\", name = \"main\", mode = \"{mode}\" }}]\n\n[[phases]]\nkind = \"prune\"\n\n[[phases]]\nname = \"import\"\nkind = \"build\"\n{import}\n{expect}\n"
+    )
+}
+
+const IMPORT: &str = "cache_from = [{ type = \"local\", name = \"main\" }]";
+
+/// Runs `lint`, `list` and `run` on the scenario; all must reject it the same way. Returns the message.
+fn rejected(text: &str, rule: &str, line: usize) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("Dockerfile"), DOCKERFILE).unwrap();
+    std::fs::write(dir.path().join("bad.toml"), text).unwrap();
+    let builders = repo().join("scenarios/builders.toml");
+    let mut first = None;
+    for command in ["lint", "list", "run"] {
+        let out = bkcache(&[command, "bad.toml", "--builders", builders.to_str().unwrap()], dir.path());
+        let err = String::from_utf8(out.stderr).unwrap();
+        assert_eq!(out.status.code(), Some(2), "{command}: {err}");
+        assert!(err.contains(&format!("lint[{rule}]")), "{command}: {err}");
+        assert!(err.contains(&format!("bad.toml:{line}:")), "{command}: expected line {line}: {err}");
+        assert!(err.contains("fix:"), "{command}: {err}");
+        assert!(!err.contains("docker engine"), "{command} reached docker: {err}");
+        first.get_or_insert(err);
+    }
+    first.unwrap()
+}
+
+#[test]
+fn unknown_stage() {
+    let err = rejected(&scenario("max", IMPORT, "expect_cached = [\"[bulid 2/3] RUN echo stable > /stable\"]"), "unknown-stage", 15);
+    assert!(err.contains("names stage `bulid`") && err.contains("`build`, `unused`, `stage-2`"), "{err}");
+}
+
+#[test]
+fn unknown_target() {
+    let err = rejected(&scenario("max", &format!("{IMPORT}\ntarget = \"nope\""), ""), "unknown-stage", 15);
+    assert!(err.contains("target `nope` is not a stage"), "{err}");
+}
+
+#[test]
+fn step_index_beyond_the_stage() {
+    let err = rejected(&scenario("max", IMPORT, "expect_cached = [\"[build 4/3] RUN echo stable > /stable\"]"), "step-index", 15);
+    assert!(err.contains("has 3 steps") && err.contains("`[build 2/3] RUN echo stable > /stable`"), "{err}");
+}
+
+#[test]
+fn step_index_naming_another_instruction() {
+    let err = rejected(&scenario("max", IMPORT, "expect_cached = [\"[stage-2 2/2] RUN cp /stable /x\"]"), "step-index", 15);
+    assert!(err.contains("step 2 of stage-2 is a COPY step, not RUN"), "{err}");
+}
+
+#[test]
+fn never_built_stage() {
+    let err = rejected(&scenario("max", IMPORT, "expect_ran = [\"[unused 2/2] RUN echo never\"]"), "never-built", 15);
+    assert!(err.contains("stage `unused`, which the target stage-2 does not depend on"), "{err}");
+}
+
+#[test]
+fn never_built_by_pattern() {
+    let err = rejected(&scenario("max", IMPORT, "expect_ran = [{ pattern = 'echo never' }]"), "never-built", 15);
+    assert!(err.contains("`unused`"), "{err}");
+}
+
+#[test]
+fn expected_cached_after_a_prune_with_nothing_imported() {
+    let err = rejected(&scenario("max", "", "expect_cached = [\"[build 2/3] RUN echo stable > /stable\"]"), "nothing-to-hit", 15);
+    assert!(err.contains("imports no cache"), "{err}");
+}
+
+#[test]
+fn expected_cached_from_a_min_mode_cache_outside_the_targets_image() {
+    let err = rejected(&scenario("min", IMPORT, "expect_cached = [\"[build 2/3] RUN echo stable > /stable\"]"), "min-mode-stage", 15);
+    assert!(err.contains("mode=min") && err.contains("(stage `stage-2`), not stage `build`"), "{err}");
+    assert!(err.contains("mode = \"max\""), "{err}");
+}
+
+#[test]
+fn one_step_both_cached_and_run() {
+    let expect = "expect_cached = [\"[build 2/3] RUN echo stable > /stable\"]\nexpect_ran = [{ pattern = 'RUN echo stable' }]";
+    let err = rejected(&scenario("max", IMPORT, expect), "contradiction", 16);
+    assert!(err.contains("expects the same step CACHED"), "{err}");
+}
+
+#[test]
+fn a_min_mode_cache_still_serves_the_targets_own_steps() {
+    // the final stage's COPY is in the exported image: expecting it CACHED is legitimate
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("Dockerfile"), DOCKERFILE).unwrap();
+    let text = scenario("min", IMPORT, "expect_cached = [\"[stage-2 2/2] COPY --from=build /stable /stable\"]");
+    std::fs::write(dir.path().join("ok.toml"), text).unwrap();
+    let builders = repo().join("scenarios/builders.toml");
+    let out = bkcache(&["lint", "ok.toml", "--builders", builders.to_str().unwrap()], dir.path());
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn every_finding_is_reported_at_once() {
+    let expect = "expect_cached = [\"[bulid 2/3] RUN echo stable > /stable\"]\nexpect_ran = [\"[unused 2/2] RUN echo never\"]";
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("Dockerfile"), DOCKERFILE).unwrap();
+    std::fs::write(dir.path().join("bad.toml"), scenario("max", IMPORT, expect)).unwrap();
+    let builders = repo().join("scenarios/builders.toml");
+    let out = bkcache(&["lint", "bad.toml", "--builders", builders.to_str().unwrap()], dir.path());
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.contains("lint[unknown-stage]") && err.contains("lint[never-built]"), "{err}");
+}
+
+#[test]
+fn the_project_scenarios_lint_clean() {
+    let out = bkcache(&["lint", "scenarios/"], &repo());
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    for dir in ["harness/tests/scenarios/"] {
+        let out = bkcache(&["lint", dir, "--builders", "scenarios/builders.toml"], &repo());
+        assert_eq!(out.status.code(), Some(0), "{dir}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+}
+
+#[test]
+fn a_report_path_that_cannot_be_written_is_an_error_before_docker() {
+    let out = bkcache(&["run", "scenarios/", "--report-json", "/nonexistent-dir/report.json"], &repo());
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("cannot write the report --report-json /nonexistent-dir/report.json"), "{err}");
+    assert!(!err.contains("docker engine"), "{err}");
+}
+
+#[test]
+fn repeat_and_jobs_are_checked() {
+    for args in [["--repeat", "0"], ["--jobs", "0"]] {
+        let out = bkcache(&["run", "scenarios/", args[0], args[1]], &repo());
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("Dockerfile"), DOCKERFILE).unwrap();
+    std::fs::write(dir.path().join("bad.toml"), format!("repeat = 0\n{}", scenario("max", IMPORT, ""))).unwrap();
+    let builders = repo().join("scenarios/builders.toml");
+    let out = bkcache(&["lint", "bad.toml", "--builders", builders.to_str().unwrap()], dir.path());
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.contains("bad.toml:1:10") && err.contains("repeat must be between 1 and 1000"), "{err}");
+}
