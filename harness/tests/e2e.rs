@@ -7,8 +7,6 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
 use common::{bkcache_run, environment_ready, leftovers, repo};
 use serde_json::Value;
@@ -46,7 +44,7 @@ async fn issue_6893_passes_on_overlayfs_and_reproduces_on_stargz() {
     for builder in ["v0.24-stargz", "newest-stargz"] {
         let cell = &cells[builder];
         assert_eq!(cell["verdict"], "known-failure", "{builder}: {cell:#}");
-        assert_eq!(cell["known_issue"], "moby/buildkit#6893");
+        assert_eq!(cell["known_issues"], serde_json::json!(["moby/buildkit#6893"]));
         let reasons = cell["reasons"].to_string();
         assert!(reasons.contains(STABLE) && reasons.contains("expected CACHED"), "{builder}: {reasons}");
         assert!(cell["laziness"]["remote_snapshots"].as_u64().unwrap() > 0, "{builder}: not lazy");
@@ -137,34 +135,4 @@ async fn a_missing_base_image_is_an_infrastructure_error_before_any_builder() {
     assert!(stderr.contains("base image 127.0.0.1:5000/bkcache/no-such-base:esgz is not in the registry"), "{stderr}");
     assert!(stderr.contains("fix:"), "{stderr}");
     assert_eq!(leftovers("e2e-nobase").await, Vec::<String>::new());
-}
-
-#[tokio::test]
-async fn ctrl_c_removes_the_runs_builders() {
-    if !environment_ready().await {
-        return;
-    }
-    let artifacts = tempfile::tempdir().unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_bkcache"))
-        .args(["run", "scenarios/", "--builder", "newest-stargz", "--run-id", "e2e-sigint", "--artifacts-dir"])
-        .arg(artifacts.path())
-        .current_dir(repo())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    // Interrupt once the builder's container exists (readiness by polling, not a fixed sleep).
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while leftovers("e2e-sigint").await.iter().all(|n| !n.contains("buildx_buildkit_")) {
-        assert!(child.try_wait().unwrap().is_none(), "bkcache ended before it had a builder");
-        assert!(Instant::now() < deadline, "no builder container appeared within 120s");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let kill = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
-    assert!(kill.success());
-    let output = child.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(130), "{stderr}");
-    assert!(stderr.contains("interrupted: removing this run's builders"), "{stderr}");
-    assert_eq!(leftovers("e2e-sigint").await, Vec::<String>::new());
 }

@@ -1,0 +1,201 @@
+//! End-to-end, real BuildKit: what BuildKit does is judged (a build its solver fails is `fail`, or what
+//! the scenario expects, or a known issue), repetitions agree (`3/3`) or not (`flaky`), and an
+//! interrupted run still writes its reports with the finished cells intact.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use common::{bkcache_run, environment_ready, leftovers, repo};
+use serde_json::{json, Value};
+
+fn builders_file() -> String {
+    repo().join("scenarios/builders.toml").display().to_string()
+}
+
+/// Writes `name.toml`: the test scenario `source`, rewritten by `edit`, its Dockerfile path made absolute.
+fn variant(dir: &Path, source: &str, name: &str, edit: impl Fn(String) -> String) -> PathBuf {
+    let source = repo().join("harness/tests/scenarios").join(source);
+    let text = std::fs::read_to_string(&source).unwrap();
+    let text = text.replace("dockerfile = \"", &format!("dockerfile = \"{}/", source.parent().unwrap().display()));
+    let path = dir.join(format!("{name}.toml"));
+    std::fs::write(&path, edit(text)).unwrap();
+    path
+}
+
+fn by_scenario(run: &common::Run) -> std::collections::HashMap<String, Value> {
+    run.report["cells"].as_array().unwrap().iter().map(|c| (c["scenario"].as_str().unwrap().to_owned(), c.clone())).collect()
+}
+
+const PLACEHOLDER: &str = "# BUILD-FAILURE-EXPECTATION (the e2e variants replace this line)";
+
+#[tokio::test]
+async fn a_build_buildkit_fails_is_judged_by_what_the_scenario_expects() {
+    if !environment_ready().await {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    variant(dir.path(), "build-failure.toml", "unexpected", |t| t);
+    variant(dir.path(), "build-failure.toml", "expected", |t| t.replace(PLACEHOLDER, "expect_failure = { pattern = 'exit code: 3' }"));
+    variant(dir.path(), "build-failure.toml", "known", |t| {
+        let issue = "[[known_issues]]\nid = \"example/solver#1\"\nsnapshotter = \"overlayfs\"\nfails_with = ['did not complete successfully: exit code: 3']\n\n";
+        t.replacen("[[phases]]", &format!("{issue}[[phases]]"), 1)
+    });
+    let run = bkcache_run(
+        &[dir.path().to_str().unwrap(), "--builders", &builders_file(), "--builder", "newest-overlayfs"],
+        "e2e-failures",
+    );
+    assert_eq!(run.code(), Some(1), "a build BuildKit failed unexpectedly is a regression");
+    let cells = by_scenario(&run);
+
+    let unexpected = &cells["unexpected"];
+    assert_eq!(unexpected["verdict"], "fail", "{unexpected:#}");
+    assert_eq!(unexpected["errors"], json!([]), "not infrastructure: {unexpected:#}");
+    let reason = &unexpected["reasons"][0];
+    assert_eq!(reason["kind"], "build-failed");
+    assert_eq!(reason["phase"], "import");
+    assert!(reason["error"].as_str().unwrap().contains("did not complete successfully: exit code: 3"), "{reason:#}");
+    assert!(run.stdout().contains("BuildKit failed the build: ERROR: failed to solve:"), "{}", run.stdout());
+
+    assert_eq!(cells["expected"]["verdict"], "pass", "{:#}", cells["expected"]);
+    assert_eq!(cells["known"]["verdict"], "known-failure", "{:#}", cells["known"]);
+    assert_eq!(cells["known"]["known_issues"], json!(["example/solver#1"]));
+    assert_eq!(leftovers("e2e-failures").await, Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn repeated_cells_that_agree_say_n_of_n() {
+    if !environment_ready().await {
+        return;
+    }
+    let run = bkcache_run(
+        &["scenarios/issue-6893.toml", "--builder", "newest-overlayfs", "--builder", "newest-stargz", "--repeat", "3"],
+        "e2e-repeat",
+    );
+    assert_eq!(run.code(), Some(0));
+    let cells = run.cells();
+    for (builder, verdict) in [("newest-overlayfs", "pass"), ("newest-stargz", "known-failure")] {
+        let cell = &cells[builder];
+        assert_eq!(cell["verdict"], verdict, "{builder}: {cell:#}");
+        assert_eq!(cell["pass_rate"]["finished"], 3);
+        assert_eq!(cell["flaky"], false);
+        let reps = cell["repetitions"].as_array().unwrap();
+        assert_eq!(reps.len(), 3);
+        assert!(reps.iter().all(|r| r["verdict"] == verdict), "{builder}: {reps:#?}");
+    }
+    let table = run.stdout();
+    assert!(table.contains("PASS 3/3") && table.contains("known failure reproduced 3/3"), "{table}");
+    // every repetition exported its own cache, in its own directory
+    let dirs: Vec<&str> = cells["newest-stargz"]["repetitions"].as_array().unwrap().iter().map(|r| r["artifacts"].as_str().unwrap()).collect();
+    assert_eq!(dirs.iter().collect::<std::collections::BTreeSet<_>>().len(), 3);
+    assert!(dirs.iter().all(|d| Path::new(d).join("cache/main/index.json").exists()));
+    assert_eq!(leftovers("e2e-repeat").await, Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn repetitions_that_disagree_are_flaky_with_their_rate() {
+    if !environment_ready().await {
+        return;
+    }
+    let reports = tempfile::tempdir().unwrap();
+    let junit = reports.path().join("junit.xml");
+    let markdown = reports.path().join("report.md");
+    let coin = repo().join("harness/tests/scenarios/coin.toml");
+    let run = bkcache_run(
+        &[
+            coin.to_str().unwrap(),
+            "--builders",
+            &builders_file(),
+            "--builder",
+            "newest-overlayfs",
+            "--junit",
+            junit.to_str().unwrap(),
+            "--markdown",
+            markdown.to_str().unwrap(),
+        ],
+        "e2e-flaky",
+    );
+    let cell = &run.cells()["newest-overlayfs"];
+    let reps = cell["repetitions"].as_array().unwrap();
+    assert_eq!(reps.len(), 12, "the scenario says repeat = 12");
+    let held = reps.iter().filter(|r| r["verdict"] == "pass").count();
+    let broke = reps.iter().filter(|r| r["verdict"] == "fail").count();
+    assert_eq!(held + broke, 12, "{reps:#?}");
+    assert_eq!(cell["pass_rate"]["held"], held);
+    // a fair coin: all 12 alike has probability 2/4096
+    assert!(held > 0 && broke > 0, "the coin came out the same 12 times: {reps:#?}");
+    assert_eq!(cell["verdict"], "flaky");
+    assert_eq!(run.code(), Some(1), "flaky exits 1");
+    assert_eq!(cell["broken"], json!([{ "expectation": "phase `second`: `[stage-1 2/2] COPY --from=coin /coin /coin` CACHED", "repetitions": broke }]));
+    let stdout = run.stdout();
+    assert!(stdout.contains(&format!("FLAKY {held}/12")), "{stdout}");
+    assert!(stdout.contains(&format!("broke in {broke}/12")), "{stdout}");
+    // artifacts: every broken repetition, and one that held to compare with
+    let kept = reps.iter().filter(|r| r["artifacts"].is_string()).count();
+    assert_eq!(kept, broke + 1);
+
+    let junit = std::fs::read_to_string(&junit).unwrap();
+    assert_eq!(junit.matches("<flakyFailure").count(), broke - 1, "the representative broken repetition is the failure itself: {junit}");
+    assert!(junit.contains("<failure"), "{junit}");
+    let markdown = std::fs::read_to_string(&markdown).unwrap();
+    assert!(markdown.contains(&format!("**flaky {held}/12**")), "{markdown}");
+    assert_eq!(leftovers("e2e-flaky").await, Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn an_interrupted_run_writes_its_reports_and_leaves_nothing() {
+    if !environment_ready().await {
+        return;
+    }
+    let reports = tempfile::tempdir().unwrap();
+    let (json_path, junit, markdown) = (reports.path().join("r.json"), reports.path().join("r.xml"), reports.path().join("r.md"));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_bkcache"))
+        .args(["run", "scenarios/", "--repeat", "2", "--jobs", "1", "--run-id", "e2e-sigint", "--artifacts-dir"])
+        .arg(reports.path().join("artifacts"))
+        .arg("--report-json")
+        .arg(&json_path)
+        .arg("--junit")
+        .arg(&junit)
+        .arg("--markdown")
+        .arg(&markdown)
+        .current_dir(repo())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // interrupt as soon as the first cell finished (its `=>` line), while the second one runs
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut seen = String::new();
+    loop {
+        let mut line = String::new();
+        assert!(stderr.read_line(&mut line).unwrap() > 0, "bkcache ended before a cell finished: {seen}");
+        seen.push_str(&line);
+        if line.contains("issue-6893@v0.24-overlayfs => ") {
+            break;
+        }
+    }
+    assert!(Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap().success());
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(130), "{seen}{rest}");
+    assert!(rest.contains("interrupted: removing this run's builders"), "{rest}");
+
+    let report: Value = serde_json::from_str(&std::fs::read_to_string(&json_path).unwrap()).unwrap();
+    assert_eq!(report["interrupted"], "interrupted");
+    let cells = report["cells"].as_array().unwrap();
+    assert_eq!(cells.len(), 4, "every planned cell is in the report");
+    assert_eq!(cells[0]["builder"], "v0.24-overlayfs");
+    assert_eq!(cells[0]["verdict"], "pass", "the finished cell is intact: {:#}", cells[0]);
+    assert_eq!(cells[0]["pass_rate"]["finished"], 2);
+    for cell in &cells[1..] {
+        assert_eq!(cell["verdict"], "interrupted", "{cell:#}");
+    }
+    let junit = std::fs::read_to_string(&junit).unwrap();
+    assert_eq!(junit.matches("<testcase").count(), 4, "{junit}");
+    let markdown = std::fs::read_to_string(&markdown).unwrap();
+    assert!(markdown.contains("INTERRUPTED after 0/2 repetitions"), "{markdown}");
+    assert_eq!(leftovers("e2e-sigint").await, Vec::<String>::new());
+}
