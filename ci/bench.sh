@@ -3,12 +3,15 @@
 #  1. a bare shell script doing the #6893 cell's buildx commands on one builder (create, build with
 #     --cache-to, prune, build with --cache-from, rm) vs `bkcache run` of the same cell, and their ratio
 #     (goal <= 1.05: the harness costs next to nothing over the commands it drives);
-#  2. the patch matrix run at once (--jobs) vs the sum of its cells run one by one (goal <= 0.75).
+#  2. the patch matrix run at once (--jobs) vs the sum of its cells run one by one (goal <= 0.75);
+#  3. one cell with --repeat 20 (repetitions at once, default --jobs) vs 20 separate `bkcache run`s of it
+#     (goal <= 0.6). Each side is 20 runs already, so it is measured P3_ROUNDS times (default 1).
 # Medians of ROUNDS runs (default 5), the two sides of each ratio interleaved so drift hits both alike. Needs `bash ci/setup.sh` first; patched images are built on first use.
 source "$(dirname "$0")/lib.sh"
 cd "$REPO_ROOT"
 
 ROUNDS=${ROUNDS:-5}
+P3_ROUNDS=${P3_ROUNDS:-1}
 JOBS=${JOBS:-5}
 bkcache="$REPO_ROOT/target/release/bkcache"
 matrix=scenarios/patch-matrix/builders.toml
@@ -43,6 +46,8 @@ bare_cell() {
 
 art=$(mktemp -d); trap 'rm -rf "$art"' EXIT
 one_cell() { "$bkcache" run scenarios/issue-6893.toml --jobs 1 --artifacts-dir "$art" "$@"; }
+twenty_runs() { local i; for i in $(seq 20); do one_cell --builder newest-stargz >/dev/null 2>&1 || return 1; done; }
+repeated_cell() { "$bkcache" run scenarios/issue-6893.toml --builder newest-stargz --repeat 20 --artifacts-dir "$art"; }
 
 log "warming up (builds any missing patched image)"
 "$bkcache" run scenarios/issue-6893.toml --builders "$matrix" --builder none-stargz --artifacts-dir "$art" >/dev/null 2>&1 || true
@@ -65,6 +70,7 @@ cells_one_by_one() {
 }
 read -r bare harness < <(pairs "$ROUNDS" seconds bare_cell -- seconds one_cell --builder newest-stargz)
 read -r sum together < <(pairs "$ROUNDS" cells_one_by_one -- seconds "$bkcache" run scenarios/issue-6893.toml --builders "$matrix" --jobs "$JOBS" --artifacts-dir "$art")
+read -r separate repeated < <(pairs "$P3_ROUNDS" seconds twenty_runs -- seconds repeated_cell)
 
 cat <<OUT
 bench (median of $ROUNDS runs, $(nproc) cores):
@@ -76,4 +82,8 @@ bench (median of $ROUNDS runs, $(nproc) cores):
     cells one by one (sum)  ${sum}s
     matrix, --jobs $JOBS      ${together}s
     ratio                   $(ratio "$together" "$sum")   (goal <= 0.75)
+  repetitions (issue-6893 @ newest-stargz, 20 times, median of $P3_ROUNDS)
+    20 separate runs        ${separate}s
+    --repeat 20             ${repeated}s
+    ratio                   $(ratio "$repeated" "$separate")   (goal <= 0.6)
 OUT

@@ -225,8 +225,14 @@ async fn run(args: &RunArgs) -> Result<i32, Error> {
             let report = session.run(interrupted(), report::terminal::live).await;
             reports.write(&report).map(|()| report::exit_code(&report))
         }
-        Ok(false) => Ok(EXIT_INTERRUPTED),
-        Err(e) => Err(e),
+        Ok(false) => {
+            reports.discard();
+            Ok(EXIT_INTERRUPTED)
+        }
+        Err(e) => {
+            reports.discard();
+            Err(e)
+        }
     };
     // on every way out (finished, failed, interrupted): no builder of this run is left behind
     for e in session.clean_up().await {
@@ -259,6 +265,13 @@ impl ReportFiles {
             markdown: open(&args.markdown, "--markdown")?,
             junit: open(&args.junit, "--junit")?,
         })
+    }
+
+    /// Removes the files opened for a run that ended before it ran any cell: no report, no empty file.
+    fn discard(&mut self) {
+        for (path, _) in [self.json.take(), self.markdown.take(), self.junit.take()].into_iter().flatten() {
+            let _ = std::fs::remove_file(path);
+        }
     }
 
     fn write(&mut self, report: &RunReport) -> Result<(), Error> {

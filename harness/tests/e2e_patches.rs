@@ -156,6 +156,10 @@ async fn a_changed_patch_rebuilds_exactly_the_images_that_use_it() {
     std::fs::write(&dedupe, nonce + &std::fs::read_to_string(&dedupe).unwrap()).unwrap();
     let profiles = Profiles::load(&builders).unwrap();
     let changed_tag = profiles.get("all-three-stargz").unwrap().image.clone();
+    // the unchanged patch set's image exists before the run (built here on a fresh machine)
+    let reroot = profiles.get("reroot-overlayfs").unwrap().buildkit.clone().unwrap();
+    let engine = bkcache::execute::docker::Engine::connect().await.unwrap();
+    bkcache::execute::buildkit_image::ensure(&engine, &reroot, profiles.pins.registry()).await.unwrap();
 
     let run = bkcache_run(
         &[
