@@ -26,7 +26,12 @@ fn variant(dir: &Path, source: &str, name: &str, edit: impl Fn(String) -> String
 }
 
 fn by_scenario(run: &common::Run) -> std::collections::HashMap<String, Value> {
-    run.report["cells"].as_array().unwrap().iter().map(|c| (c["scenario"].as_str().unwrap().to_owned(), c.clone())).collect()
+    run.report["cells"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (c["scenario"].as_str().unwrap().to_owned(), c.clone()))
+        .collect()
 }
 
 const PLACEHOLDER: &str = "# BUILD-FAILURE-EXPECTATION (the e2e variants replace this line)";
@@ -38,7 +43,9 @@ async fn a_build_buildkit_fails_is_judged_by_what_the_scenario_expects() {
     }
     let dir = tempfile::tempdir().unwrap();
     variant(dir.path(), "build-failure.toml", "unexpected", |t| t);
-    variant(dir.path(), "build-failure.toml", "expected", |t| t.replace(PLACEHOLDER, "expect_failure = { pattern = 'exit code: 3' }"));
+    variant(dir.path(), "build-failure.toml", "expected", |t| {
+        t.replace(PLACEHOLDER, "expect_failure = { pattern = 'exit code: 3' }")
+    });
     variant(dir.path(), "build-failure.toml", "known", |t| {
         let issue = "[[known_issues]]\nid = \"example/solver#1\"\nsnapshotter = \"overlayfs\"\nfails_with = ['did not complete successfully: exit code: 3']\n\n";
         t.replacen("[[phases]]", &format!("{issue}[[phases]]"), 1)
@@ -88,7 +95,12 @@ async fn repeated_cells_that_agree_say_n_of_n() {
     let table = run.stdout();
     assert!(table.contains("PASS 3/3") && table.contains("known failure reproduced 3/3"), "{table}");
     // every repetition exported its own cache, in its own directory
-    let dirs: Vec<&str> = cells["newest-stargz"]["repetitions"].as_array().unwrap().iter().map(|r| r["artifacts"].as_str().unwrap()).collect();
+    let dirs: Vec<&str> = cells["newest-stargz"]["repetitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["artifacts"].as_str().unwrap())
+        .collect();
     assert_eq!(dirs.iter().collect::<std::collections::BTreeSet<_>>().len(), 3);
     assert!(dirs.iter().all(|d| Path::new(d).join("cache/main/index.json").exists()));
     assert_eq!(leftovers("e2e-repeat").await, Vec::<String>::new());
@@ -128,7 +140,10 @@ async fn repetitions_that_disagree_are_flaky_with_their_rate() {
     assert!(held > 0 && broke > 0, "the coin came out the same 12 times: {reps:#?}");
     assert_eq!(cell["verdict"], "flaky");
     assert_eq!(run.code(), Some(1), "flaky exits 1");
-    assert_eq!(cell["broken"], json!([{ "expectation": "phase `second`: `[stage-1 2/2] COPY --from=coin /coin /coin` CACHED", "repetitions": broke }]));
+    assert_eq!(
+        cell["broken"],
+        json!([{ "expectation": "phase `second`: `[stage-1 2/2] COPY --from=coin /coin /coin` CACHED", "repetitions": broke }])
+    );
     let stdout = run.stdout();
     assert!(stdout.contains(&format!("FLAKY {held}/12")), "{stdout}");
     assert!(stdout.contains(&format!("broke in {broke}/12")), "{stdout}");
@@ -137,7 +152,11 @@ async fn repetitions_that_disagree_are_flaky_with_their_rate() {
     assert_eq!(kept, broke + 1);
 
     let junit = std::fs::read_to_string(&junit).unwrap();
-    assert_eq!(junit.matches("<flakyFailure").count(), broke - 1, "the representative broken repetition is the failure itself: {junit}");
+    assert_eq!(
+        junit.matches("<flakyFailure").count(),
+        broke - 1,
+        "the representative broken repetition is the failure itself: {junit}"
+    );
     assert!(junit.contains("<failure"), "{junit}");
     let markdown = std::fs::read_to_string(&markdown).unwrap();
     assert!(markdown.contains(&format!("**flaky {held}/12**")), "{markdown}");
@@ -150,7 +169,8 @@ async fn an_interrupted_run_writes_its_reports_and_leaves_nothing() {
         return;
     }
     let reports = tempfile::tempdir().unwrap();
-    let (json_path, junit, markdown) = (reports.path().join("r.json"), reports.path().join("r.xml"), reports.path().join("r.md"));
+    let (json_path, junit, markdown) =
+        (reports.path().join("r.json"), reports.path().join("r.xml"), reports.path().join("r.md"));
     let mut child = Command::new(env!("CARGO_BIN_EXE_bkcache"))
         .args(["run", "scenarios/", "--repeat", "2", "--jobs", "1", "--run-id", "e2e-sigint", "--artifacts-dir"])
         .arg(reports.path().join("artifacts"))

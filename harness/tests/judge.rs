@@ -70,12 +70,15 @@ fn ids(j: &Judgement) -> Vec<&str> {
 
 #[test]
 fn real_6893_cells_judge_as_measured() {
-    let pass = judge::judge(&cell(SCENARIO_6893, "newest-overlayfs", same), &observations("issue-6893-newest-overlayfs"));
+    let pass =
+        judge::judge(&cell(SCENARIO_6893, "newest-overlayfs", same), &observations("issue-6893-newest-overlayfs"));
     assert_eq!((pass.verdict, pass.reasons.len(), pass.errors.len()), (Verdict::Pass, 0, 0), "{pass:#?}");
     let v024 = judge::judge(&cell(SCENARIO_6893, "v0.24-overlayfs", same), &observations("issue-6893-v0-24-overlayfs"));
     assert_eq!(v024.verdict, Verdict::Pass);
 
-    for (builder, fixture) in [("newest-stargz", "issue-6893-newest-stargz"), ("v0.24-stargz", "issue-6893-v0-24-stargz")] {
+    for (builder, fixture) in
+        [("newest-stargz", "issue-6893-newest-stargz"), ("v0.24-stargz", "issue-6893-v0-24-stargz")]
+    {
         let j = judge::judge(&cell(SCENARIO_6893, builder, same), &observations(fixture));
         assert_eq!(j.verdict, Verdict::KnownFailure, "{builder}: {j:#?}");
         assert_eq!(ids(&j), ["moby/buildkit#6893"]);
@@ -89,7 +92,10 @@ fn real_6893_cells_judge_as_measured() {
 
 #[test]
 fn a_broken_expectation_no_known_issue_explains_is_a_regression() {
-    let j = judge::judge(&cell(SCENARIO_6893, "newest-stargz", without_known_issue), &observations("issue-6893-newest-stargz"));
+    let j = judge::judge(
+        &cell(SCENARIO_6893, "newest-stargz", without_known_issue),
+        &observations("issue-6893-newest-stargz"),
+    );
     assert_eq!(j.verdict, Verdict::Fail);
     assert!(j.known_issues.is_empty());
 }
@@ -97,7 +103,10 @@ fn a_broken_expectation_no_known_issue_explains_is_a_regression() {
 #[test]
 fn a_known_issue_that_did_not_reproduce_is_an_unexpected_pass() {
     let on_overlayfs = |t: String| t.replace("snapshotter = \"stargz\"", "snapshotter = \"overlayfs\"");
-    let j = judge::judge(&cell(SCENARIO_6893, "newest-overlayfs", on_overlayfs), &observations("issue-6893-newest-overlayfs"));
+    let j = judge::judge(
+        &cell(SCENARIO_6893, "newest-overlayfs", on_overlayfs),
+        &observations("issue-6893-newest-overlayfs"),
+    );
     assert_eq!(j.verdict, Verdict::UnexpectedPass);
     assert_eq!(ids(&j), ["moby/buildkit#6893"]);
 }
@@ -107,13 +116,24 @@ fn every_error_cause() {
     // infrastructure: the builder could not be created (its image does not exist)
     let j = judge::judge(&cell(SCENARIO_6893, "newest-overlayfs", same), &observations("builder-not-created"));
     assert_eq!(j.verdict, Verdict::Error);
-    assert!(matches!(&j.errors[..], [ErrorCause::Infrastructure { failure }] if failure.context == "creating the builder" && failure.error.contains("no-such-tag")), "{j:#?}");
+    assert!(
+        matches!(&j.errors[..], [ErrorCause::Infrastructure { failure }] if failure.context == "creating the builder" && failure.error.contains("no-such-tag")),
+        "{j:#?}"
+    );
 
     // a matcher that matches no step of a build that ran (only run time can tell)
-    let typo = |t: String| t.replace("expect_cached = [\"[build 2/3] RUN echo stable > /stable\"]", "expect_cached = [\"[build 2/3] RUN echo stabel > /stable\"]");
+    let typo = |t: String| {
+        t.replace(
+            "expect_cached = [\"[build 2/3] RUN echo stable > /stable\"]",
+            "expect_cached = [\"[build 2/3] RUN echo stabel > /stable\"]",
+        )
+    };
     let j = judge::judge(&cell(SCENARIO_6893, "newest-overlayfs", typo), &observations("issue-6893-newest-overlayfs"));
     assert_eq!(j.verdict, Verdict::Error);
-    assert!(matches!(&j.errors[..], [ErrorCause::NoStepMatches { seen, .. }] if seen.iter().any(|s| s == STABLE)), "{j:#?}");
+    assert!(
+        matches!(&j.errors[..], [ErrorCause::NoStepMatches { seen, .. }] if seen.iter().any(|s| s == STABLE)),
+        "{j:#?}"
+    );
     assert!(j.errors[0].to_string().starts_with("rule no-step-matches: phase `import`"), "{}", j.errors[0]);
 
     // a lazy builder whose buildkitd never mounted a remote layer (here: an eager run's log)
@@ -127,19 +147,37 @@ fn buildkit_failing_a_build_is_judged_not_infrastructure() {
     let failed = observations("build-failure");
     let j = judge::judge(&cell(FAILURE, "newest-overlayfs", same), &failed);
     assert_eq!(j.verdict, Verdict::Fail, "{j:#?}");
-    assert!(matches!(&j.reasons[..], [Reason::BuildFailed { phase, error }] if phase == "import" && error.contains("exit code: 3")), "{j:#?}");
+    assert!(
+        matches!(&j.reasons[..], [Reason::BuildFailed { phase, error }] if phase == "import" && error.contains("exit code: 3")),
+        "{j:#?}"
+    );
     assert!(j.errors.is_empty());
 
-    let expected = judge::judge(&cell(FAILURE, "newest-overlayfs", expectation("expect_failure = { pattern = 'exit code: 3' }")), &failed);
+    let expected = judge::judge(
+        &cell(FAILURE, "newest-overlayfs", expectation("expect_failure = { pattern = 'exit code: 3' }")),
+        &failed,
+    );
     assert_eq!(expected.verdict, Verdict::Pass, "{expected:#?}");
 
-    let other = judge::judge(&cell(FAILURE, "newest-overlayfs", expectation("expect_failure = { pattern = 'exit code: 4' }")), &failed);
-    assert!(matches!(&other.reasons[..], [Reason::OtherFailure { error, .. }] if error.contains("exit code: 3")), "{other:#?}");
+    let other = judge::judge(
+        &cell(FAILURE, "newest-overlayfs", expectation("expect_failure = { pattern = 'exit code: 4' }")),
+        &failed,
+    );
+    assert!(
+        matches!(&other.reasons[..], [Reason::OtherFailure { error, .. }] if error.contains("exit code: 3")),
+        "{other:#?}"
+    );
     assert_eq!(other.verdict, Verdict::Fail);
 
     // expected to fail, but BuildKit built it
-    let succeeded = |t: String| t.replace("build_args = { BUST = \"2\" }", "build_args = { BUST = \"2\" }\nexpect_failure = { pattern = 'no space left' }");
-    let j = judge::judge(&cell(SCENARIO_6893, "newest-overlayfs", succeeded), &observations("issue-6893-newest-overlayfs"));
+    let succeeded = |t: String| {
+        t.replace(
+            "build_args = { BUST = \"2\" }",
+            "build_args = { BUST = \"2\" }\nexpect_failure = { pattern = 'no space left' }",
+        )
+    };
+    let j =
+        judge::judge(&cell(SCENARIO_6893, "newest-overlayfs", succeeded), &observations("issue-6893-newest-overlayfs"));
     assert_eq!(j.verdict, Verdict::Fail);
     assert!(matches!(&j.reasons[..], [Reason::BuildSucceeded { phase, .. }] if phase == "import"), "{j:#?}");
 }
@@ -169,12 +207,18 @@ fn two_known_issues_each_explain_what_they_name() {
     assert_eq!(ids(&j), ["example/solver#2"], "the failure is the solver issue's, not the step issue's");
 
     // on stargz neither applies (both are scoped to overlayfs): the same kind of break is a regression
-    let j = judge::judge(&cell(SCENARIO_6893, "newest-stargz", |t| with_two_issues(without_known_issue(t))), &observations("issue-6893-newest-stargz"));
+    let j = judge::judge(
+        &cell(SCENARIO_6893, "newest-stargz", |t| with_two_issues(without_known_issue(t))),
+        &observations("issue-6893-newest-stargz"),
+    );
     assert_eq!(j.verdict, Verdict::Fail, "{j:#?}");
 
     // a step the step issue names, on a builder it applies to: explained by it alone
     let on_overlayfs_obs = observations("issue-6893-newest-stargz");
-    let j = judge::judge(&cell(SCENARIO_6893, "newest-overlayfs", |t| with_two_issues(without_known_issue(t))), &strip_laziness(on_overlayfs_obs));
+    let j = judge::judge(
+        &cell(SCENARIO_6893, "newest-overlayfs", |t| with_two_issues(without_known_issue(t))),
+        &strip_laziness(on_overlayfs_obs),
+    );
     assert_eq!(j.verdict, Verdict::KnownFailure, "{j:#?}");
     assert_eq!(ids(&j), ["example/steps#1"]);
 }
@@ -211,7 +255,8 @@ fn flaky_aggregation_over_a_held_and_a_broken_repetition_of_one_real_cell() {
         format!("{}{issue}{}", &t[..at], &t[at..])
     };
     let coin_known = cell(COIN, "newest-overlayfs", known);
-    let (held, broke) = (judge::judge(&coin_known, &observations("coin-held")), judge::judge(&coin_known, &observations("coin-broke")));
+    let (held, broke) =
+        (judge::judge(&coin_known, &observations("coin-held")), judge::judge(&coin_known, &observations("coin-broke")));
     assert_eq!((held.verdict, broke.verdict), (Verdict::UnexpectedPass, Verdict::KnownFailure));
     let v = judge::aggregate(2, &[&held, &broke]);
     assert_eq!((v.verdict, v.flaky), (Verdict::KnownFailure, true));

@@ -62,7 +62,11 @@ fn rejected(text: &str, rule: &str, line: usize) -> String {
 
 #[test]
 fn unknown_stage() {
-    let err = rejected(&scenario("max", IMPORT, "expect_cached = [\"[bulid 2/3] RUN echo stable > /stable\"]"), "unknown-stage", 15);
+    let err = rejected(
+        &scenario("max", IMPORT, "expect_cached = [\"[bulid 2/3] RUN echo stable > /stable\"]"),
+        "unknown-stage",
+        15,
+    );
     assert!(err.contains("names stage `bulid`") && err.contains("`build`, `unused`, `stage-2`"), "{err}");
 }
 
@@ -74,13 +78,18 @@ fn unknown_target() {
 
 #[test]
 fn step_index_beyond_the_stage() {
-    let err = rejected(&scenario("max", IMPORT, "expect_cached = [\"[build 4/3] RUN echo stable > /stable\"]"), "step-index", 15);
+    let err = rejected(
+        &scenario("max", IMPORT, "expect_cached = [\"[build 4/3] RUN echo stable > /stable\"]"),
+        "step-index",
+        15,
+    );
     assert!(err.contains("has 3 steps") && err.contains("`[build 2/3] RUN echo stable > /stable`"), "{err}");
 }
 
 #[test]
 fn step_index_naming_another_instruction() {
-    let err = rejected(&scenario("max", IMPORT, "expect_cached = [\"[stage-2 2/2] RUN cp /stable /x\"]"), "step-index", 15);
+    let err =
+        rejected(&scenario("max", IMPORT, "expect_cached = [\"[stage-2 2/2] RUN cp /stable /x\"]"), "step-index", 15);
     assert!(err.contains("step 2 of stage-2 is a COPY step, not RUN"), "{err}");
 }
 
@@ -98,20 +107,29 @@ fn never_built_by_pattern() {
 
 #[test]
 fn expected_cached_after_a_prune_with_nothing_imported() {
-    let err = rejected(&scenario("max", "", "expect_cached = [\"[build 2/3] RUN echo stable > /stable\"]"), "nothing-to-hit", 15);
+    let err = rejected(
+        &scenario("max", "", "expect_cached = [\"[build 2/3] RUN echo stable > /stable\"]"),
+        "nothing-to-hit",
+        15,
+    );
     assert!(err.contains("imports no cache"), "{err}");
 }
 
 #[test]
 fn expected_cached_from_a_min_mode_cache_outside_the_targets_image() {
-    let err = rejected(&scenario("min", IMPORT, "expect_cached = [\"[build 2/3] RUN echo stable > /stable\"]"), "min-mode-stage", 15);
+    let err = rejected(
+        &scenario("min", IMPORT, "expect_cached = [\"[build 2/3] RUN echo stable > /stable\"]"),
+        "min-mode-stage",
+        15,
+    );
     assert!(err.contains("mode=min") && err.contains("(stage `stage-2`), not stage `build`"), "{err}");
     assert!(err.contains("mode = \"max\""), "{err}");
 }
 
 #[test]
 fn one_step_both_cached_and_run() {
-    let expect = "expect_cached = [\"[build 2/3] RUN echo stable > /stable\"]\nexpect_ran = [{ pattern = 'RUN echo stable' }]";
+    let expect =
+        "expect_cached = [\"[build 2/3] RUN echo stable > /stable\"]\nexpect_ran = [{ pattern = 'RUN echo stable' }]";
     let err = rejected(&scenario("max", IMPORT, expect), "contradiction", 16);
     assert!(err.contains("expects the same step CACHED"), "{err}");
 }
@@ -130,7 +148,8 @@ fn a_min_mode_cache_still_serves_the_targets_own_steps() {
 
 #[test]
 fn every_finding_is_reported_at_once() {
-    let expect = "expect_cached = [\"[bulid 2/3] RUN echo stable > /stable\"]\nexpect_ran = [\"[unused 2/2] RUN echo never\"]";
+    let expect =
+        "expect_cached = [\"[bulid 2/3] RUN echo stable > /stable\"]\nexpect_ran = [\"[unused 2/2] RUN echo never\"]";
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("Dockerfile"), DOCKERFILE).unwrap();
     std::fs::write(dir.path().join("bad.toml"), scenario("max", IMPORT, expect)).unwrap();

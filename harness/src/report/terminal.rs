@@ -12,6 +12,7 @@ use crate::events::{Event, EventKind};
 use crate::judge::Verdict;
 use crate::observe::cache::CacheSummary;
 use crate::observe::PhaseOutcome;
+use crate::plan::slug;
 use crate::session::{CellResult, RepetitionResult, RunReport};
 
 /// Prints live progress on stderr, and the summary on stdout when the run ends.
@@ -182,14 +183,35 @@ fn details(out: &mut String, r: &CellResult) {
             }
         }
     }
-    for rep in r.repetitions.iter().filter(|rep| rep.artifacts.is_some()) {
-        let dir = rep.artifacts.as_ref().expect("filtered").display();
-        let label = if v.planned > 1 {
-            format!(" #{} ({})", rep.index + 1, rep.judgement.verdict.as_str())
-        } else {
-            String::new()
-        };
-        let _ = writeln!(out, "  artifacts{label}: {dir}");
+    let kept: Vec<&RepetitionResult> = r.repetitions.iter().filter(|rep| rep.artifacts.is_some()).collect();
+    let dir = |rep: &RepetitionResult| rep.artifacts.as_ref().map(|p| p.display().to_string()).unwrap_or_default();
+    match kept.as_slice() {
+        [] => {}
+        [only] if v.planned == 1 => {
+            let _ = writeln!(out, "  artifacts: {}", dir(only));
+        }
+        few if few.len() <= 2 => {
+            for rep in few {
+                let _ =
+                    writeln!(out, "  artifacts #{} ({}): {}", rep.index + 1, rep.judgement.verdict.as_str(), dir(rep));
+            }
+        }
+        many => {
+            let parent = many[0]
+                .artifacts
+                .as_ref()
+                .and_then(|p| p.parent())
+                .map(|p| p.display().to_string())
+                .unwrap_or_default();
+            let numbers: Vec<String> = many.iter().map(|rep| format!("#{}", rep.index + 1)).collect();
+            let cell = slug(&r.cell.name());
+            let _ = writeln!(
+                out,
+                "  artifacts of {} repetitions ({}): {parent}/{cell}-r<n>.*",
+                many.len(),
+                numbers.join(" ")
+            );
+        }
     }
 }
 
