@@ -8,7 +8,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::{bkcache_run, environment_ready, leftovers, repo};
+use common::{bkcache_run, builders_file, environment_ready, leftovers, variant};
 use serde_json::Value;
 
 fn steps_named<'a>(cell: &'a Value, phase: &str, matches: impl Fn(&str) -> bool) -> Vec<&'a Value> {
@@ -66,21 +66,6 @@ async fn issue_6893_passes_on_overlayfs_and_reproduces_on_stargz() {
     assert!(table.contains("known failure reproduced (moby/buildkit#6893)"), "{table}");
 }
 
-/// The issue-6893 scenario, rewritten: `edit` changes its text; the Dockerfile path is made absolute.
-fn scenario_variant(dir: &Path, edit: impl Fn(String) -> String) -> PathBuf {
-    let text = std::fs::read_to_string(repo().join("scenarios/issue-6893.toml")).unwrap();
-    let dockerfile = repo().join("dockerfiles/issue-6893.Dockerfile");
-    let text =
-        text.replace("\"../dockerfiles/issue-6893.Dockerfile\"", &format!("{:?}", dockerfile.display().to_string()));
-    let path = dir.join("variant.toml");
-    std::fs::write(&path, edit(text)).unwrap();
-    path
-}
-
-fn builders_file() -> String {
-    repo().join("scenarios/builders.toml").display().to_string()
-}
-
 #[tokio::test]
 async fn a_broken_expectation_without_a_known_issue_is_a_regression() {
     if !environment_ready().await {
@@ -88,7 +73,7 @@ async fn a_broken_expectation_without_a_known_issue_is_a_regression() {
     }
     let dir = tempfile::tempdir().unwrap();
     // drop the [[known_issues]] table: everything from it to the first phase
-    let scenario = scenario_variant(dir.path(), |t| {
+    let scenario = variant(dir.path(), "scenarios/issue-6893.toml", "variant", |t| {
         let (start, end) = (t.find("[[known_issues]]").unwrap(), t.find("[[phases]]").unwrap());
         format!("{}{}", &t[..start], &t[end..])
     });
@@ -110,8 +95,9 @@ async fn a_known_issue_that_does_not_reproduce_is_flagged_as_fixed() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let scenario =
-        scenario_variant(dir.path(), |t| t.replace("snapshotter = \"stargz\"", "snapshotter = \"overlayfs\""));
+    let scenario = variant(dir.path(), "scenarios/issue-6893.toml", "variant", |t| {
+        t.replace("snapshotter = \"stargz\"", "snapshotter = \"overlayfs\"")
+    });
     let run = bkcache_run(
         &[scenario.to_str().unwrap(), "--builders", &builders_file(), "--builder", "newest-overlayfs"],
         "e2e-fixed",
@@ -128,7 +114,9 @@ async fn a_missing_base_image_is_an_infrastructure_error_before_any_builder() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let scenario = scenario_variant(dir.path(), |t| t.replace("local = \"base-b\"", "local = \"no-such-base\""));
+    let scenario = variant(dir.path(), "scenarios/issue-6893.toml", "variant", |t| {
+        t.replace("local = \"base-b\"", "local = \"no-such-base\"")
+    });
     let run = bkcache_run(&[scenario.to_str().unwrap(), "--builders", &builders_file()], "e2e-nobase");
     assert_eq!(run.code(), Some(2));
     let stderr = String::from_utf8_lossy(&run.output.stderr);

@@ -8,22 +8,8 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use common::{bkcache_run, environment_ready, leftovers, repo};
+use common::{bkcache_run, builders_file, environment_ready, leftovers, repo, variant};
 use serde_json::{json, Value};
-
-fn builders_file() -> String {
-    repo().join("scenarios/builders.toml").display().to_string()
-}
-
-/// Writes `name.toml`: the test scenario `source`, rewritten by `edit`, its Dockerfile path made absolute.
-fn variant(dir: &Path, source: &str, name: &str, edit: impl Fn(String) -> String) -> PathBuf {
-    let source = repo().join("harness/tests/scenarios").join(source);
-    let text = std::fs::read_to_string(&source).unwrap();
-    let text = text.replace("dockerfile = \"", &format!("dockerfile = \"{}/", source.parent().unwrap().display()));
-    let path = dir.join(format!("{name}.toml"));
-    std::fs::write(&path, edit(text)).unwrap();
-    path
-}
 
 fn by_scenario(run: &common::Run) -> std::collections::HashMap<String, Value> {
     run.report["cells"]
@@ -42,11 +28,11 @@ async fn a_build_buildkit_fails_is_judged_by_what_the_scenario_expects() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    variant(dir.path(), "build-failure.toml", "unexpected", |t| t);
-    variant(dir.path(), "build-failure.toml", "expected", |t| {
+    variant(dir.path(), "harness/tests/scenarios/build-failure.toml", "unexpected", |t| t);
+    variant(dir.path(), "harness/tests/scenarios/build-failure.toml", "expected", |t| {
         t.replace(PLACEHOLDER, "expect_failure = { pattern = 'exit code: 3' }")
     });
-    variant(dir.path(), "build-failure.toml", "known", |t| {
+    variant(dir.path(), "harness/tests/scenarios/build-failure.toml", "known", |t| {
         let issue = "[[known_issues]]\nid = \"example/solver#1\"\nsnapshotter = \"overlayfs\"\nfails_with = ['did not complete successfully: exit code: 3']\n\n";
         t.replacen("[[phases]]", &format!("{issue}[[phases]]"), 1)
     });

@@ -16,6 +16,22 @@ pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_owned()
 }
 
+/// The project's builders file, as an absolute path (for scenarios written elsewhere).
+pub fn builders_file() -> String {
+    repo().join("scenarios/builders.toml").display().to_string()
+}
+
+/// Writes `<dir>/<name>.toml`: the repo's scenario `source` rewritten by `edit`, with its Dockerfile path
+/// made absolute so the copy works from anywhere.
+pub fn variant(dir: &std::path::Path, source: &str, name: &str, edit: impl Fn(String) -> String) -> PathBuf {
+    let source = repo().join(source);
+    let text = std::fs::read_to_string(&source).unwrap();
+    let text = text.replace("dockerfile = \"", &format!("dockerfile = \"{}/", source.parent().unwrap().display()));
+    let path = dir.join(format!("{name}.toml"));
+    std::fs::write(&path, edit(text)).unwrap();
+    path
+}
+
 /// Checks the set-up is there; `false` only when the user asked to skip.
 pub async fn environment_ready() -> bool {
     let mut missing = Vec::new();
