@@ -6,7 +6,7 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use common::{bkcache_run, builders_file, environment_ready, leftovers, variant};
 use serde_json::Value;
