@@ -205,3 +205,66 @@ async fn an_interrupted_run_writes_its_reports_and_leaves_nothing() {
     assert!(markdown.contains("INTERRUPTED after 0/2 repetitions"), "{markdown}");
     assert_eq!(leftovers("e2e-sigint").await, Vec::<String>::new());
 }
+
+#[tokio::test]
+async fn a_builder_that_dies_mid_build_is_infrastructure_not_a_regression() {
+    if !environment_ready().await {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("Dockerfile"), "ARG BASE\nFROM ${BASE}\nRUN sleep 300\n").unwrap();
+    let scenario = "dockerfile = \"Dockerfile\"\nphase_timeout_secs = 120\n\n[bases]\nBASE = { local = \"base-a\" }\n\n[[phases]]\nname = \"slow\"\nkind = \"build\"\n";
+    std::fs::write(dir.path().join("dies.toml"), scenario).unwrap();
+    let report = dir.path().join("report.json");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_bkcache"))
+        .args([
+            "run",
+            "dies.toml",
+            "--builders",
+            &builders_file(),
+            "--builder",
+            "newest-overlayfs",
+            "--run-id",
+            "e2e-dies",
+        ])
+        .arg("--report-json")
+        .arg(&report)
+        .arg("--artifacts-dir")
+        .arg(dir.path().join("artifacts"))
+        .current_dir(dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // kill the builder's container once its build runs the step (readiness by polling `docker top`)
+    let container = loop {
+        assert!(child.try_wait().unwrap().is_none(), "bkcache ended before its build ran the step");
+        let ps = Command::new("docker")
+            .args(["ps", "--format", "{{.Names}}", "--filter", "name=buildx_buildkit_bkcache-e2e-dies-"])
+            .output()
+            .unwrap();
+        let name = String::from_utf8_lossy(&ps.stdout).trim().to_owned();
+        if !name.is_empty() {
+            let top = Command::new("docker").args(["top", &name]).output().unwrap();
+            if String::from_utf8_lossy(&top.stdout).contains("sleep 300") {
+                break name;
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    assert!(Command::new("docker").args(["kill", &container]).status().unwrap().success());
+    let output = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(2), "{stdout}{}", String::from_utf8_lossy(&output.stderr));
+    let report: Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    let cell = &report["cells"][0];
+    assert_eq!(cell["verdict"], "error", "{cell:#}");
+    assert_eq!(cell["reasons"], json!([]), "{cell:#}");
+    let error = &cell["errors"][0];
+    assert_eq!(error["kind"], "infrastructure", "{cell:#}");
+    assert!(
+        error["failure"]["context"].as_str().unwrap().contains("the builder's container is no longer running"),
+        "{error:#}"
+    );
+    assert_eq!(leftovers("e2e-dies").await, Vec::<String>::new());
+}
