@@ -6,7 +6,7 @@
 use std::cell::RefCell;
 use std::collections::BTreeSet;
 use std::future::Future;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use futures_util::{stream, StreamExt};
@@ -19,7 +19,7 @@ use crate::execute::docker::Engine;
 use crate::execute::registry::Registry;
 use crate::execute::{self, Machine, Progress, RawRepetition, Workspace};
 use crate::judge::{self, CellVerdict, Judgement, Verdict};
-use crate::observe::{self, InfraFailure, Observations};
+use crate::observe::{InfraFailure, Observations, Observer};
 use crate::plan::{self, slug, Cell, Filter};
 use crate::profiles::Profiles;
 use crate::scenario::{self, BaseImage};
@@ -142,7 +142,6 @@ impl Session {
             engine,
             registry: Registry::new(plan.profiles.pins.registry()),
             janitor: Janitor::new(&options.run_id),
-            run_id: options.run_id.clone(),
         };
         Ok(Session {
             machine,
@@ -152,10 +151,6 @@ impl Session {
             options,
             images: Vec::new(),
         })
-    }
-
-    pub fn cells(&self) -> &[Cell] {
-        &self.cells
     }
 
     /// Builds the BuildKit images the cells need (each distinct image once) and checks the registry and
@@ -248,6 +243,7 @@ impl Session {
         let cell_slug = slug(&cell.name());
         let dir =
             tempfile::Builder::new().prefix(&format!("{cell_slug}-r{}.", repetition + 1)).tempdir_in(&self.run_dir);
+        let observer = RefCell::new(Observer::default());
         let raw = match &dir {
             Err(e) => RawRepetition {
                 infrastructure: Some(InfraFailure::new("creating the repetition's work directory", e)),
@@ -264,13 +260,14 @@ impl Session {
                         emit(EventKind::PhaseStarted { cell, repetition, phase: &phase.name })
                     }
                     Progress::PhaseFinished(raw) => {
-                        emit(EventKind::PhaseFinished { cell, repetition, phase: &observe::phase(raw) })
+                        let mut observer = observer.borrow_mut();
+                        emit(EventKind::PhaseFinished { cell, repetition, phase: observer.phase(raw) })
                     }
                 };
                 execute::run_repetition(&self.machine, cell, &ws, &on_progress).await
             }
         };
-        let observations = observe::observe(&raw);
+        let observations = observer.into_inner().finish(&raw);
         let dir = dir.ok();
         if let Some(dir) = &dir {
             if let Ok(json) = serde_json::to_string_pretty(&observations) {
@@ -323,10 +320,6 @@ impl Session {
         let _ = std::fs::remove_dir(&self.run_dir);
         let _ = std::fs::remove_dir(&self.artifacts_dir);
         errors
-    }
-
-    pub fn run_dir(&self) -> &Path {
-        &self.run_dir
     }
 }
 

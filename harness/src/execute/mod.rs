@@ -33,7 +33,6 @@ pub struct Machine {
     pub engine: Engine,
     pub registry: Registry,
     pub janitor: Janitor,
-    pub run_id: String,
 }
 
 /// What one repetition left behind, before anyone interpreted it.

@@ -165,7 +165,7 @@ impl Broken<'_> {
             (Reason::BuildFailed { error, .. } | Reason::OtherFailure { error, .. }, _) => {
                 issue.explains_failure(error)
             }
-            _ => issue.breaks.is_empty() && issue.fails_with.is_empty(),
+            _ => issue.explains_anything(),
         }
     }
 }

@@ -86,33 +86,49 @@ impl std::fmt::Display for InfraFailure {
     }
 }
 
-/// Turns what `execute` left into observations.
-pub fn observe(raw: &RawRepetition) -> Observations {
-    let mut infrastructure = raw.infrastructure.clone();
-    let mut caches = Vec::new();
-    for p in &raw.phases {
-        let Some(build) = p.build.as_ref().filter(|b| b.succeeded) else { continue };
-        for dir in &build.local_exports {
-            match cache::read_local(dir) {
-                Ok(config) => caches.push(config.summary(&p.phase)),
-                Err(e) => {
-                    infrastructure.get_or_insert_with(|| {
-                        InfraFailure::new(format!("reading the cache phase `{}` exported", p.phase), &e)
-                    });
+/// Observes one repetition while it runs: each phase once, as it finishes (for the live events), and
+/// the rest (caches, laziness, a phase cut short by an infrastructure failure) when it is over.
+#[derive(Default)]
+pub struct Observer {
+    phases: Vec<PhaseObservation>,
+}
+
+impl Observer {
+    /// Observes the phase that just finished (phases finish in order).
+    pub fn phase(&mut self, raw: &RawPhase) -> &PhaseObservation {
+        self.phases.push(phase(raw));
+        self.phases.last().expect("just pushed")
+    }
+
+    /// Everything the repetition showed.
+    pub fn finish(mut self, raw: &RawRepetition) -> Observations {
+        let seen = self.phases.len().min(raw.phases.len());
+        self.phases.extend(raw.phases[seen..].iter().map(phase));
+        let mut infrastructure = raw.infrastructure.clone();
+        let mut caches = Vec::new();
+        for p in &raw.phases {
+            let Some(build) = p.build.as_ref().filter(|b| b.succeeded) else { continue };
+            for dir in &build.local_exports {
+                match cache::read_local(dir) {
+                    Ok(config) => caches.push(config.summary(&p.phase)),
+                    Err(e) => {
+                        infrastructure.get_or_insert_with(|| {
+                            InfraFailure::new(format!("reading the cache phase `{}` exported", p.phase), &e)
+                        });
+                    }
                 }
             }
         }
-    }
-    Observations {
-        phases: raw.phases.iter().map(phase).collect(),
-        caches,
-        laziness: raw.buildkitd_log.as_deref().map(laziness::from_buildkitd_log),
-        infrastructure,
+        Observations {
+            phases: self.phases,
+            caches,
+            laziness: raw.buildkitd_log.as_deref().map(laziness::from_buildkitd_log),
+            infrastructure,
+        }
     }
 }
 
-/// What one phase showed.
-pub fn phase(raw: &RawPhase) -> PhaseObservation {
+fn phase(raw: &RawPhase) -> PhaseObservation {
     PhaseObservation {
         phase: raw.phase.clone(),
         duration_secs: raw.duration.as_secs_f64(),

@@ -18,6 +18,7 @@
 //! among the names predicted from the Dockerfile (a pattern that matches none is left to run time).
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::LazyLock;
 
 use regex::Regex;
 
@@ -76,6 +77,10 @@ pub fn check(scenario: &Scenario, dockerfile: &Dockerfile) -> Vec<ConfigError> {
     findings
 }
 
+/// `[<stage> <i>/<n>] <KEYWORD>` at the start of a step name (the stage absent in single-stage builds).
+static STEP_PREFIX: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"^\[\s*(?:([^\s\]]+)\s+)?(\d+)/(\d+)\]\s*(\S*)").expect("valid regex"));
+
 struct PhaseLint<'a, 'r> {
     phase: &'a str,
     resolved: &'a Resolved<'r>,
@@ -102,8 +107,7 @@ impl PhaseLint<'_, '_> {
     }
 
     fn exact_stage(&mut self, e: &Located<StepMatcher>, name: &str) -> Option<usize> {
-        let prefix = Regex::new(r"^\[\s*(?:([^\s\]]+)\s+)?(\d+)/(\d+)\]\s*(\S*)").expect("valid regex");
-        let caps = prefix.captures(name)?;
+        let caps = STEP_PREFIX.captures(name)?;
         let label = caps.get(1).map(|m| m.as_str());
         let (i, n): (usize, usize) = (caps[2].parse().ok()?, caps[3].parse().ok()?);
         let keyword = caps[4].to_uppercase();
