@@ -14,6 +14,13 @@ use crate::errors::InfraError;
 
 pub const DEFAULT_ENDPOINT: &str = "unix:///var/run/docker.sock";
 
+/// See [`Engine::container_state`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ContainerState {
+    pub running: bool,
+    pub restarts: i64,
+}
+
 #[derive(Clone)]
 pub struct Engine {
     docker: Docker,
@@ -48,14 +55,45 @@ impl Engine {
         }
     }
 
-    /// Whether a container exists and runs (a builder whose buildkitd died does not).
-    pub async fn container_running(&self, container: &str) -> Result<bool, InfraError> {
+    /// A container's state: whether it runs, and how often Docker restarted it (builder containers have
+    /// restart policy `unless-stopped`, so a buildkitd that died comes back with a count above 0).
+    /// `None` when the container is gone.
+    pub async fn container_state(&self, container: &str) -> Result<Option<ContainerState>, InfraError> {
         match self.docker.inspect_container(container, None::<bollard::query_parameters::InspectContainerOptions>).await
         {
-            Ok(c) => Ok(c.state.and_then(|s| s.running).unwrap_or(false)),
-            Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => Ok(false),
+            Ok(c) => Ok(Some(ContainerState {
+                running: c.state.and_then(|s| s.running).unwrap_or(false),
+                restarts: c.restart_count.unwrap_or(0),
+            })),
+            Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => Ok(None),
             Err(e) => Err(docker_err("inspecting a builder container")(e)),
         }
+    }
+
+    /// Runs `cmd` in a container and says whether it exited 0; false when the container cannot run it
+    /// (stopped, gone, or its process just died).
+    pub async fn exec_succeeds(&self, container: &str, cmd: &[&str]) -> Result<bool, InfraError> {
+        use bollard::errors::Error::DockerResponseServerError;
+        use bollard::exec::{CreateExecOptions, StartExecResults};
+        let options = CreateExecOptions {
+            cmd: Some(cmd.to_vec()),
+            attach_stdout: Some(true),
+            attach_stderr: Some(true),
+            ..Default::default()
+        };
+        let exec = match self.docker.create_exec(container, options).await {
+            Ok(exec) => exec,
+            Err(DockerResponseServerError { status_code: 404 | 409, .. }) => return Ok(false),
+            Err(e) => return Err(docker_err("running a command in a builder container")(e)),
+        };
+        match self.docker.start_exec(&exec.id, None).await {
+            Ok(StartExecResults::Attached { mut output, .. }) => while output.next().await.is_some() {},
+            Ok(StartExecResults::Detached) => {}
+            Err(DockerResponseServerError { status_code: 404 | 409, .. }) => return Ok(false),
+            Err(e) => return Err(docker_err("running a command in a builder container")(e)),
+        }
+        let inspected = self.docker.inspect_exec(&exec.id).await.map_err(docker_err("inspecting a command's exit"))?;
+        Ok(inspected.exit_code == Some(0))
     }
 
     /// Everything a container wrote to stdout and stderr so far.

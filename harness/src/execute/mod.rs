@@ -6,9 +6,10 @@
 //!
 //! A build that fails is BuildKit's doing only if BuildKit could have done it: after a failed build the
 //! machine is probed — the build reached the solver (some vertex was reported), the builder's container
-//! still runs, the registry answers. If any probe fails, the failure is the machine's (`error`), with
-//! buildx's output as context; otherwise it is an observation the judge weighs. After a build that
-//! failed unexpectedly the repetition stops: later phases build on it.
+//! runs and was never restarted, buildkitd answers (`buildctl debug workers`), the registry answers. If
+//! any probe fails, the failure is the machine's (`error`), with buildx's output as context; otherwise
+//! it is an observation the judge weighs. After a build that failed unexpectedly the repetition stops:
+//! later phases build on it.
 
 pub mod builder;
 pub mod buildkit_image;
@@ -141,15 +142,21 @@ async fn probe(machine: &Machine, builder: &Builder, phase: &str, build: &RawBui
     if !progress::parse(&build.rawjson, false).reached_solver() {
         return Some(InfraFailure::new(format!("{context} never reached BuildKit's solver"), &buildx_said()));
     }
-    match machine.engine.container_running(&builder.container()).await {
-        Ok(true) => {}
-        Ok(false) => {
-            return Some(InfraFailure::new(
-                format!("{context} the builder's container is no longer running"),
-                &buildx_said(),
-            ))
+    let container = builder.container();
+    let died = |what: &str| Some(InfraFailure::new(format!("{context} {what}"), &buildx_said()));
+    match machine.engine.container_state(&container).await {
+        Ok(Some(state)) if state.running && state.restarts == 0 => {}
+        Ok(Some(state)) if state.running => {
+            return died("buildkitd died during the build (Docker restarted its container)")
         }
+        Ok(_) => return died("the builder's container is no longer running"),
         Err(e) => return Some(InfraFailure::new(format!("{context} the builder could not be inspected"), &e)),
+    }
+    // the state lags behind a process that was just killed: ask buildkitd itself
+    match machine.engine.exec_succeeds(&container, &["buildctl", "debug", "workers"]).await {
+        Ok(true) => {}
+        Ok(false) => return died("the builder's container is no longer running (buildkitd does not answer)"),
+        Err(e) => return Some(InfraFailure::new(format!("{context} the builder could not be asked"), &e)),
     }
     if let Err(e) = machine.registry.ping().await {
         return Some(InfraFailure::new(format!("{context} the registry does not answer"), &e));
