@@ -152,11 +152,18 @@ async fn probe(machine: &Machine, builder: &Builder, phase: &str, build: &RawBui
         Ok(_) => return died("the builder's container is no longer running"),
         Err(e) => return Some(InfraFailure::new(format!("{context} the builder could not be inspected"), &e)),
     }
-    // the state lags behind a process that was just killed: ask buildkitd itself
+    // the state lags behind a process that was just killed: ask buildkitd itself; an exec refused because the
+    // container stopped in between says the same as a buildkitd that does not answer
+    let gone = "the builder's container is no longer running (buildkitd does not answer)";
     match machine.engine.exec_succeeds(&container, &["buildctl", "debug", "workers"]).await {
         Ok(true) => {}
-        Ok(false) => return died("the builder's container is no longer running (buildkitd does not answer)"),
-        Err(e) => return Some(InfraFailure::new(format!("{context} the builder could not be asked"), &e)),
+        Ok(false) => return died(gone),
+        Err(e) => match machine.engine.container_state(&container).await {
+            Ok(Some(state)) if state.running => {
+                return Some(InfraFailure::new(format!("{context} the builder could not be asked"), &e))
+            }
+            _ => return died(gone),
+        },
     }
     if let Err(e) = machine.registry.ping().await {
         return Some(InfraFailure::new(format!("{context} the registry does not answer"), &e));
