@@ -84,7 +84,7 @@ struct PlanArgs {
     /// demand) with each snapshotter, instead of the builders file's profiles.
     #[arg(long, value_name = "VERSION")]
     buildkit: Option<String>,
-    /// Run each cell N times, each from a fresh builder (overrides the scenarios' `repeat`).
+    /// Run each cell N times, each from a fresh builder's state (overrides the scenarios' `repeat`).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=MAX_REPEAT as i64))]
     repeat: Option<u32>,
 }
@@ -111,6 +111,10 @@ struct RunArgs {
     /// Keep the artifacts of passing cells too (to compare them with failing ones).
     #[arg(long)]
     keep_artifacts: bool,
+    /// Create a new builder for every repetition instead of resetting one that finished a repetition
+    /// (stopped, given an empty state root, restarted: equivalent, and cheaper).
+    #[arg(long)]
+    fresh_builders: bool,
     /// Name this run (lowercase letters, digits, '-'): builders are `bkcache-<run id>-<profile>` and
     /// artifacts go to `<artifacts dir>/<run id>/` [default: derived from the time and process id].
     #[arg(long, value_parser = parse_run_id)]
@@ -210,6 +214,7 @@ async fn run(args: &RunArgs) -> Result<i32, Error> {
         run_id: args.run_id.clone().unwrap_or_else(default_run_id),
         artifacts_dir: args.artifacts_dir.clone(),
         keep_all_artifacts: args.keep_artifacts,
+        fresh_builders: args.fresh_builders,
         jobs: args.jobs.map_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()), usize::from),
     };
     let mut session = Session::connect(plan, options).await?;

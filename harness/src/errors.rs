@@ -74,6 +74,8 @@ pub enum InfraError {
     Timeout { command: String, seconds: u64 },
     #[error("{action}: {source}")]
     Io { action: String, source: std::io::Error },
+    #[error("builder {builder} could not be reset: {reason}")]
+    BuilderReset { builder: String, reason: String },
 }
 
 impl InfraError {

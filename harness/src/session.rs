@@ -74,6 +74,8 @@ pub struct RunOptions {
     pub keep_all_artifacts: bool,
     /// Repetitions at once, each on its own builder.
     pub jobs: usize,
+    /// A new builder for every repetition instead of resetting one that finished a repetition cleanly.
+    pub fresh_builders: bool,
 }
 
 /// One repetition of a cell.
@@ -141,7 +143,7 @@ impl Session {
         let machine = Machine {
             engine,
             registry: Registry::new(plan.profiles.pins.registry()),
-            janitor: Janitor::new(&options.run_id),
+            janitor: Janitor::new(&options.run_id, !options.fresh_builders),
         };
         Ok(Session {
             machine,
@@ -195,8 +197,8 @@ impl Session {
             self.cells.iter().enumerate().flat_map(|(i, c)| (0..c.repetitions).map(move |r| (i, r))).collect();
         emit(EventKind::RunStarted { run_id: &self.options.run_id, cells: self.cells.len(), repetitions: units.len() });
         let state = RefCell::new(RunState::new(&self.cells));
-        let work = stream::iter(units.into_iter().enumerate())
-            .map(|(unit, (cell_index, repetition))| self.run_unit(unit, cell_index, repetition, &state, &emit))
+        let work = stream::iter(units)
+            .map(|(cell_index, repetition)| self.run_unit(cell_index, repetition, &state, &emit))
             .buffer_unordered(self.options.jobs.max(1))
             .collect::<Vec<()>>();
         let interrupted = tokio::select! {
@@ -227,7 +229,6 @@ impl Session {
 
     async fn run_unit(
         &self,
-        unit: usize,
         cell_index: usize,
         repetition: u32,
         state: &RefCell<RunState>,
@@ -252,7 +253,6 @@ impl Session {
             Ok(dir) => {
                 let ws = Workspace {
                     dir: dir.path(),
-                    unit,
                     slug: format!("{}-{cell_slug}-r{}", self.options.run_id, repetition + 1),
                 };
                 let on_progress = |p: Progress<'_>| match p {

@@ -92,6 +92,57 @@ async fn repeated_cells_that_agree_say_n_of_n() {
     assert_eq!(leftovers("e2e-repeat").await, Vec::<String>::new());
 }
 
+/// What a repetition observed, without what differs by design between any two (times, temporary names).
+fn comparable(rep: &Value) -> Value {
+    let mut steps: Vec<Value> = rep["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            let name = s["name"].as_str().unwrap();
+            let name = name.split_once(" from local:").map_or(name, |(head, _)| head);
+            json!([s["phase"], name, s["cached"], s["error"]])
+        })
+        .collect();
+    steps.sort_by_key(|s| s.to_string());
+    json!({ "steps": steps, "caches": rep["caches"], "remote_snapshots": rep["laziness"]["remote_snapshots"] })
+}
+
+/// A builder reset between repetitions (execute::builder) must observe exactly what a new one does:
+/// each cell's first repetition runs on a new builder, the next ones on that builder reset.
+#[tokio::test]
+async fn a_reset_builder_observes_what_a_fresh_one_does() {
+    if !environment_ready().await {
+        return;
+    }
+    let builders = ["newest-overlayfs", "newest-stargz", "v0.24-stargz"];
+    let mut args = vec!["scenarios/issue-6893.toml", "--repeat", "3", "--jobs", "1", "--keep-artifacts"];
+    args.extend(builders.iter().flat_map(|b| ["--builder", b]));
+    let run = bkcache_run(&args, "e2e-reset");
+    assert_eq!(run.code(), Some(0));
+    let cells = run.cells();
+    for builder in builders {
+        let reps = cells[builder]["repetitions"].as_array().unwrap();
+        let roots: Vec<String> = reps
+            .iter()
+            .map(|r| {
+                let config = Path::new(r["artifacts"].as_str().unwrap()).join("buildkitd.toml");
+                std::fs::read_to_string(config).unwrap().lines().next().unwrap().to_owned()
+            })
+            .collect();
+        let lives: Vec<String> = (1..=3).map(|l| format!("root = \"/var/lib/buildkit/life-{l}\"")).collect();
+        assert_eq!(roots, lives, "{builder}: one builder, new then reset twice");
+        let fresh = comparable(&reps[0]);
+        assert!(!fresh["steps"].as_array().unwrap().is_empty(), "{builder}: {fresh:#}");
+        for reset in &reps[1..] {
+            assert_eq!(comparable(reset), fresh, "{builder}: a reset builder observed something else");
+        }
+    }
+    let lazy = &cells["newest-stargz"]["repetitions"][0]["laziness"]["remote_snapshots"];
+    assert!(lazy.as_u64().unwrap() > 0, "laziness is part of what must be equal: {lazy}");
+    assert_eq!(leftovers("e2e-reset").await, Vec::<String>::new());
+}
+
 #[tokio::test]
 async fn repetitions_that_disagree_are_flaky_with_their_rate() {
     if !environment_ready().await {

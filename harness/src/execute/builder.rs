@@ -1,10 +1,22 @@
-//! docker-container buildx builders owned by bkcache: created per cell, removed after it, and swept on
-//! Ctrl-C. Every builder a run creates is named `bkcache-<run id>-<cell index>-<profile>` and registered
-//! with the [`Janitor`] until it is removed.
+//! docker-container buildx builders owned by bkcache, and their reuse between repetitions. Every builder
+//! a run creates is named `bkcache-<run id>-<n>-<profile>` and registered with the [`Janitor`] until it is
+//! removed.
+//!
+//! A repetition must start from a state indistinguishable from a fresh builder. Creating one (buildx
+//! create + bootstrap, later buildx rm) costs about as much CPU as a whole small build, so a builder that
+//! finished a repetition cleanly is kept and **reset** for the next repetition on the same profile:
+//! its container is stopped (buildkitd exits, its lazy mounts go with its mount namespace), buildkitd.toml
+//! points `root` at a new empty directory of the state volume, the container starts again, the previous
+//! root is deleted, and buildkitd is asked until it answers. Nothing of the previous life is visible to
+//! buildkitd: same image, flags and config, empty state, new process. The buildkitd log is read from the
+//! line where this life began. That this is equivalent is checked, not assumed: the e2e test
+//! `a_reset_builder_observes_what_a_fresh_one_does` compares every observation (steps, caches, laziness)
+//! of a fresh and of reset builders; `--fresh-builders` turns reuse off.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::buildx::buildx;
 use super::docker::Engine;
@@ -14,11 +26,21 @@ use crate::profiles::BuilderProfile;
 
 const CREATE_TIMEOUT: Duration = Duration::from_secs(180);
 const REMOVE_TIMEOUT: Duration = Duration::from_secs(60);
+const RESET_TIMEOUT: Duration = Duration::from_secs(60);
+/// Where the docker-container driver mounts the builder's state volume, and where buildx puts the config.
+const STATE_DIR: &str = "/var/lib/buildkit";
+const CONFIG_DIR: &str = "/etc/buildkit";
 
 /// A running builder.
 #[derive(Debug, Clone)]
 pub struct Builder {
     pub name: String,
+    /// The profile it was made from: only repetitions of that profile reuse it.
+    profile: String,
+    /// How many times it was (re)started; each life has its own buildkitd root.
+    life: u32,
+    /// Lines of the container's log written before this life.
+    log_lines_before: usize,
 }
 
 impl Builder {
@@ -26,46 +48,87 @@ impl Builder {
     pub fn container(&self) -> String {
         format!("buildx_buildkit_{}0", self.name)
     }
+
+    /// What buildkitd logged in this life.
+    pub async fn buildkitd_log(&self, engine: &Engine) -> Result<String, InfraError> {
+        let log = engine.container_logs(&self.container()).await?;
+        Ok(log.lines().skip(self.log_lines_before).flat_map(|l| [l, "\n"]).collect())
+    }
 }
 
-/// The buildkitd.toml bkcache gives every builder: a debug log (laziness shows there) and the local
-/// registry over plain http, then the profile's own config.
-pub fn buildkitd_config(profile: &BuilderProfile, registry: &str) -> String {
+fn root(life: u32) -> String {
+    format!("{STATE_DIR}/life-{life}")
+}
+
+/// The buildkitd.toml bkcache gives every builder: its state root for this life, a debug log (laziness
+/// shows there) and the local registry over plain http, then the profile's own config.
+pub fn buildkitd_config(profile: &BuilderProfile, registry: &str, life: u32) -> String {
     format!(
-        "debug = true\n\n[registry.\"{registry}\"]\n  http = true\n  insecure = true\n\n{}\n",
+        "root = \"{}\"\ndebug = true\n\n[registry.\"{registry}\"]\n  http = true\n  insecure = true\n\n{}\n",
+        root(life),
         profile.buildkitd_config
     )
 }
 
-/// Tracks the builders a run has alive, so an interrupted run can remove them.
+/// Tracks the builders a run has alive, so an interrupted run can remove them, and keeps the idle ones
+/// for reuse.
 #[derive(Clone, Default)]
 pub struct Janitor {
     live: Arc<Mutex<Vec<String>>>,
+    idle: Arc<Mutex<Vec<Builder>>>,
+    created: Arc<AtomicUsize>,
     prefix: String,
+    reuse: bool,
 }
 
 impl Janitor {
-    pub fn new(run_id: &str) -> Self {
-        Janitor { live: Arc::default(), prefix: format!("bkcache-{run_id}-") }
+    /// `reuse`: reset builders between repetitions instead of creating one per repetition.
+    pub fn new(run_id: &str, reuse: bool) -> Self {
+        Janitor { prefix: format!("bkcache-{run_id}-"), reuse, ..Default::default() }
     }
 
-    /// Unique per cell, so cells on the same profile can run at the same time.
-    pub fn builder_name(&self, cell_index: usize, profile: &BuilderProfile) -> String {
-        format!("{}{cell_index}-{}", self.prefix, slug(&profile.name))
-    }
-
-    /// Creates and boots a builder for `profile`; its buildkitd.toml is written into `work_dir`.
-    pub async fn create(
+    /// A builder for `profile` in the state of a fresh one: an idle builder of that profile reset, or a
+    /// new one. Its buildkitd.toml is written into `work_dir`.
+    pub async fn acquire(
         &self,
-        cell_index: usize,
         profile: &BuilderProfile,
         registry: &str,
         work_dir: &Path,
+        engine: &Engine,
     ) -> Result<Builder, InfraError> {
-        let name = self.builder_name(cell_index, profile);
-        let config = work_dir.join("buildkitd.toml");
-        std::fs::write(&config, buildkitd_config(profile, registry))
-            .map_err(InfraError::io(format!("writing {}", config.display())))?;
+        let idle = {
+            let mut idle = self.idle.lock().expect("janitor lock");
+            idle.iter().position(|b| b.profile == profile.name).map(|i| idle.swap_remove(i))
+        };
+        if let Some(builder) = idle {
+            let config = buildkitd_config(profile, registry, builder.life + 1);
+            write_config(work_dir, &config)?;
+            match reset(builder.clone(), &config, engine).await {
+                Ok(builder) => return Ok(builder),
+                // a reset is only a shortcut: a builder that cannot be reset is replaced
+                Err(e) => {
+                    tracing::warn!(builder = %builder.name, error = %e, "reset failed; creating a new builder");
+                    self.remove(&builder.name, engine).await?;
+                }
+            }
+        }
+        self.create(profile, registry, work_dir).await
+    }
+
+    /// Hands a builder back after a repetition: kept for the next one when `clean` (the repetition saw
+    /// no infrastructure failure) and reuse is on, removed otherwise.
+    pub async fn release(&self, builder: Builder, clean: bool, engine: &Engine) -> Result<(), InfraError> {
+        if self.reuse && clean {
+            self.idle.lock().expect("janitor lock").push(builder);
+            return Ok(());
+        }
+        self.remove(&builder.name, engine).await
+    }
+
+    async fn create(&self, profile: &BuilderProfile, registry: &str, work_dir: &Path) -> Result<Builder, InfraError> {
+        let n = self.created.fetch_add(1, Ordering::Relaxed);
+        let name = format!("{}{n}-{}", self.prefix, slug(&profile.name));
+        let config = write_config(work_dir, &buildkitd_config(profile, registry, 1))?;
         self.live.lock().expect("janitor lock").push(name.clone());
         let args = vec![
             "create".into(),
@@ -84,7 +147,7 @@ impl Janitor {
             "--bootstrap".into(),
         ];
         buildx(&args, CREATE_TIMEOUT).await?.require_success()?;
-        Ok(Builder { name })
+        Ok(Builder { name, profile: profile.name.clone(), life: 1, log_lines_before: 0 })
     }
 
     /// Removes a builder with its container and state volume.
@@ -102,6 +165,7 @@ impl Janitor {
 
     /// Removes every builder this run still has, then anything left under its prefix.
     pub async fn sweep(&self, engine: &Engine) -> Vec<InfraError> {
+        self.idle.lock().expect("janitor lock").clear();
         let names: Vec<String> = self.live.lock().expect("janitor lock").clone();
         let mut errors = Vec::new();
         for name in names {
@@ -114,4 +178,35 @@ impl Janitor {
         }
         errors
     }
+}
+
+fn write_config(work_dir: &Path, config: &str) -> Result<std::path::PathBuf, InfraError> {
+    let path = work_dir.join("buildkitd.toml");
+    std::fs::write(&path, config).map_err(InfraError::io(format!("writing {}", path.display())))?;
+    Ok(path)
+}
+
+/// Gives `builder` its next life: see the module documentation.
+async fn reset(mut builder: Builder, config: &str, engine: &Engine) -> Result<Builder, InfraError> {
+    let container = builder.container();
+    engine.stop_container(&container).await?;
+    builder.log_lines_before = engine.container_logs(&container).await?.lines().count();
+    engine.upload_file(&container, CONFIG_DIR, "buildkitd.toml", config.as_bytes()).await?;
+    engine.start_container(&container).await?;
+    let previous = root(builder.life);
+    builder.life += 1;
+    if !engine.exec_succeeds(&container, &["rm", "-rf", &previous]).await? {
+        return Err(InfraError::BuilderReset { builder: builder.name, reason: format!("could not delete {previous}") });
+    }
+    let deadline = Instant::now() + RESET_TIMEOUT;
+    while !engine.exec_succeeds(&container, &["buildctl", "debug", "workers"]).await? {
+        if Instant::now() > deadline {
+            return Err(InfraError::BuilderReset {
+                builder: builder.name,
+                reason: format!("buildkitd did not answer within {}s of its restart", RESET_TIMEOUT.as_secs()),
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(builder)
 }

@@ -96,6 +96,41 @@ impl Engine {
         Ok(inspected.exit_code == Some(0))
     }
 
+    /// Stops a container (SIGTERM, then SIGKILL after 10 s); a stopped one stays stopped.
+    pub async fn stop_container(&self, container: &str) -> Result<(), InfraError> {
+        let options = bollard::query_parameters::StopContainerOptions { t: Some(10), ..Default::default() };
+        match self.docker.stop_container(container, Some(options)).await {
+            Ok(()) | Err(bollard::errors::Error::DockerResponseServerError { status_code: 304, .. }) => Ok(()),
+            Err(e) => Err(docker_err("stopping a builder container")(e)),
+        }
+    }
+
+    pub async fn start_container(&self, container: &str) -> Result<(), InfraError> {
+        self.docker
+            .start_container(container, None::<bollard::query_parameters::StartContainerOptions>)
+            .await
+            .map_err(docker_err("starting a builder container"))
+    }
+
+    /// Writes one file (mode 0644) into a directory of a container, running or not.
+    pub async fn upload_file(&self, container: &str, dir: &str, name: &str, content: &[u8]) -> Result<(), InfraError> {
+        let mut header = tar::Header::new_gnu();
+        header.set_size(content.len() as u64);
+        header.set_mode(0o644);
+        let mut archive = tar::Builder::new(Vec::new());
+        archive
+            .append_data(&mut header, name, content)
+            .and_then(|()| archive.finish())
+            .map_err(InfraError::io(format!("packing {name} for {container}")))?;
+        let tar = archive.into_inner().map_err(InfraError::io(format!("packing {name} for {container}")))?;
+        let options =
+            bollard::query_parameters::UploadToContainerOptions { path: dir.to_owned(), ..Default::default() };
+        self.docker
+            .upload_to_container(container, Some(options), bollard::body_full(tar.into()))
+            .await
+            .map_err(docker_err("writing a file into a builder container"))
+    }
+
     /// Everything a container wrote to stdout and stderr so far.
     pub async fn container_logs(&self, container: &str) -> Result<String, InfraError> {
         let options = LogsOptions { stdout: true, stderr: true, tail: "all".into(), ..Default::default() };

@@ -1,8 +1,8 @@
-//! Execute: one repetition of a cell on real BuildKit — a fresh builder, the scenario's phases through
-//! the buildx CLI, the buildkitd log, the builder removed — leaving raw artifacts for `observe`.
+//! Execute: one repetition of a cell on real BuildKit — a builder in a fresh builder's state, the
+//! scenario's phases through the buildx CLI, the buildkitd log — leaving raw artifacts for `observe`.
 //!
-//! Each repetition gets its own builder (so it starts from a state that *is* a fresh builder, not one
-//! made to look like it), its own work directory (local caches) and its own registry refs.
+//! Each repetition gets a builder to itself (new, or reset: see [`builder`]), its own work directory
+//! (local caches) and its own registry refs.
 //!
 //! A build that fails is BuildKit's doing only if BuildKit could have done it: after a failed build the
 //! machine is probed — the build reached the solver (some vertex was reported), the builder's container
@@ -64,8 +64,6 @@ pub struct RawBuild {
 /// Where a repetition works: its directory and what names its builder and registry refs.
 pub struct Workspace<'a> {
     pub dir: &'a Path,
-    /// Distinguishes this repetition's builder from every other of the run.
-    pub unit: usize,
     /// Unique per run, cell and repetition: names registry caches and pushed images.
     pub slug: String,
 }
@@ -76,7 +74,7 @@ pub enum Progress<'a> {
     PhaseFinished(&'a RawPhase),
 }
 
-/// Runs every phase of `cell` once, on a builder of its own that is removed afterwards.
+/// Runs every phase of `cell` once, on a builder of its own that is handed back afterwards.
 pub async fn run_repetition(
     machine: &Machine,
     cell: &Cell,
@@ -84,7 +82,7 @@ pub async fn run_repetition(
     on_progress: &dyn Fn(Progress<'_>),
 ) -> RawRepetition {
     let mut raw = RawRepetition::default();
-    let builder = match machine.janitor.create(ws.unit, &cell.profile, &machine.registry.addr, ws.dir).await {
+    let builder = match machine.janitor.acquire(&cell.profile, &machine.registry.addr, ws.dir, &machine.engine).await {
         Ok(b) => b,
         Err(e) => {
             raw.infrastructure = Some(InfraFailure::new("creating the builder", &e));
@@ -116,7 +114,7 @@ pub async fn run_repetition(
             break;
         }
     }
-    match machine.engine.container_logs(&builder.container()).await {
+    match builder.buildkitd_log(&machine.engine).await {
         Ok(log) => {
             let _ = std::fs::write(ws.dir.join("buildkitd.log"), &log);
             raw.buildkitd_log = Some(log);
@@ -125,7 +123,8 @@ pub async fn run_repetition(
             raw.infrastructure.get_or_insert_with(|| InfraFailure::new("reading the buildkitd log", &e));
         }
     }
-    if let Err(e) = machine.janitor.remove(&builder.name, &machine.engine).await {
+    let clean = raw.infrastructure.is_none();
+    if let Err(e) = machine.janitor.release(builder, clean, &machine.engine).await {
         raw.infrastructure.get_or_insert_with(|| InfraFailure::new("removing the builder", &e));
     }
     raw
