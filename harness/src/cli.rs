@@ -115,20 +115,10 @@ struct RunArgs {
     /// (stopped, given an empty state root, restarted: equivalent, and cheaper).
     #[arg(long)]
     fresh_builders: bool,
-    /// Name this run (lowercase letters, digits, '-'): builders are `bkcache-<run id>-<profile>` and
+    /// Name this run (lowercase letters, digits, '-'): builders are `bkcache-<run id>.<n>.<profile>` and
     /// artifacts go to `<artifacts dir>/<run id>/` [default: derived from the time and process id].
-    #[arg(long, value_parser = parse_run_id)]
+    #[arg(long, value_parser = crate::names::parse_run_id)]
     run_id: Option<String>,
-}
-
-fn parse_run_id(s: &str) -> Result<String, String> {
-    let ok =
-        !s.is_empty() && s.len() <= 40 && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
-    if ok {
-        Ok(s.to_owned())
-    } else {
-        Err("use 1 to 40 lowercase letters, digits or '-'".into())
-    }
 }
 
 pub async fn main() -> i32 {
@@ -197,8 +187,7 @@ fn lint(args: &PlanArgs) -> Result<i32, Error> {
 
 async fn buildkit_build(args: &BuildkitBuildArgs) -> Result<i32, Error> {
     let pins = Pins::load(&args.pins)?;
-    let patches =
-        args.patches.iter().map(|p| Patch::read(p).map_err(ConfigError::read(p))).collect::<Result<_, _>>()?;
+    let patches = args.patches.iter().map(|p| Patch::read(p)).collect::<Result<_, _>>()?;
     let spec = BuildkitSpec { version: args.version.clone(), patches };
     let engine = Engine::connect().await?;
     let image = buildkit_image::ensure(&engine, &spec, pins.registry()).await?;

@@ -55,7 +55,7 @@ pub enum Base {
 
 impl Dockerfile {
     pub fn load(path: &Path) -> Result<Dockerfile, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(ConfigError::read(path))?;
+        let text = crate::toml_file::read_input(path)?;
         Dockerfile::parse(path, &text)
     }
 

@@ -5,14 +5,18 @@
 //! → [`plan`] (cells) → [`session`] (the library API), which runs each repetition of a cell through
 //! [`execute`] (builder, phases: raw artifacts) → [`observe`] (typed observations) → [`judge`] (pure:
 //! verdict and reasons; flaky aggregation) and emits [`events`] that the [`report`]ers consume.
-//! [`errors`] holds the errors; [`cli`] only parses arguments and maps outcomes to exit codes.
+//! [`errors`] holds the errors; [`names`] the checked names every path, ref and option is built from;
+//! [`buildkitd`] what profiles may pass to buildkitd; [`cli`] only parses arguments and maps outcomes to
+//! exit codes.
 
+pub mod buildkitd;
 pub mod cli;
 pub mod dockerfile;
 pub mod errors;
 pub mod events;
 pub mod execute;
 pub mod judge;
+pub mod names;
 pub mod observe;
 pub mod pins;
 pub mod plan;

@@ -14,7 +14,7 @@ pub struct Pins {
 
 impl Pins {
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(ConfigError::read(path))?;
+        let text = crate::toml_file::read_input(path)?;
         Self::parse(path, &text)
     }
 
@@ -25,14 +25,27 @@ impl Pins {
             if line.is_empty() || line.starts_with('#') {
                 continue;
             }
-            let Some((key, value)) = line.split_once('=') else {
-                return Err(ConfigError::Invalid {
-                    at: Location { path: path.to_owned(), line: i + 1, column: 1 },
-                    message: format!("expected KEY=VALUE, found `{line}`"),
-                    fix: "write pins as shell assignments, e.g. BUILDKIT_NEWEST=v0.34.2".into(),
-                });
+            let invalid = |message: String| ConfigError::Invalid {
+                at: Location { path: path.to_owned(), line: i + 1, column: 1 },
+                message,
+                fix:
+                    "write pins as plain shell assignments, e.g. BUILDKIT_NEWEST=v0.34.2 (comments on their own lines)"
+                        .into(),
             };
-            values.insert(key.trim().to_owned(), value.trim().trim_matches('"').to_owned());
+            let Some((key, value)) = line.split_once('=') else {
+                return Err(invalid(format!("expected KEY=VALUE, found `{line}`")));
+            };
+            let value = value.strip_prefix('"').and_then(|v| v.strip_suffix('"')).unwrap_or(value);
+            // what the shell scripts that source this file and bkcache read must be the same: no quoting,
+            // expansion, spaces or trailing comments
+            let plain_key = key.starts_with(|c: char| c.is_ascii_uppercase() || c == '_')
+                && key.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
+            let plain_value =
+                !value.is_empty() && value.chars().all(|c| c.is_ascii_alphanumeric() || "._:/@+-".contains(c));
+            if !plain_key || !plain_value {
+                return Err(invalid(format!("`{line}` is not a plain KEY=VALUE assignment")));
+            }
+            values.insert(key.to_owned(), value.to_owned());
         }
         Ok(Pins { path: path.to_owned(), values })
     }
@@ -60,6 +73,14 @@ mod tests {
         let pins = Pins::parse(Path::new("v.env"), "# c\nA=v1\nREGISTRY_ADDR=\"127.0.0.1:6000\"\n\n").unwrap();
         assert_eq!(pins.get("A"), Some("v1"));
         assert_eq!(pins.registry(), "127.0.0.1:6000");
+    }
+
+    #[test]
+    fn values_shell_and_rust_could_read_differently_are_refused() {
+        for bad in ["A=v1 # newest", "A=$B", "A='v1'", "a=v1", "A=", "A=v 1", "A = v1"] {
+            let err = Pins::parse(Path::new("v.env"), &format!("{bad}\n")).unwrap_err().to_string();
+            assert!(err.contains("not a plain KEY=VALUE"), "{bad}: {err}");
+        }
     }
 
     #[test]

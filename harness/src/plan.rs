@@ -61,14 +61,15 @@ pub fn plan(scenarios: Vec<Scenario>, profiles: &Profiles, filter: &Filter) -> R
     }
     let mut cells = Vec::new();
     for scenario in scenarios {
-        if !filter.scenarios.is_empty() && !filter.scenarios.contains(&scenario.name) {
+        if !filter.scenarios.is_empty() && !filter.scenarios.iter().any(|s| s == scenario.name.as_str()) {
             continue;
         }
         let scenario = Arc::new(scenario);
         for profile in &profiles.profiles {
             let wanted_by_scenario =
                 filter.ignore_scenario_builders || scenario.builders.as_ref().is_none_or(|b| b.contains(&profile.name));
-            let wanted_by_filter = filter.builders.is_empty() || filter.builders.contains(&profile.name);
+            let wanted_by_filter =
+                filter.builders.is_empty() || filter.builders.iter().any(|b| b == profile.name.as_str());
             if wanted_by_scenario && wanted_by_filter {
                 cells.push(Cell {
                     known_issues: scenario.known_issues.iter().filter(|k| k.applies_to(profile)).cloned().collect(),

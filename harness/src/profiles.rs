@@ -7,8 +7,10 @@ use std::sync::Arc;
 use serde::Deserialize;
 use toml::Spanned;
 
+use crate::buildkitd;
 use crate::errors::ConfigError;
 use crate::execute::buildkit_image::{BuildkitSpec, Patch};
+use crate::names::{Name, NameKind};
 use crate::pins::Pins;
 use crate::toml_file::TomlFile;
 
@@ -41,7 +43,7 @@ struct BuildersDoc {
     /// Path of the pins file, relative to the builders file.
     pins: Option<String>,
     /// In file order: the order of the results table's columns.
-    profiles: indexmap::IndexMap<String, ProfileDoc>,
+    profiles: indexmap::IndexMap<Spanned<String>, Spanned<ProfileDoc>>,
 }
 
 #[derive(Deserialize)]
@@ -56,10 +58,9 @@ struct ProfileDoc {
     image: Option<Spanned<String>>,
     snapshotter: Snapshotter,
     #[serde(default)]
-    buildkitd_flags: Vec<String>,
-    /// Extra buildkitd.toml text, appended to what bkcache writes (debug log, local registry over http).
-    #[serde(default)]
-    buildkitd_config: String,
+    buildkitd_flags: Vec<Spanned<String>>,
+    /// Extra buildkitd.toml, merged into what bkcache writes (state root, debug log, local registry).
+    buildkitd_config: Option<Spanned<String>>,
     /// Free text for readers of the builders file.
     #[allow(dead_code)]
     description: Option<String>,
@@ -68,13 +69,14 @@ struct ProfileDoc {
 /// A resolved builder profile.
 #[derive(Debug, Clone, PartialEq)]
 pub struct BuilderProfile {
-    pub name: String,
+    pub name: Name,
     pub image: String,
     /// The release (and patches) bkcache builds the image from, when the profile names one.
     pub buildkit: Option<BuildkitSpec>,
     pub snapshotter: Snapshotter,
     pub buildkitd_flags: Vec<String>,
-    pub buildkitd_config: String,
+    /// The profile's own buildkitd.toml settings, checked (see [`crate::buildkitd`]).
+    pub buildkitd_config: toml::Table,
 }
 
 impl BuilderProfile {
@@ -98,37 +100,54 @@ impl Profiles {
         let file = TomlFile::<BuildersDoc>::load(path)?;
         let dir = crate::toml_file::dir_of(path);
         let pins = Pins::load(&dir.join(file.doc.pins.as_deref().unwrap_or("../ci/versions.env")))?;
-        let profiles = file
-            .doc
-            .profiles
-            .iter()
-            .map(|(name, doc)| resolve(&file, dir, &pins, name, doc).map(Arc::new))
-            .collect::<Result<_, _>>()?;
+        let mut profiles: Vec<Arc<BuilderProfile>> = Vec::new();
+        for (name, doc) in &file.doc.profiles {
+            let profile = resolve(&file, dir, &pins, name, doc)?;
+            if let Some(other) = profiles.iter().find(|p| p.name.slug() == profile.name.slug()) {
+                return Err(file.invalid(
+                    name,
+                    format!(
+                        "profiles `{}` and `{}` would share builders and registry refs (both become `{}`)",
+                        other.name,
+                        profile.name,
+                        profile.name.slug()
+                    ),
+                    "rename one of them",
+                ));
+            }
+            profiles.push(Arc::new(profile));
+        }
         Ok(Profiles { pins, profiles })
     }
 
     /// The profiles for testing one release: `<version>-<snapshotter>` for the eager and the lazy
     /// snapshotter, images built from the Go module on demand.
-    pub fn for_release(&self, version: &str) -> Profiles {
-        let spec = BuildkitSpec { version: version.to_owned(), patches: Vec::new() };
+    pub fn for_release(&self, version: &str) -> Result<Profiles, ConfigError> {
+        let version = buildkit_version(version).map_err(|problem| ConfigError::Usage {
+            message: format!("--buildkit {version}: {problem}"),
+            fix: "give a BuildKit release such as v0.25.2".into(),
+        })?;
+        let spec = BuildkitSpec { version: version.clone(), patches: Vec::new() };
         let profiles = [Snapshotter::Overlayfs, Snapshotter::Stargz]
             .into_iter()
             .map(|snapshotter| {
+                let name = Name::parse(NameKind::Profile, &format!("{version}-{}", snapshotter.as_str()))
+                    .expect("a checked version and a snapshotter make a valid name");
                 Arc::new(BuilderProfile {
-                    name: format!("{version}-{}", snapshotter.as_str()),
+                    name,
                     image: spec.tag(self.pins.registry()),
                     buildkit: Some(spec.clone()),
                     snapshotter,
                     buildkitd_flags: Vec::new(),
-                    buildkitd_config: String::new(),
+                    buildkitd_config: toml::Table::new(),
                 })
             })
             .collect();
-        Profiles { pins: self.pins.clone(), profiles }
+        Ok(Profiles { pins: self.pins.clone(), profiles })
     }
 
     pub fn get(&self, name: &str) -> Option<&Arc<BuilderProfile>> {
-        self.profiles.iter().find(|p| p.name == name)
+        self.profiles.iter().find(|p| p.name.as_str() == name)
     }
 
     pub fn names(&self) -> Vec<&str> {
@@ -136,13 +155,26 @@ impl Profiles {
     }
 }
 
+/// A BuildKit release as bkcache builds it: `v` and a semantic version (a Go module version, so
+/// pseudo-versions of commits are fine too). Not `latest`: a moving name would be built once and reused
+/// forever under that tag.
+pub fn buildkit_version(text: &str) -> Result<String, String> {
+    let bare = text.strip_prefix('v').ok_or_else(|| format!("`{text}` is not a release (it must start with `v`)"))?;
+    semver::Version::parse(bare).map_err(|e| format!("`{text}` is not a release: {e}"))?;
+    Ok(text.to_owned())
+}
+
 fn resolve(
     file: &TomlFile<BuildersDoc>,
     dir: &Path,
     pins: &Pins,
-    name: &str,
-    doc: &ProfileDoc,
+    name: &Spanned<String>,
+    doc: &Spanned<ProfileDoc>,
 ) -> Result<BuilderProfile, ConfigError> {
+    let profile_name =
+        Name::parse(NameKind::Profile, name.get_ref()).map_err(|e| file.invalid(name, e.to_string(), e.fix()))?;
+    let name = name.get_ref();
+    let doc = doc.get_ref();
     let (image, buildkit) = match (&doc.buildkit, &doc.image) {
         (Some(version), None) => {
             let version_text = match version.get_ref().strip_prefix('$') {
@@ -155,6 +187,13 @@ fn resolve(
                 })?,
                 None => version.get_ref().clone(),
             };
+            let version_text = buildkit_version(&version_text).map_err(|problem| {
+                file.invalid(
+                    version,
+                    format!("profile `{name}`: {problem}"),
+                    "give a release such as \"v0.25.2\" or a pin such as \"$BUILDKIT_NEWEST\"",
+                )
+            })?;
             let patches = doc
                 .patches
                 .iter()
@@ -171,7 +210,16 @@ fn resolve(
             let spec = BuildkitSpec { version: version_text, patches };
             (spec.tag(pins.registry()), Some(spec))
         }
-        (None, Some(image)) if doc.patches.is_empty() => (image.get_ref().clone(), None),
+        (None, Some(image)) if doc.patches.is_empty() => {
+            let reference: oci_spec::distribution::Reference = image.get_ref().parse().map_err(|e| {
+                file.invalid(
+                    image,
+                    format!("profile `{name}`: `{}` is not an image reference: {e}", image.get_ref()),
+                    "write a reference such as \"moby/buildkit:v0.25.2\"",
+                )
+            })?;
+            (reference.whole(), None)
+        }
         (None, Some(image)) => {
             return Err(file.invalid(
                 image,
@@ -193,12 +241,26 @@ fn resolve(
             })
         }
     };
+    let buildkitd_flags = doc
+        .buildkitd_flags
+        .iter()
+        .map(|flag| {
+            buildkitd::check_flag(flag.get_ref())
+                .map(|()| flag.get_ref().clone())
+                .map_err(|e| file.invalid(flag, format!("profile `{name}`: {e}"), e.fix()))
+        })
+        .collect::<Result<_, _>>()?;
+    let buildkitd_config = match &doc.buildkitd_config {
+        Some(text) => buildkitd::check_config(text.get_ref(), pins.registry())
+            .map_err(|e| file.invalid(text, format!("profile `{name}`: buildkitd_config: {e}"), e.fix()))?,
+        None => toml::Table::new(),
+    };
     Ok(BuilderProfile {
-        name: name.to_owned(),
+        name: profile_name,
         image,
         buildkit,
         snapshotter: doc.snapshotter,
-        buildkitd_flags: doc.buildkitd_flags.clone(),
-        buildkitd_config: doc.buildkitd_config.clone(),
+        buildkitd_flags,
+        buildkitd_config,
     })
 }

@@ -57,7 +57,7 @@ pub fn plan(options: &PlanOptions) -> Result<Plan, ConfigError> {
     let profiles = Profiles::load(&builders)?;
     let scenarios = scenario::load_all(&files, &profiles)?;
     let profiles = match &options.buildkit {
-        Some(version) => profiles.for_release(version),
+        Some(version) => profiles.for_release(version)?,
         None => profiles,
     };
     let filter = Filter { ignore_scenario_builders: options.buildkit.is_some(), ..options.filter.clone() };
@@ -253,11 +253,17 @@ impl Session {
             Ok(dir) => {
                 let ws = Workspace {
                     dir: dir.path(),
-                    slug: format!("{}-{cell_slug}-r{}", self.options.run_id, repetition + 1),
+                    refs: format!(
+                        "{}/{}/{}/r{}",
+                        self.options.run_id,
+                        cell.scenario.name.slug(),
+                        cell.profile.name.slug(),
+                        repetition + 1
+                    ),
                 };
                 let on_progress = |p: Progress<'_>| match p {
                     Progress::PhaseStarted(phase) => {
-                        emit(EventKind::PhaseStarted { cell, repetition, phase: &phase.name })
+                        emit(EventKind::PhaseStarted { cell, repetition, phase: phase.name.as_str() })
                     }
                     Progress::PhaseFinished(raw) => {
                         let mut observer = observer.borrow_mut();

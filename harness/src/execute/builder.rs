@@ -1,6 +1,7 @@
 //! docker-container buildx builders owned by bkcache, and their reuse between repetitions. Every builder
-//! a run creates is named `bkcache-<run id>-<n>-<profile>` and registered with the [`Janitor`] until it is
-//! removed.
+//! a run creates is named `bkcache-<run id>.<n>.<profile slug>` and registered with the [`Janitor`] until
+//! it is removed. Run ids have no `.`, so the prefix `bkcache-<run id>.` names this run's builders only
+//! (`bkcache-a.` is no prefix of run `a-1`'s).
 //!
 //! A repetition must start from a state indistinguishable from a fresh builder. Creating one (buildx
 //! create + bootstrap, later buildx rm) costs about as much CPU as a whole small build, so a builder that
@@ -21,7 +22,7 @@ use std::time::{Duration, Instant};
 use super::buildx::buildx;
 use super::docker::Engine;
 use crate::errors::InfraError;
-use crate::plan::slug;
+use crate::names::Name;
 use crate::profiles::BuilderProfile;
 
 const CREATE_TIMEOUT: Duration = Duration::from_secs(180);
@@ -36,7 +37,7 @@ const CONFIG_DIR: &str = "/etc/buildkit";
 pub struct Builder {
     pub name: String,
     /// The profile it was made from: only repetitions of that profile reuse it.
-    profile: String,
+    profile: Name,
     /// How many times it was (re)started; each life has its own buildkitd root.
     life: u32,
     /// Lines of the container's log written before this life.
@@ -60,14 +61,9 @@ fn root(life: u32) -> String {
     format!("{STATE_DIR}/life-{life}")
 }
 
-/// The buildkitd.toml bkcache gives every builder: its state root for this life, a debug log (laziness
-/// shows there) and the local registry over plain http, then the profile's own config.
+/// The buildkitd.toml of a builder of `profile` in its `life`th life.
 pub fn buildkitd_config(profile: &BuilderProfile, registry: &str, life: u32) -> String {
-    format!(
-        "root = \"{}\"\ndebug = true\n\n[registry.\"{registry}\"]\n  http = true\n  insecure = true\n\n{}\n",
-        root(life),
-        profile.buildkitd_config
-    )
+    crate::buildkitd::config(&profile.buildkitd_config, registry, &root(life))
 }
 
 /// Tracks the builders a run has alive, so an interrupted run can remove them, and keeps the idle ones
@@ -84,7 +80,11 @@ pub struct Janitor {
 impl Janitor {
     /// `reuse`: reset builders between repetitions instead of creating one per repetition.
     pub fn new(run_id: &str, reuse: bool) -> Self {
-        Janitor { prefix: format!("bkcache-{run_id}-"), reuse, ..Default::default() }
+        Janitor { prefix: format!("bkcache-{run_id}."), reuse, ..Default::default() }
+    }
+
+    fn builder_name(&self, n: usize, profile: &Name) -> String {
+        format!("{}{n}.{}", self.prefix, profile.slug())
     }
 
     /// A builder for `profile` in the state of a fresh one: an idle builder of that profile reset, or a
@@ -126,8 +126,7 @@ impl Janitor {
     }
 
     async fn create(&self, profile: &BuilderProfile, registry: &str, work_dir: &Path) -> Result<Builder, InfraError> {
-        let n = self.created.fetch_add(1, Ordering::Relaxed);
-        let name = format!("{}{n}-{}", self.prefix, slug(&profile.name));
+        let name = self.builder_name(self.created.fetch_add(1, Ordering::Relaxed), &profile.name);
         let config = write_config(work_dir, &buildkitd_config(profile, registry, 1))?;
         self.live.lock().expect("janitor lock").push(name.clone());
         let args = vec![
@@ -200,6 +199,9 @@ async fn reset(mut builder: Builder, config: &str, engine: &Engine) -> Result<Bu
     }
     let deadline = Instant::now() + RESET_TIMEOUT;
     while !engine.exec_succeeds(&container, &["buildctl", "debug", "workers"]).await? {
+        if !engine.container_state(&container).await?.is_some_and(|s| s.running) {
+            return Err(InfraError::BuilderReset { builder: builder.name, reason: "its container stopped".into() });
+        }
         if Instant::now() > deadline {
             return Err(InfraError::BuilderReset {
                 builder: builder.name,
@@ -209,4 +211,20 @@ async fn reset(mut builder: Builder, config: &str, engine: &Engine) -> Result<Bu
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     Ok(builder)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_runs_sweep_prefix_names_none_of_another_runs_builders() {
+        let profile = Name::parse(crate::names::NameKind::Profile, "p").unwrap();
+        let a = Janitor::new("a", true);
+        let a_1 = Janitor::new("a-1", true);
+        assert!(a.builder_name(0, &profile).starts_with(&a.prefix));
+        for n in [0, 1, 10] {
+            assert!(!a_1.builder_name(n, &profile).starts_with(&a.prefix), "{}", a_1.builder_name(n, &profile));
+        }
+    }
 }

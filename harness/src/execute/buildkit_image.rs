@@ -33,8 +33,8 @@ pub struct Patch {
 }
 
 impl Patch {
-    pub fn read(path: &Path) -> std::io::Result<Patch> {
-        Ok(Patch { path: path.to_owned(), content: std::fs::read(path)? })
+    pub fn read(path: &Path) -> Result<Patch, crate::errors::ConfigError> {
+        Ok(Patch { path: path.to_owned(), content: crate::toml_file::read_input_bytes(path)? })
     }
 
     /// The patch's name: its file name without `.patch`.

@@ -32,6 +32,14 @@ fn docker_err(action: &str) -> impl FnOnce(bollard::errors::Error) -> InfraError
     move |source| InfraError::Docker { action: action.to_owned(), source }
 }
 
+/// A removal that finds nothing to remove (someone else removed it in between) succeeded.
+fn gone_is_fine(result: Result<(), bollard::errors::Error>) -> Result<(), bollard::errors::Error> {
+    match result {
+        Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => Ok(()),
+        other => other,
+    }
+}
+
 impl Engine {
     /// Connects and checks the engine answers; a down engine is an infrastructure error with a fix.
     pub async fn connect() -> Result<Self, InfraError> {
@@ -160,12 +168,8 @@ impl Engine {
             for name in c.names.unwrap_or_default() {
                 let name = name.trim_start_matches('/').to_owned();
                 if name.starts_with(prefix) {
-                    self.docker
-                        .remove_container(
-                            &name,
-                            Some(RemoveContainerOptions { force: true, v: true, ..Default::default() }),
-                        )
-                        .await
+                    let options = RemoveContainerOptions { force: true, v: true, ..Default::default() };
+                    gone_is_fine(self.docker.remove_container(&name, Some(options)).await)
                         .map_err(docker_err("removing a container"))?;
                 }
             }
@@ -177,9 +181,7 @@ impl Engine {
             .map_err(docker_err("listing volumes"))?;
         for v in volumes.volumes.unwrap_or_default() {
             if v.name.starts_with(prefix) {
-                self.docker
-                    .remove_volume(&v.name, Some(RemoveVolumeOptions { force: true }))
-                    .await
+                gone_is_fine(self.docker.remove_volume(&v.name, Some(RemoveVolumeOptions { force: true })).await)
                     .map_err(docker_err("removing a volume"))?;
             }
         }

@@ -64,8 +64,9 @@ pub struct RawBuild {
 /// Where a repetition works: its directory and what names its builder and registry refs.
 pub struct Workspace<'a> {
     pub dir: &'a Path,
-    /// Unique per run, cell and repetition: names registry caches and pushed images.
-    pub slug: String,
+    /// Unique per run, cell and repetition (`<run id>/<scenario>/<profile>/r<n>`): the registry path of
+    /// its caches and pushed images.
+    pub refs: String,
 }
 
 /// What a repetition reports while it runs.
@@ -89,7 +90,7 @@ pub async fn run_repetition(
             return raw;
         }
     };
-    let paths = phase::CellPaths { dir: ws.dir, slug: &ws.slug, registry: &machine.registry.addr };
+    let paths = phase::CellPaths { dir: ws.dir, refs: &ws.refs, registry: &machine.registry.addr };
     for phase in &cell.scenario.phases {
         on_progress(Progress::PhaseStarted(phase));
         let record = match phase::run(phase, &cell.scenario, &builder, &paths).await {
@@ -101,7 +102,7 @@ pub async fn run_repetition(
         };
         let failed = record.build.as_ref().filter(|b| !b.succeeded);
         if let Some(build) = failed {
-            if let Some(why) = probe(machine, &builder, &phase.name, build).await {
+            if let Some(why) = probe(machine, &builder, phase.name.as_str(), build).await {
                 raw.infrastructure = Some(why);
                 raw.phases.push(record);
                 break;

@@ -8,23 +8,24 @@ use super::builder::Builder;
 use super::buildx::buildx;
 use super::{RawBuild, RawPhase};
 use crate::errors::InfraError;
+use crate::names::Name;
 use crate::scenario::{BuildPhase, CacheExport, CacheMode, CacheRef, Output, Phase, PhaseAction, Scenario};
 
 /// Where a cell's phases put their files and caches.
 pub struct CellPaths<'a> {
     pub dir: &'a Path,
-    /// Unique per run and cell: names registry caches and pushed images.
-    pub slug: &'a str,
+    /// Unique per run, cell and repetition: the registry path of caches and pushed images.
+    pub refs: &'a str,
     pub registry: &'a str,
 }
 
 impl CellPaths<'_> {
-    pub fn local_cache_dir(&self, name: &str) -> PathBuf {
-        self.dir.join("cache").join(name)
+    pub fn local_cache_dir(&self, name: &Name) -> PathBuf {
+        self.dir.join("cache").join(name.as_str())
     }
 
-    fn registry_ref(&self, kind: &str, name: &str) -> String {
-        format!("{}/bkcache-{kind}/{}:{name}", self.registry, self.slug)
+    fn registry_ref(&self, kind: &str, name: &Name) -> String {
+        format!("{}/bkcache-{kind}/{}:{name}", self.registry, self.refs)
     }
 
     fn cache_location(&self, target: &CacheRef, importing: bool) -> String {
@@ -39,7 +40,7 @@ impl CellPaths<'_> {
         }
     }
 
-    pub fn rawjson_path(&self, phase: &str) -> PathBuf {
+    pub fn rawjson_path(&self, phase: &Name) -> PathBuf {
         self.dir.join(format!("{phase}.rawjson"))
     }
 }
@@ -82,12 +83,12 @@ pub async fn run(
             })
         }
     };
-    Ok(RawPhase { phase: phase.name.clone(), duration: started.elapsed(), build })
+    Ok(RawPhase { phase: phase.name.to_string(), duration: started.elapsed(), build })
 }
 
 /// The buildx command line of a build phase.
 pub fn build_args(
-    phase_name: &str,
+    phase_name: &Name,
     build: &BuildPhase,
     scenario: &Scenario,
     builder: &Builder,

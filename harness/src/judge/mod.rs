@@ -185,9 +185,9 @@ pub fn judge(cell: &Cell, observed: &Observations) -> Judgement {
     for phase in &cell.scenario.phases {
         let PhaseAction::Build(build) = &phase.action else { continue };
         // absent: an earlier build failed unexpectedly, and this phase built on it
-        let Some(seen) = observed.phases.iter().find(|p| p.phase == phase.name) else { continue };
+        let Some(seen) = observed.phases.iter().find(|p| p.phase == phase.name.as_str()) else { continue };
         let PhaseOutcome::Build { steps, failure } = &seen.outcome else { continue };
-        let name = phase.name.clone();
+        let name = phase.name.to_string();
         match (failure, &build.expect_failure) {
             (Some(error), None) => {
                 broken
@@ -238,7 +238,7 @@ pub fn judge(cell: &Cell, observed: &Observations) -> Judgement {
     let profile = &cell.profile;
     if profile.snapshotter.is_lazy() && !observed.laziness.as_ref().is_some_and(|l| l.is_lazy()) {
         errors.push(ErrorCause::NotLazy {
-            builder: profile.name.clone(),
+            builder: profile.name.to_string(),
             snapshotter: profile.snapshotter.as_str().to_owned(),
         });
     }

@@ -159,8 +159,8 @@ fn cell(r: &CellResult) -> Cell<'_> {
     let rep = r.representative();
     Cell {
         name: r.cell.name(),
-        scenario: &r.cell.scenario.name,
-        builder: &profile.name,
+        scenario: r.cell.scenario.name.as_str(),
+        builder: profile.name.as_str(),
         verdict: v.verdict,
         known_issues: &v.known_issues,
         pass_rate: PassRate {

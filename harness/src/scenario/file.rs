@@ -15,6 +15,7 @@ use toml::Spanned;
 use super::model::*;
 use crate::dockerfile::Dockerfile;
 use crate::errors::ConfigError;
+use crate::names::NameKind;
 use crate::profiles::Profiles;
 use crate::toml_file::TomlFile;
 
@@ -119,24 +120,70 @@ enum ModeDoc {
 struct CacheDoc {
     #[serde(rename = "type")]
     kind: CacheType,
-    #[serde(default = "default_cache_name")]
-    name: String,
+    name: Option<Spanned<String>>,
     mode: Option<ModeDoc>,
     #[serde(default)]
     attrs: BTreeMap<String, String>,
 }
 
-fn default_cache_name() -> String {
-    "default".into()
-}
+/// Cache attributes a scenario may set, with the values each takes. Everything that says where a cache
+/// goes (`type`, `dest`, `src`, `ref`, `mode`...) is bkcache's: one run must never read or write another's.
+const CACHE_ATTRS: &[(&str, &[&str])] = &[
+    ("compression", &["uncompressed", "gzip", "zstd", "estargz"]),
+    ("force-compression", &["true", "false"]),
+    ("oci-mediatypes", &["true", "false"]),
+    ("image-manifest", &["true", "false"]),
+    ("ignore-error", &["true", "false"]),
+];
 
 impl CacheDoc {
-    fn target(&self) -> CacheRef {
+    fn name(&self, file: &TomlFile<ScenarioDoc>, entry: &Spanned<CacheDoc>) -> Result<Name, ConfigError> {
+        match &self.name {
+            Some(n) => checked_name(file, NameKind::Cache, n),
+            None => Ok(Name::parse(NameKind::Cache, "default").expect("a valid name")),
+        }
+        .map_err(|e| if self.name.is_some() { e } else { file.invalid(entry, e.to_string(), "") })
+    }
+
+    fn target(&self, name: Name) -> CacheRef {
         match self.kind {
-            CacheType::Local => CacheRef::Local(self.name.clone()),
-            CacheType::Registry => CacheRef::Registry(self.name.clone()),
+            CacheType::Local => CacheRef::Local(name),
+            CacheType::Registry => CacheRef::Registry(name),
         }
     }
+
+    fn check_attrs(&self, file: &TomlFile<ScenarioDoc>, entry: &Spanned<CacheDoc>) -> Result<(), ConfigError> {
+        for (key, value) in &self.attrs {
+            let Some((_, values)) = CACHE_ATTRS.iter().find(|(k, _)| k == key) else {
+                let known = CACHE_ATTRS.iter().map(|(k, _)| *k).collect::<Vec<_>>().join(", ");
+                return Err(file.invalid(
+                    entry,
+                    format!("cache attribute `{key}` is not one a scenario may set"),
+                    format!("bkcache sets where caches go (type, dest, src, ref, mode); attributes: {known}"),
+                ));
+            };
+            if !values.contains(&value.as_str()) {
+                return Err(file.invalid(
+                    entry,
+                    format!("cache attribute `{key}` cannot be `{value}`"),
+                    format!("use one of: {}", values.join(", ")),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A name from the file, checked where it is written.
+fn checked_name(file: &TomlFile<ScenarioDoc>, kind: NameKind, text: &Spanned<String>) -> Result<Name, ConfigError> {
+    Name::parse(kind, text.get_ref()).map_err(|e| file.invalid(text, e.to_string(), e.fix()))
+}
+
+/// A build argument name, as the Dockerfile's `ARG` accepts it.
+fn is_arg_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 /// A step matcher is written as a string (exact step name) or `{ pattern = "regex" }`.
@@ -195,16 +242,25 @@ fn located<T: Clone>(file: &TomlFile<ScenarioDoc>, spanned: &Spanned<T>) -> Loca
 
 fn validate(file: &TomlFile<ScenarioDoc>, profiles: &Profiles) -> Result<Scenario, ConfigError> {
     let doc = &file.doc;
+    let stem = file.path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = Name::parse(NameKind::Scenario, &stem).map_err(|e| ConfigError::Usage {
+        message: format!("{}: {e}", file.path.display()),
+        fix: format!("rename the file: {}", e.fix()),
+    })?;
     let dir = crate::toml_file::dir_of(&file.path).to_owned();
     let dockerfile = existing_path(file, &dir, &doc.dockerfile, false)?;
     let context = match &doc.context {
-        Some(c) => existing_path(file, &dir, c, true)?,
+        Some(c) => {
+            let context = existing_path(file, &dir, c, true)?;
+            check_context(file, &dir, c, &context)?;
+            context
+        }
         None => dockerfile.parent().unwrap_or(&dir).to_owned(),
     };
 
-    let check_builder = |name: &Spanned<String>| -> Result<String, ConfigError> {
-        if profiles.get(name.get_ref()).is_some() {
-            Ok(name.get_ref().clone())
+    let check_builder = |name: &Spanned<String>| -> Result<Name, ConfigError> {
+        if let Some(profile) = profiles.get(name.get_ref()) {
+            Ok(profile.name.clone())
         } else {
             Err(file.invalid(
                 name,
@@ -220,9 +276,27 @@ fn validate(file: &TomlFile<ScenarioDoc>, profiles: &Profiles) -> Result<Scenari
         .bases
         .iter()
         .map(|(arg, base)| {
+            if !is_arg_name(arg) {
+                return Err(file.invalid(
+                    base,
+                    format!("`{arg}` is not a build argument name"),
+                    "use letters, digits and '_', as in the Dockerfile's ARG",
+                ));
+            }
             let image = match (&base.get_ref().local, &base.get_ref().image) {
-                (Some(local), None) => BaseImage::Local(local.clone()),
-                (None, Some(image)) => BaseImage::Image(image.clone()),
+                (Some(local), None) => BaseImage::Local(
+                    Name::parse(NameKind::LocalBase, local).map_err(|e| file.invalid(base, e.to_string(), e.fix()))?,
+                ),
+                (None, Some(image)) => {
+                    let reference: oci_spec::distribution::Reference = image.parse().map_err(|e| {
+                        file.invalid(
+                            base,
+                            format!("base `{arg}`: `{image}` is not an image reference: {e}"),
+                            "write a reference such as \"docker.io/library/alpine:3.20\"",
+                        )
+                    })?;
+                    BaseImage::Image(reference.whole())
+                }
                 _ => {
                     return Err(file.invalid(
                         base,
@@ -294,7 +368,7 @@ fn validate(file: &TomlFile<ScenarioDoc>, profiles: &Profiles) -> Result<Scenari
         None => 1,
     };
     Ok(Scenario {
-        name: file.path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default(),
+        name,
         file: file.path.clone(),
         description: doc.description.clone(),
         dockerfile,
@@ -315,15 +389,38 @@ fn existing_path(
     want_dir: bool,
 ) -> Result<PathBuf, ConfigError> {
     let path = dir.join(rel.get_ref());
-    let ok = if want_dir { path.is_dir() } else { path.is_file() };
-    if ok {
-        Ok(path)
+    let (want, other) = if want_dir { ("directory", "file") } else { ("file", "directory") };
+    let problem = match std::fs::metadata(&path) {
+        Ok(m) if m.is_dir() == want_dir && (want_dir || m.is_file()) => return Ok(path),
+        Ok(m) if m.is_dir() || m.is_file() => format!("{} is a {other}, not a {want}", path.display()),
+        Ok(_) => format!("{} is not a regular {want}", path.display()),
+        Err(_) => format!("no such {want}: {}", path.display()),
+    };
+    Err(file.invalid(rel, problem, format!("give the path of a {want}, relative to {}", dir.display())))
+}
+
+/// A build context is sent to BuildKit whole: it must be the scenario's own files (its directory or the
+/// one above, where `dockerfiles/` sits beside `scenarios/`), never `/` or a home directory.
+fn check_context(
+    file: &TomlFile<ScenarioDoc>,
+    dir: &Path,
+    rel: &Spanned<String>,
+    context: &Path,
+) -> Result<(), ConfigError> {
+    let canonical = |p: &Path| p.canonicalize().unwrap_or_else(|_| p.to_owned());
+    let dir = canonical(dir);
+    let allowed = dir.parent().filter(|p| p.parent().is_some()).unwrap_or(&dir).to_owned();
+    let context = canonical(context);
+    if context.starts_with(&allowed) && context.parent().is_some() {
+        Ok(())
     } else {
-        let what = if want_dir { "directory" } else { "file" };
         Err(file.invalid(
             rel,
-            format!("no such {what}: {}", path.display()),
-            format!("give a path relative to {}", dir.display()),
+            format!(
+                "build context {} is outside the scenario's files (BuildKit would be sent all of it)",
+                context.display()
+            ),
+            format!("use a directory inside {}", allowed.display()),
         ))
     }
 }
@@ -346,7 +443,10 @@ fn validate_phases(file: &TomlFile<ScenarioDoc>) -> Result<Vec<Phase>, ConfigErr
             PhaseKind::Build => "build",
             PhaseKind::Prune => "prune",
         };
-        let name = p.name.as_ref().map_or_else(|| format!("{kind_name}-{}", i + 1), |n| n.get_ref().clone());
+        let name = match &p.name {
+            Some(n) => checked_name(file, NameKind::Phase, n)?,
+            None => Name::parse(NameKind::Phase, &format!("{kind_name}-{}", i + 1)).expect("a valid name"),
+        };
         if !names.insert(name.clone()) {
             let at = p.name.as_ref().map_or_else(|| file.at(spanned), |n| file.at(n));
             return Err(ConfigError::Invalid {
@@ -382,9 +482,17 @@ fn validate_phases(file: &TomlFile<ScenarioDoc>) -> Result<Vec<Phase>, ConfigErr
                         "remove `all`",
                     ));
                 }
+                if let Some((key, _)) = p.build_args.iter().find(|(k, _)| !is_arg_name(k)) {
+                    return Err(file.invalid(
+                        spanned,
+                        format!("phase `{name}`: `{key}` is not a build argument name"),
+                        "use letters, digits and '_', as in the Dockerfile's ARG",
+                    ));
+                }
                 let mut cache_from = Vec::new();
                 for c in &p.cache_from {
-                    let key = cache_key(c.get_ref());
+                    let cache_name = c.get_ref().name(file, c)?;
+                    let key = cache_key(c.get_ref(), &cache_name);
                     if c.get_ref().mode.is_some() {
                         return Err(file.invalid(
                             c,
@@ -399,27 +507,33 @@ fn validate_phases(file: &TomlFile<ScenarioDoc>) -> Result<Vec<Phase>, ConfigErr
                             format!(
                                 "export it first with cache_to = [{{ type = \"{}\", name = \"{}\" }}]",
                                 key.split(':').next().unwrap_or("local"),
-                                c.get_ref().name
+                                cache_name
                             ),
                         ));
                     }
-                    cache_from.push(c.get_ref().target());
+                    if !c.get_ref().attrs.is_empty() {
+                        return Err(file.invalid(
+                            c,
+                            "attributes apply to cache_to only",
+                            "remove `attrs` from cache_from",
+                        ));
+                    }
+                    cache_from.push(c.get_ref().target(cache_name));
                 }
-                let cache_to = p
-                    .cache_to
-                    .iter()
-                    .map(|c| {
-                        exported.insert(cache_key(c.get_ref()));
-                        CacheExport {
-                            target: c.get_ref().target(),
-                            mode: match c.get_ref().mode {
-                                Some(ModeDoc::Max) => CacheMode::Max,
-                                Some(ModeDoc::Min) | None => CacheMode::Min,
-                            },
-                            attrs: c.get_ref().attrs.clone(),
-                        }
-                    })
-                    .collect();
+                let mut cache_to = Vec::new();
+                for c in &p.cache_to {
+                    let cache_name = c.get_ref().name(file, c)?;
+                    c.get_ref().check_attrs(file, c)?;
+                    exported.insert(cache_key(c.get_ref(), &cache_name));
+                    cache_to.push(CacheExport {
+                        target: c.get_ref().target(cache_name),
+                        mode: match c.get_ref().mode {
+                            Some(ModeDoc::Max) => CacheMode::Max,
+                            Some(ModeDoc::Min) | None => CacheMode::Min,
+                        },
+                        attrs: c.get_ref().attrs.clone(),
+                    });
+                }
                 let expect_failure = match &p.expect_failure {
                     Some(f) => Some(Located {
                         value: Regex::new(&f.get_ref().pattern).map_err(|e| {
@@ -453,9 +567,9 @@ fn validate_phases(file: &TomlFile<ScenarioDoc>) -> Result<Vec<Phase>, ConfigErr
     Ok(phases)
 }
 
-fn cache_key(c: &CacheDoc) -> String {
+fn cache_key(c: &CacheDoc, name: &Name) -> String {
     match c.kind {
-        CacheType::Local => format!("local:{}", c.name),
-        CacheType::Registry => format!("registry:{}", c.name),
+        CacheType::Local => format!("local:{name}"),
+        CacheType::Registry => format!("registry:{name}"),
     }
 }

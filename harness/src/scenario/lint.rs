@@ -57,7 +57,7 @@ pub fn check(scenario: &Scenario, dockerfile: &Dockerfile) -> Vec<ConfigError> {
                 continue;
             }
         };
-        let mut lint = PhaseLint { phase: &phase.name, resolved: &resolved, target, findings: Vec::new() };
+        let mut lint = PhaseLint { phase: phase.name.as_str(), resolved: &resolved, target, findings: Vec::new() };
         for (expectations, want_cached) in [(&build.expect_cached, true), (&build.expect_ran, false)] {
             for e in expectations {
                 let Some(stages) = lint.stages_of(e) else { continue };
@@ -68,7 +68,7 @@ pub fn check(scenario: &Scenario, dockerfile: &Dockerfile) -> Vec<ConfigError> {
             }
         }
         findings.append(&mut lint.findings);
-        contradictions(&phase.name, build, &resolved, &mut findings);
+        contradictions(phase.name.as_str(), build, &resolved, &mut findings);
         for export in &build.cache_to {
             exported.insert(export.target.clone(), (export.mode, resolved.image_chain(target)));
         }

@@ -29,7 +29,7 @@ pub fn discover(paths: &[PathBuf]) -> Result<Vec<PathBuf>, ConfigError> {
                 .collect();
             found.sort();
             files.extend(found);
-        } else if path.is_file() {
+        } else if path.exists() {
             files.push(path.clone());
         } else {
             return Err(ConfigError::Usage {
@@ -38,12 +38,33 @@ pub fn discover(paths: &[PathBuf]) -> Result<Vec<PathBuf>, ConfigError> {
             });
         }
     }
+    // the same file named twice (or through a directory and by name) runs once
+    let mut seen = std::collections::BTreeSet::new();
+    files.retain(|f| seen.insert(f.canonicalize().unwrap_or_else(|_| f.clone())));
     Ok(files)
 }
 
-/// Loads every scenario file; the first invalid one stops the run before any builder exists.
+/// Loads every scenario file; the first invalid one stops the run before any builder exists. Two
+/// scenarios whose names have one slug (`a.b` and `a-b`, or `x` in two directories) would share registry
+/// refs and report rows, so they are refused.
 pub fn load_all(files: &[PathBuf], profiles: &Profiles) -> Result<Vec<Scenario>, ConfigError> {
-    files.iter().map(|f| load(f, profiles)).collect()
+    let mut scenarios: Vec<Scenario> = Vec::new();
+    for file in files {
+        let scenario = load(file, profiles)?;
+        if let Some(other) = scenarios.iter().find(|s| s.name.slug() == scenario.name.slug()) {
+            return Err(ConfigError::Usage {
+                message: format!(
+                    "scenarios {} and {} would share registry refs and report rows (both are `{}`)",
+                    other.file.display(),
+                    scenario.file.display(),
+                    scenario.name.slug()
+                ),
+                fix: "rename one of the files, or run them separately".into(),
+            });
+        }
+        scenarios.push(scenario);
+    }
+    Ok(scenarios)
 }
 
 /// The builders file that goes with these scenario paths: `builders.toml` beside the first one.

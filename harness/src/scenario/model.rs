@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use regex::Regex;
 
 use crate::errors::Location;
+pub use crate::names::Name;
 
 /// Matches a step (a BuildKit vertex name such as `[build 2/3] RUN echo stable > /stable`) by its text:
 /// stage, index and instruction, never by vertex digest. Runs of white space count as one space, since
@@ -58,13 +59,13 @@ pub struct Located<T> {
 
 #[derive(Debug, Clone)]
 pub struct Scenario {
-    pub name: String,
+    pub name: Name,
     pub file: PathBuf,
     pub description: Option<String>,
     pub dockerfile: PathBuf,
     pub context: PathBuf,
     /// Builder profile names; `None` = every profile.
-    pub builders: Option<Vec<String>>,
+    pub builders: Option<Vec<Name>>,
     /// Build-arg name → base image (resolved when the cell runs: local bases live in the local registry).
     pub bases: BTreeMap<String, BaseImage>,
     pub known_issues: Vec<KnownIssue>,
@@ -77,7 +78,7 @@ pub struct Scenario {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BaseImage {
     /// One of the eStargz bases the set-up builds: `<registry>/bkcache/<name>:esgz`.
-    Local(String),
+    Local(Name),
     /// Any reference, for users who can reach public registries.
     Image(String),
 }
@@ -108,7 +109,7 @@ impl fmt::Display for KnownIssueId {
 pub struct KnownIssue {
     pub id: KnownIssueId,
     pub summary: Option<String>,
-    pub builders: Vec<String>,
+    pub builders: Vec<Name>,
     pub snapshotter: Option<String>,
     /// The step expectations this bug breaks; a failure of any other expectation is still a regression.
     /// Empty (and no `fails_with`) = any broken expectation is explained by it.
@@ -140,7 +141,7 @@ impl KnownIssue {
 
 #[derive(Debug, Clone)]
 pub struct Phase {
-    pub name: String,
+    pub name: Name,
     pub action: PhaseAction,
     pub at: Location,
 }
@@ -178,8 +179,8 @@ pub enum Output {
 /// local registry unique to the run and cell, so no run imports another run's cache.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub enum CacheRef {
-    Local(String),
-    Registry(String),
+    Local(Name),
+    Registry(Name),
 }
 
 impl fmt::Display for CacheRef {

@@ -119,7 +119,7 @@ pub fn bkcache_run(args: &[&str], run_id: &str) -> Run {
 /// What this run left: containers and volumes named after its builders, and buildx builders.
 pub async fn leftovers(run_id: &str) -> Vec<String> {
     let docker = bollard::Docker::connect_with_defaults().unwrap();
-    let prefix = format!("bkcache-{run_id}-");
+    let prefix = format!("bkcache-{run_id}.");
     let mut left: Vec<String> = docker
         .list_containers(Some(bollard::query_parameters::ListContainersOptions { all: true, ..Default::default() }))
         .await
