@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # The local registry on $REGISTRY_ADDR: Debian's docker-registry (distribution) packaged into a local image
-# and run as the container bkcache-registry (host network, restart unless-stopped, storage under
+# and run as the container $REGISTRY_CONTAINER (host network, restart unless-stopped, storage under
 # $BKCACHE_STATE/registry so pushed images survive fresh clones).
 source "$(dirname "$0")/lib.sh"
 
 image=bkcache/registry:debian
-name=bkcache-registry
+name=$REGISTRY_CONTAINER
 
 if registry_answers; then
   log "registry answers on $REGISTRY_ADDR"

@@ -45,6 +45,22 @@ enum Command {
     /// BuildKit images made from the Go module.
     #[command(subcommand)]
     Buildkit(BuildkitCommand),
+    /// Remove what runs that no longer run left behind: builders (containers, volumes), registry refs
+    /// and, after some days, artifacts; then the registry's unreferenced blobs when no run is active.
+    Gc(GcArgs),
+}
+
+#[derive(Args)]
+struct GcArgs {
+    /// Where runs kept their artifacts.
+    #[arg(long, default_value = "bkcache-artifacts")]
+    artifacts_dir: PathBuf,
+    /// Remove a dead run's artifacts (and the registry refs kept with them) once this many days old.
+    #[arg(long, default_value_t = 7)]
+    older_than_days: u64,
+    /// The pins file naming the local registry and its container.
+    #[arg(long, default_value = "ci/versions.env")]
+    pins: PathBuf,
 }
 
 #[derive(Subcommand)]
@@ -129,6 +145,7 @@ pub async fn main() -> i32 {
         Command::Lint(args) => lint(&args),
         Command::Run(args) => run(&args).await,
         Command::Buildkit(BuildkitCommand::Build(args)) => buildkit_build(&args).await,
+        Command::Gc(args) => gc(&args).await,
     };
     outcome.unwrap_or_else(|e| {
         eprintln!("error: {e}");
@@ -187,11 +204,37 @@ fn lint(args: &PlanArgs) -> Result<i32, Error> {
 
 async fn buildkit_build(args: &BuildkitBuildArgs) -> Result<i32, Error> {
     let pins = Pins::load(&args.pins)?;
+    let version = crate::profiles::buildkit_version(&args.version).map_err(|problem| ConfigError::Usage {
+        message: format!("--version: {problem}"),
+        fix: "give a BuildKit release such as v0.33.1".into(),
+    })?;
     let patches = args.patches.iter().map(|p| Patch::read(p)).collect::<Result<_, _>>()?;
-    let spec = BuildkitSpec { version: args.version.clone(), patches };
+    let spec = BuildkitSpec { version, patches };
     let engine = Engine::connect().await?;
     let image = buildkit_image::ensure(&engine, &spec, pins.registry()).await?;
     println!("{} ({})", image.tag, if image.built { "built" } else { "reused" });
+    Ok(EXIT_OK)
+}
+
+async fn gc(args: &GcArgs) -> Result<i32, Error> {
+    let pins = Pins::load(&args.pins)?;
+    let engine = Engine::connect().await?;
+    let registry = crate::execute::registry::Registry::new(&pins);
+    let older_than = std::time::Duration::from_secs(args.older_than_days.saturating_mul(24 * 3600));
+    let collected = crate::execute::gc::collect(&engine, &registry, &args.artifacts_dir, older_than).await?;
+    for builder in &collected.builders {
+        println!("removed builder {builder}");
+    }
+    for dir in &collected.artifact_dirs {
+        println!("removed artifacts {}", dir.display());
+    }
+    println!(
+        "{} builders, {} registry manifests, {} artifact directories of dead runs removed; registry blobs {}",
+        collected.builders.len(),
+        collected.manifests,
+        collected.artifact_dirs.len(),
+        if collected.registry_collected { "collected" } else { "not collected (a run is active)" }
+    );
     Ok(EXIT_OK)
 }
 

@@ -74,6 +74,12 @@ pub enum InfraError {
     Timeout { command: String, seconds: u64 },
     #[error("{action}: {source}")]
     Io { action: String, source: std::io::Error },
+    #[error(
+        "another bkcache run with id `{run_id}` is running on this machine\n  fix: give this run another --run-id"
+    )]
+    RunIdInUse { run_id: String },
+    #[error("registry garbage collection in container {container} failed: {detail}")]
+    RegistryGc { container: String, detail: String },
     #[error("builder {builder} could not be reset: {reason}")]
     BuilderReset { builder: String, reason: String },
 }

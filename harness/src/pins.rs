@@ -59,6 +59,11 @@ impl Pins {
         self.get("REGISTRY_ADDR").unwrap_or("127.0.0.1:5000")
     }
 
+    /// The container that serves it (the set-up's `ci/start-registry.sh` names it).
+    pub fn registry_container(&self) -> &str {
+        self.get("REGISTRY_CONTAINER").unwrap_or("bkcache-registry")
+    }
+
     pub fn keys(&self) -> impl Iterator<Item = &str> {
         self.values.keys().map(String::as_str)
     }

@@ -16,6 +16,7 @@ use crate::events::{Event, EventKind};
 use crate::execute::builder::Janitor;
 use crate::execute::buildkit_image::{self, EnsuredImage};
 use crate::execute::docker::Engine;
+use crate::execute::locks::{self, Held};
 use crate::execute::registry::Registry;
 use crate::execute::{self, Machine, Progress, RawRepetition, Workspace};
 use crate::judge::{self, CellVerdict, Judgement, Verdict};
@@ -127,6 +128,13 @@ pub struct RunReport {
 
 pub struct Session {
     machine: Machine,
+    /// Marks this run alive for `bkcache gc` and keeps its id from a second live run.
+    _alive: Held,
+    /// Shared while the run may push; released at clean-up, when the last run collects the registry.
+    registry_share: std::sync::Mutex<Option<Held>>,
+    /// Registry paths (`<run>/<scenario>/<profile>/r<n>`) of repetitions whose artifacts are kept: their
+    /// registry caches and images stay beside them.
+    kept_refs: RefCell<BTreeSet<String>>,
     cells: Vec<Cell>,
     run_dir: PathBuf,
     artifacts_dir: PathBuf,
@@ -137,16 +145,20 @@ pub struct Session {
 impl Session {
     /// Connects to the docker engine and makes the run's artifacts directory.
     pub async fn connect(plan: Plan, options: RunOptions) -> Result<Session, Error> {
+        let alive = locks::hold_run(&options.run_id)?;
         let engine = Engine::connect().await?;
         let run_dir = options.artifacts_dir.join(&options.run_id);
         std::fs::create_dir_all(&run_dir).map_err(InfraError::io(format!("creating {}", run_dir.display())))?;
         let machine = Machine {
             engine,
-            registry: Registry::new(plan.profiles.pins.registry()),
+            registry: Registry::new(&plan.profiles.pins),
             janitor: Janitor::new(&options.run_id, !options.fresh_builders),
         };
         Ok(Session {
             machine,
+            _alive: alive,
+            registry_share: std::sync::Mutex::new(Some(locks::share_registry().await?)),
+            kept_refs: RefCell::default(),
             cells: plan.cells,
             run_dir,
             artifacts_dir: options.artifacts_dir.clone(),
@@ -251,16 +263,7 @@ impl Session {
                 ..Default::default()
             },
             Ok(dir) => {
-                let ws = Workspace {
-                    dir: dir.path(),
-                    refs: format!(
-                        "{}/{}/{}/r{}",
-                        self.options.run_id,
-                        cell.scenario.name.slug(),
-                        cell.profile.name.slug(),
-                        repetition + 1
-                    ),
-                };
+                let ws = Workspace { dir: dir.path(), refs: self.refs(cell, repetition) };
                 let on_progress = |p: Progress<'_>| match p {
                     Progress::PhaseStarted(phase) => {
                         emit(EventKind::PhaseStarted { cell, repetition, phase: phase.name.as_str() })
@@ -298,6 +301,17 @@ impl Session {
         }
     }
 
+    /// The registry path of a repetition's caches and pushed images.
+    fn refs(&self, cell: &Cell, repetition: u32) -> String {
+        format!(
+            "{}/{}/{}/r{}",
+            self.options.run_id,
+            cell.scenario.name.slug(),
+            cell.profile.name.slug(),
+            repetition + 1
+        )
+    }
+
     /// Aggregates a cell's repetitions and decides which artifacts to keep: none for a cell that passed
     /// (unless asked), every repetition that did not pass, and a passing one of a flaky cell to compare.
     fn finish_cell(&self, index: usize, mut repetitions: Vec<Finished>, started_at: Option<Instant>) -> CellResult {
@@ -314,18 +328,48 @@ impl Session {
                     || (verdict.verdict != Verdict::Pass && rep_verdict != Verdict::Pass)
                     || (verdict.flaky && verdict.good == Some(i as u32));
                 result.artifacts = dir.filter(|_| keep).map(|d| d.keep());
+                if result.artifacts.is_some() {
+                    self.kept_refs.borrow_mut().insert(self.refs(&cell, result.index));
+                }
                 result
             })
             .collect();
         CellResult { cell, verdict, repetitions: results, duration: started_at.map_or(Duration::ZERO, |s| s.elapsed()) }
     }
 
-    /// Removes every builder of this run still alive, and the run's directories when they hold nothing.
+    /// Removes every builder of this run still alive, the registry refs it pushed (but those of kept
+    /// artifacts), the run's directories when they hold nothing, and — when no other run is active —
+    /// the registry's unreferenced blobs.
     pub async fn clean_up(&self) -> Vec<InfraError> {
-        let errors = self.machine.janitor.sweep(&self.machine.engine).await;
+        let mut errors = self.machine.janitor.sweep(&self.machine.engine).await;
+        if let Err(e) = self.delete_refs().await {
+            errors.push(e);
+        }
+        self.registry_share.lock().expect("registry lock").take();
+        match locks::try_own_registry() {
+            Ok(Some(_owned)) => {
+                if let Err(e) = self.machine.registry.collect_garbage(&self.machine.engine).await {
+                    errors.push(e);
+                }
+            }
+            Ok(None) => tracing::debug!("another run uses the registry; it collects garbage when it ends"),
+            Err(e) => errors.push(e),
+        }
         let _ = std::fs::remove_dir(&self.run_dir);
         let _ = std::fs::remove_dir(&self.artifacts_dir);
         errors
+    }
+
+    /// Deletes the manifests this run pushed, but those of repetitions whose artifacts are kept.
+    async fn delete_refs(&self) -> Result<(), InfraError> {
+        let kept = self.kept_refs.borrow().clone();
+        for (repo, run) in self.machine.registry.run_repositories().await? {
+            let path = repo.split_once('/').map_or("", |(_, p)| p);
+            if run == self.options.run_id && !kept.contains(path) {
+                self.machine.registry.delete_repository(&repo).await?;
+            }
+        }
+        Ok(())
     }
 }
 

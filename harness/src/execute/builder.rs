@@ -31,6 +31,8 @@ const RESET_TIMEOUT: Duration = Duration::from_secs(60);
 /// Where the docker-container driver mounts the builder's state volume, and where buildx puts the config.
 const STATE_DIR: &str = "/var/lib/buildkit";
 const CONFIG_DIR: &str = "/etc/buildkit";
+/// The docker-container driver names a builder's container `<prefix><builder>0`, its volume `..0_state`.
+pub const CONTAINER_PREFIX: &str = "buildx_buildkit_";
 
 /// A running builder.
 #[derive(Debug, Clone)]
@@ -47,7 +49,7 @@ pub struct Builder {
 impl Builder {
     /// The container the docker-container driver runs buildkitd in.
     pub fn container(&self) -> String {
-        format!("buildx_buildkit_{}0", self.name)
+        format!("{CONTAINER_PREFIX}{}0", self.name)
     }
 
     /// What buildkitd logged in this life.
@@ -151,13 +153,7 @@ impl Janitor {
 
     /// Removes a builder with its container and state volume.
     pub async fn remove(&self, name: &str, engine: &Engine) -> Result<(), InfraError> {
-        let removed = buildx(&["rm".into(), "--force".into(), name.to_owned()], REMOVE_TIMEOUT)
-            .await
-            .and_then(|rm| rm.require_success());
-        if removed.is_err() {
-            // what buildx could not remove (or never registered), the engine API removes
-            engine.remove_by_prefix(&format!("buildx_buildkit_{name}")).await?;
-        }
+        remove(name, engine).await?;
         self.live.lock().expect("janitor lock").retain(|n| n != name);
         Ok(())
     }
@@ -172,11 +168,37 @@ impl Janitor {
                 errors.push(e);
             }
         }
-        if let Err(e) = engine.remove_by_prefix(&format!("buildx_buildkit_{}", self.prefix)).await {
+        if let Err(e) = engine.remove_by_prefix(&format!("{CONTAINER_PREFIX}{}", self.prefix)).await {
             errors.push(e);
         }
         errors
     }
+}
+
+/// Removes builder `name`: its buildx registration, container and state volume.
+pub async fn remove(name: &str, engine: &Engine) -> Result<(), InfraError> {
+    let removed = buildx(&["rm".into(), "--force".into(), name.to_owned()], REMOVE_TIMEOUT)
+        .await
+        .and_then(|rm| rm.require_success());
+    if removed.is_err() {
+        // what buildx could not remove (or never registered), the engine API removes
+        engine.remove_by_prefix(&format!("{CONTAINER_PREFIX}{name}")).await?;
+    }
+    Ok(())
+}
+
+/// The run a bkcache builder (or its container or volume) belongs to: `bkcache-<run id>.<n>.<profile>`.
+pub fn run_of(name: &str) -> Option<&str> {
+    let rest = name.strip_prefix(CONTAINER_PREFIX).unwrap_or(name).strip_prefix("bkcache-")?;
+    let (run, rest) = rest.split_once('.')?;
+    let (n, _) = rest.split_once('.')?;
+    n.chars().all(|c| c.is_ascii_digit()).then_some(run)
+}
+
+/// The builder a docker-container driver's container or volume belongs to.
+pub fn builder_of(name: &str) -> Option<&str> {
+    let rest = name.strip_prefix(CONTAINER_PREFIX)?;
+    rest.strip_suffix("0_state").or_else(|| rest.strip_suffix('0'))
 }
 
 fn write_config(work_dir: &Path, config: &str) -> Result<std::path::PathBuf, InfraError> {
@@ -226,5 +248,15 @@ mod tests {
         for n in [0, 1, 10] {
             assert!(!a_1.builder_name(n, &profile).starts_with(&a.prefix), "{}", a_1.builder_name(n, &profile));
         }
+    }
+
+    #[test]
+    fn leftovers_name_their_run_and_builder() {
+        assert_eq!(run_of("buildx_buildkit_bkcache-a-1.3.v0-24-stargz0_state"), Some("a-1"));
+        assert_eq!(run_of("bkcache-a.0.p"), Some("a"));
+        assert_eq!(run_of("bkcache-a-0-p"), None, "not a name bkcache gives");
+        assert_eq!(run_of("mybuilder"), None);
+        assert_eq!(builder_of("buildx_buildkit_bkcache-a.0.p0_state"), Some("bkcache-a.0.p"));
+        assert_eq!(builder_of("buildx_buildkit_bkcache-a.0.p0"), Some("bkcache-a.0.p"));
     }
 }

@@ -87,6 +87,8 @@ pub struct EnsuredImage {
 /// Makes sure the image for `spec` exists in the local engine, building it when it does not.
 pub async fn ensure(engine: &Engine, spec: &BuildkitSpec, registry: &str) -> Result<EnsuredImage, BuildkitImageError> {
     let tag = spec.tag(registry);
+    // another bkcache process may be building this very tag: wait for it instead of building it twice
+    let _building = super::locks::own_image(&tag).await?;
     if engine.has_image(&tag).await? {
         return Ok(EnsuredImage { tag, version: spec.version.clone(), patches: spec.patch_names(), built: false });
     }

@@ -151,6 +151,25 @@ impl Engine {
         Ok(text)
     }
 
+    /// Names of the containers and volumes that start with `prefix`.
+    pub async fn names_with_prefix(&self, prefix: &str) -> Result<Vec<String>, InfraError> {
+        let filters = HashMap::from([("name".to_owned(), vec![prefix.to_owned()])]);
+        let options = ListContainersOptions { all: true, filters: Some(filters.clone()), ..Default::default() };
+        let containers = self.docker.list_containers(Some(options)).await.map_err(docker_err("listing containers"))?;
+        let volumes = self
+            .docker
+            .list_volumes(Some(ListVolumesOptions { filters: Some(filters) }))
+            .await
+            .map_err(docker_err("listing volumes"))?;
+        Ok(containers
+            .into_iter()
+            .flat_map(|c| c.names.unwrap_or_default())
+            .map(|n| n.trim_start_matches('/').to_owned())
+            .chain(volumes.volumes.unwrap_or_default().into_iter().map(|v| v.name))
+            .filter(|n| n.starts_with(prefix))
+            .collect())
+    }
+
     /// Removes containers and volumes whose names start with `prefix` (what `buildx rm` should have
     /// removed already; this catches what an interrupted run left).
     pub async fn remove_by_prefix(&self, prefix: &str) -> Result<(), InfraError> {

@@ -15,6 +15,8 @@ pub mod builder;
 pub mod buildkit_image;
 pub mod buildx;
 pub mod docker;
+pub mod gc;
+pub mod locks;
 pub mod phase;
 pub mod registry;
 

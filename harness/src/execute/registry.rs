@@ -1,4 +1,5 @@
-//! The local registry (distribution, on loopback): is it up, does it hold an image.
+//! The local registry (distribution, on loopback): is it up, does it hold an image, and deleting the refs
+//! a run pushed (its registry caches and images) so the registry does not grow run after run.
 
 use std::time::Duration;
 
@@ -7,14 +8,16 @@ use crate::errors::InfraError;
 #[derive(Debug, Clone)]
 pub struct Registry {
     pub addr: String,
+    /// The container serving it, where garbage collection runs.
+    pub container: String,
 }
 
 const TIMEOUT: Duration = Duration::from_secs(10);
 const MANIFEST_TYPES: &str = "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.v2+json, application/vnd.docker.distribution.manifest.list.v2+json";
 
 impl Registry {
-    pub fn new(addr: &str) -> Self {
-        Registry { addr: addr.to_owned() }
+    pub fn new(pins: &crate::pins::Pins) -> Self {
+        Registry { addr: pins.registry().to_owned(), container: pins.registry_container().to_owned() }
     }
 
     /// Checks the registry answers its API root.
@@ -42,6 +45,97 @@ impl Registry {
             Err(e) => Err(InfraError::RegistryUnreachable { addr, reason: e.to_string() }),
         })
         .await
+    }
+}
+
+/// The repository prefixes (`bkcache-cache/`, `bkcache-out/`) under which runs push, by run id.
+pub const RUN_REPOSITORIES: [&str; 2] = ["bkcache-cache", "bkcache-out"];
+
+impl Registry {
+    fn unreachable(&self) -> impl Fn(ureq::Error) -> InfraError + use<> {
+        let addr = self.addr.clone();
+        move |e| InfraError::RegistryUnreachable { addr: addr.clone(), reason: e.to_string() }
+    }
+
+    /// Every repository, following the catalog's pages.
+    pub async fn repositories(&self) -> Result<Vec<String>, InfraError> {
+        let base = format!("http://{}", self.addr);
+        let fail = self.unreachable();
+        blocking(move || {
+            let mut repos = Vec::new();
+            let mut next = Some("/v2/_catalog?n=1000".to_owned());
+            while let Some(path) = next.take() {
+                let response = agent().get(&format!("{base}{path}")).call().map_err(&fail)?;
+                // `Link: </v2/_catalog?last=x&n=1000>; rel="next"`
+                next = response
+                    .header("Link")
+                    .and_then(|l| l.split_once('<'))
+                    .and_then(|(_, rest)| rest.split_once('>'))
+                    .map(|(path, _)| path.to_owned());
+                let page: serde_json::Value = response.into_json().map_err(|e| fail(e.into()))?;
+                repos.extend(
+                    page["repositories"].as_array().into_iter().flatten().filter_map(|r| r.as_str().map(str::to_owned)),
+                );
+            }
+            Ok(repos)
+        })
+        .await
+    }
+
+    /// Deletes every tag's manifest of `repo` (a repository that is already gone is fine).
+    pub async fn delete_repository(&self, repo: &str) -> Result<usize, InfraError> {
+        let base = format!("http://{}/v2/{repo}", self.addr);
+        let fail = self.unreachable();
+        blocking(move || {
+            let tags = match agent().get(&format!("{base}/tags/list")).call() {
+                Ok(r) => r.into_json::<serde_json::Value>().map_err(|e| fail(e.into()))?,
+                Err(ureq::Error::Status(404, _)) => return Ok(0),
+                Err(e) => return Err(fail(e)),
+            };
+            let mut deleted = 0;
+            for tag in tags["tags"].as_array().into_iter().flatten().filter_map(|t| t.as_str()) {
+                let digest = match agent().head(&format!("{base}/manifests/{tag}")).set("Accept", MANIFEST_TYPES).call()
+                {
+                    Ok(r) => r.header("Docker-Content-Digest").map(str::to_owned),
+                    Err(ureq::Error::Status(404, _)) => None,
+                    Err(e) => return Err(fail(e)),
+                };
+                let Some(digest) = digest else { continue };
+                match agent().delete(&format!("{base}/manifests/{digest}")).call() {
+                    Ok(_) | Err(ureq::Error::Status(404, _)) => deleted += 1,
+                    Err(e) => return Err(fail(e)),
+                }
+            }
+            Ok(deleted)
+        })
+        .await
+    }
+
+    /// Removes the blobs no manifest references any more (after [`Registry::delete_repository`]). Only
+    /// while no run may push: the caller holds [`super::locks::try_own_registry`].
+    pub async fn collect_garbage(&self, engine: &super::docker::Engine) -> Result<(), InfraError> {
+        let command = ["/usr/bin/docker-registry", "garbage-collect", "/etc/docker/registry/config.yml"];
+        match engine.exec_succeeds(&self.container, &command).await? {
+            true => Ok(()),
+            false => Err(InfraError::RegistryGc {
+                container: self.container.clone(),
+                detail: format!("`{}` did not succeed", command.join(" ")),
+            }),
+        }
+    }
+
+    /// The repositories runs pushed to, with the run id each belongs to.
+    pub async fn run_repositories(&self) -> Result<Vec<(String, String)>, InfraError> {
+        Ok(self
+            .repositories()
+            .await?
+            .into_iter()
+            .filter_map(|repo| {
+                let (kind, rest) = repo.split_once('/')?;
+                let run = rest.split('/').next()?.to_owned();
+                RUN_REPOSITORIES.contains(&kind).then_some((repo, run))
+            })
+            .collect())
     }
 }
 

@@ -46,7 +46,7 @@ pub async fn environment_ready() -> bool {
             }
         }
     }
-    let registry = Registry::new(profiles.pins.registry());
+    let registry = Registry::new(&profiles.pins);
     match registry.ping().await {
         Err(e) => missing.push(format!("registry: {e}")),
         Ok(()) => {

@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# Soak: N runs (default 50) of the #6893 cell on newest-stargz, each hit at a random moment (0-4 s in) by
+# one fault in turn: SIGINT, SIGTERM, SIGKILL (followed by `bkcache gc`), the registry stopped (started
+# again after the run), or none. After each run it checks that the run left no builder, container,
+# volume, registry ref or work directory, and that a report it wrote is valid JSON; at the end it prints
+# the figures (exit codes per fault, leftovers). Needs `bash ci/setup.sh` first. Exit 1 on any leftover.
+source "$(dirname "$0")/lib.sh"
+cd "$REPO_ROOT"
+
+N=${N:-50}
+bkcache="$REPO_ROOT/target/release/bkcache"
+[ -x "$bkcache" ] || die "run bash ci/setup.sh first ($bkcache missing)"
+work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
+faults=(sigint sigterm sigkill registry none)
+declare -A outcomes=()
+problems=0
+
+problem() { log "run $1: $2"; problems=$((problems + 1)); }
+
+# leftovers ID: what run ID left on the engine, in buildx and in the registry
+leftovers() {
+  { docker ps -a --format '{{.Names}}'; docker volume ls --format '{{.Name}}'; docker buildx ls --format '{{.Name}}'; } |
+    grep -F "bkcache-$1." || true
+  curl -sf "http://$REGISTRY_ADDR/v2/_catalog?n=1000" | tr ',' '\n' | grep -F "/$1/" || true
+}
+
+for i in $(seq "$N"); do
+  fault=${faults[$(((i - 1) % ${#faults[@]}))]}
+  id="soak-$$-$i"
+  report="$work/$id.json"
+  "$bkcache" run scenarios/issue-6893.toml --builder newest-stargz --run-id "$id" \
+    --report-json "$report" --artifacts-dir "$work/artifacts" >"$work/$id.log" 2>&1 &
+  pid=$!
+  sleep "$(awk -v r="$RANDOM" 'BEGIN { printf "%.2f", r / 32768 * 4 }')"  # the fault's moment, not a readiness wait
+  case $fault in
+    sigint) kill -INT "$pid" 2>/dev/null || true ;;
+    sigterm) kill -TERM "$pid" 2>/dev/null || true ;;
+    sigkill) kill -KILL "$pid" 2>/dev/null || true ;;
+    registry) docker stop "$REGISTRY_CONTAINER" >/dev/null ;;
+  esac
+  rc=0; wait "$pid" || rc=$?
+  if [ "$fault" = registry ]; then
+    docker start "$REGISTRY_CONTAINER" >/dev/null
+    wait_until 30 "the registry to answer again" registry_answers
+  fi
+  [ "$fault" = sigkill ] && "$bkcache" gc --artifacts-dir "$work/artifacts" --older-than-days 0 >>"$work/$id.log" 2>&1
+  outcomes["$fault exit $rc"]=$((${outcomes["$fault exit $rc"]:-0} + 1))
+
+  left=$(leftovers "$id")
+  [ -z "$left" ] || problem "$id ($fault)" "left behind: $left"
+  if [ -e "$report" ]; then
+    python3 -c 'import json, sys; json.load(open(sys.argv[1]))' "$report" 2>/dev/null ||
+      problem "$id ($fault)" "its report is not valid JSON"
+    # every directory the run kept is one its report names
+    for d in "$work/artifacts/$id"/*/; do
+      [ -d "$d" ] || continue
+      grep -qF "$(basename "$d")" "$report" || problem "$id ($fault)" "work directory $d is in no report"
+    done
+  elif [ -d "$work/artifacts/$id" ] && [ "$fault" != sigkill ]; then
+    [ -z "$(ls -A "$work/artifacts/$id")" ] || problem "$id ($fault)" "no report, but $work/artifacts/$id holds files"
+  fi
+  [ "$fault" != sigkill ] || [ ! -e "$work/artifacts/$id" ] || problem "$id ($fault)" "gc left its artifacts"
+done
+
+echo "soak: $N runs, $problems problems"
+for k in "${!outcomes[@]}"; do echo "  $k: ${outcomes[$k]}"; done | sort
+[ "$problems" -eq 0 ]
