@@ -240,10 +240,11 @@ async fn gc(args: &GcArgs) -> Result<i32, Error> {
 
 async fn run(args: &RunArgs) -> Result<i32, Error> {
     let plan = session::plan(&args.plan.options())?;
+    let run_id = args.run_id.clone().unwrap_or_else(default_run_id);
     // every report file is opened before any builder exists: one that cannot be written is found now
-    let mut reports = ReportFiles::open(args)?;
+    let mut reports = ReportFiles::open(args, &run_id)?;
     let options = RunOptions {
-        run_id: args.run_id.clone().unwrap_or_else(default_run_id),
+        run_id,
         artifacts_dir: args.artifacts_dir.clone(),
         keep_all_artifacts: args.keep_artifacts,
         fresh_builders: args.fresh_builders,
@@ -286,7 +287,9 @@ struct ReportFiles {
 }
 
 impl ReportFiles {
-    fn open(args: &RunArgs) -> Result<Self, ConfigError> {
+    /// Creates the report files and writes into each a valid report of a run that has not finished, so
+    /// a run killed outright (SIGKILL) leaves reports that say so rather than empty files.
+    fn open(args: &RunArgs, run_id: &str) -> Result<Self, Error> {
         let open = |path: &Option<PathBuf>, flag: &str| -> Result<Option<(PathBuf, File)>, ConfigError> {
             path.as_ref()
                 .map(|p| {
@@ -297,11 +300,20 @@ impl ReportFiles {
                 })
                 .transpose()
         };
-        Ok(ReportFiles {
+        let mut files = ReportFiles {
             json: open(&args.report_json, "--report-json")?,
             markdown: open(&args.markdown, "--markdown")?,
             junit: open(&args.junit, "--junit")?,
-        })
+        };
+        files.write(&RunReport {
+            run_id: run_id.to_owned(),
+            docker_engine: String::new(),
+            images: Vec::new(),
+            cells: Vec::new(),
+            interrupted: Some("not finished: running, or killed"),
+            duration: std::time::Duration::ZERO,
+        })?;
+        Ok(files)
     }
 
     /// Removes the files opened for a run that ended before it ran any cell: no report, no empty file.
@@ -330,8 +342,11 @@ impl ReportFiles {
     }
 }
 
+/// Replaces the file's content with `text`.
 fn write_to(path: &Path, file: &mut File, text: &str) -> Result<(), InfraError> {
-    file.write_all(text.as_bytes())
+    file.set_len(0)
+        .and_then(|()| std::io::Seek::rewind(file))
+        .and_then(|()| file.write_all(text.as_bytes()))
         .and_then(|()| file.sync_all())
         .map_err(InfraError::io(format!("writing {}", path.display())))
 }
