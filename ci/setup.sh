@@ -16,4 +16,5 @@ for version in "$BUILDKIT_BASELINE" "$BUILDKIT_NEWEST"; do
   log "BuildKit $version: $("$bkcache" buildkit build --version "$version" --pins "$CI_DIR/versions.env")"
 done
 bash "$CI_DIR/build-bases.sh"
+bash "$CI_DIR/build-faultproxy.sh"
 log "ready in $((SECONDS - started))s: $bkcache"

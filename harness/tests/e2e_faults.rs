@@ -1,5 +1,8 @@
-//! End-to-end, real BuildKit: runs that share a machine do not interfere, and nothing a run pushed or
-//! created outlives it — not even when it is killed (`bkcache gc`).
+//! End-to-end, real BuildKit: runs that share a machine do not interfere; nothing a run pushed or
+//! created outlives it — not even when it is killed (`bkcache gc`); and faults of the machine (registry
+//! stopped, answering 500 or too slowly, a full disk, a phase timeout, an unreachable Go module proxy)
+//! are `error`, exit 2, never a verdict on BuildKit. The registries and fault proxies these tests own run
+//! through testcontainers, so each test has its own.
 
 mod common;
 
@@ -8,6 +11,9 @@ use std::process::{Command, Stdio};
 
 use common::{bkcache_run, builders_file, environment_ready, leftovers, repo};
 use serde_json::Value;
+use testcontainers::core::WaitFor;
+use testcontainers::runners::AsyncRunner;
+use testcontainers::{ContainerAsync, GenericImage, ImageExt};
 
 const REGISTRY_CONTAINER: &str = "bkcache-registry";
 
@@ -183,4 +189,258 @@ async fn two_runs_at_once_do_not_remove_each_others_builders() {
     }
     assert_eq!(leftovers("e2e-conc").await, Vec::<String>::new());
     assert_eq!(leftovers("e2e-conc-1").await, Vec::<String>::new());
+}
+
+// ---- faults: whatever the machine does wrong is `error` (exit 2), never a verdict on BuildKit ----
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A registry of the test's own (testcontainers: host network, removed when dropped).
+async fn own_registry() -> (ContainerAsync<GenericImage>, String) {
+    let addr = format!("127.0.0.1:{}", free_port());
+    let (name, tag) = common::REGISTRY_IMAGE.split_once(':').unwrap();
+    let container = GenericImage::new(name, tag)
+        .with_wait_for(WaitFor::message_on_stderr("listening on"))
+        .with_network("host")
+        .with_env_var("REGISTRY_HTTP_ADDR", &addr)
+        .start()
+        .await
+        .expect("the test's registry starts");
+    (container, addr)
+}
+
+/// The fault proxy in front of `upstream`: `fault` after `after` faithful requests.
+async fn fault_proxy(upstream: &str, fault: &str, after: u32, delay_ms: u32) -> (ContainerAsync<GenericImage>, String) {
+    let addr = format!("127.0.0.1:{}", free_port());
+    let image = common::faultproxy_image();
+    let (name, tag) = image.split_once(':').unwrap();
+    let container = GenericImage::new(name, tag)
+        .with_wait_for(WaitFor::message_on_stderr("faultproxy listening"))
+        .with_network("host")
+        .with_env_var("LISTEN", &addr)
+        .with_env_var("UPSTREAM", format!("http://{upstream}"))
+        .with_env_var("FAULT", fault)
+        .with_env_var("AFTER", after.to_string())
+        .with_env_var("DELAY_MS", delay_ms.to_string())
+        .start()
+        .await
+        .expect("the fault proxy starts");
+    (container, addr)
+}
+
+/// A scratch project whose registry (caches) is `registry`, while BuildKit's image and the base come
+/// from the set-up's registry: one build phase exporting a registry cache after `RUN sleep 2`.
+fn registry_fault_project(registry: &str, registry_container: &str, timeout_secs: u32) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let pins = bkcache::pins::Pins::load(&repo().join("ci/versions.env")).unwrap();
+    let main = pins.registry();
+    let newest = pins.get("BUILDKIT_NEWEST").unwrap();
+    let write = |name: &str, text: String| std::fs::write(dir.path().join(name), text).unwrap();
+    write("versions.env", format!("REGISTRY_ADDR={registry}\nREGISTRY_CONTAINER={registry_container}\n"));
+    write(
+        "builders.toml",
+        format!(
+            "pins = \"versions.env\"\n[profiles.p]\nimage = \"{main}/bkcache/buildkit:{newest}\"\nsnapshotter = \"overlayfs\"\n\
+             buildkitd_config = '''\n[registry.\"{main}\"]\n  http = true\n  insecure = true\n'''\n"
+        ),
+    );
+    write("Dockerfile", "ARG BASE\nFROM ${BASE}\nRUN sleep 2 && head -c 64 /dev/urandom > /unique\n".into());
+    write(
+        "fault.toml",
+        format!(
+            "dockerfile = \"Dockerfile\"\nphase_timeout_secs = {timeout_secs}\n[bases]\nBASE = {{ image = \"{main}/bkcache/base-a:esgz\" }}\n\
+             [[phases]]\nname = \"export\"\nkind = \"build\"\ncache_to = [{{ type = \"registry\", name = \"main\", mode = \"max\" }}]\n"
+        ),
+    );
+    dir
+}
+
+/// Runs `fault.toml` of `dir` as run `run_id`, calling `during` once the build runs its step.
+async fn run_with_fault<F: std::future::Future<Output = ()>>(
+    dir: &std::path::Path,
+    run_id: &str,
+    during: F,
+) -> (i32, Value) {
+    let report = dir.join("report.json");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_bkcache"))
+        .args(["run", "fault.toml", "--builders", "builders.toml", "--run-id", run_id, "--report-json"])
+        .arg(&report)
+        .arg("--artifacts-dir")
+        .arg(dir.join("artifacts"))
+        .current_dir(dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        let ps = Command::new("docker")
+            .args(["ps", "--format", "{{.Names}}", "--filter", &format!("name=buildx_buildkit_bkcache-{run_id}.")])
+            .output()
+            .unwrap();
+        let name = String::from_utf8_lossy(&ps.stdout).trim().to_owned();
+        if !name.is_empty()
+            && String::from_utf8_lossy(&Command::new("docker").args(["top", &name]).output().unwrap().stdout)
+                .contains("sleep")
+        {
+            during.await;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let out = child.wait_with_output().unwrap();
+    eprintln!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let report = std::fs::read_to_string(&report).map(|t| serde_json::from_str(&t).unwrap()).unwrap_or(Value::Null);
+    (out.status.code().unwrap_or(-1), report)
+}
+
+fn assert_infrastructure(code: i32, report: &Value, context: &str) {
+    let cell = &report["cells"][0];
+    assert_eq!(code, 2, "{cell:#}");
+    assert_eq!(cell["verdict"], "error", "{cell:#}");
+    let error = &cell["errors"][0];
+    assert_eq!(error["kind"], "infrastructure", "{cell:#}");
+    assert!(error["text"].as_str().unwrap().contains(context), "expected {context:?}: {cell:#}");
+}
+
+#[tokio::test]
+async fn a_registry_that_stops_mid_phase_is_infrastructure() {
+    if !environment_ready().await {
+        return;
+    }
+    let (registry, addr) = own_registry().await;
+    let dir = registry_fault_project(&addr, registry.id(), 120);
+    let (code, report) = run_with_fault(dir.path(), "e2e-fault-stop", async { registry.stop().await.unwrap() }).await;
+    assert_infrastructure(code, &report, "the registry does not answer");
+    assert_eq!(leftovers("e2e-fault-stop").await, Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn a_registry_answering_500_is_infrastructure() {
+    if !environment_ready().await {
+        return;
+    }
+    let (registry, upstream) = own_registry().await;
+    // the run's first request (its check that the registry answers) goes through; then every one fails
+    let (_proxy, addr) = fault_proxy(&upstream, "500", 1, 0).await;
+    let dir = registry_fault_project(&addr, registry.id(), 120);
+    let (code, report) = run_with_fault(dir.path(), "e2e-fault-500", async {}).await;
+    assert_infrastructure(code, &report, "the registry does not answer");
+    assert_eq!(leftovers("e2e-fault-500").await, Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn a_registry_too_slow_for_the_phase_timeout_is_infrastructure() {
+    if !environment_ready().await {
+        return;
+    }
+    let (registry, upstream) = own_registry().await;
+    let (_proxy, addr) = fault_proxy(&upstream, "slow", 1, 5000).await;
+    let dir = registry_fault_project(&addr, registry.id(), 8);
+    let (code, report) = run_with_fault(dir.path(), "e2e-fault-slow", async {}).await;
+    assert_infrastructure(code, &report, "timed out after 8s");
+    assert_eq!(leftovers("e2e-fault-slow").await, Vec::<String>::new());
+}
+
+/// Umounts a tmpfs when dropped.
+struct Tmpfs(std::path::PathBuf);
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+#[tokio::test]
+async fn a_full_artifacts_disk_is_infrastructure() {
+    if !environment_ready().await {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let artifacts = dir.path().join("artifacts");
+    std::fs::create_dir(&artifacts).unwrap();
+    let mounted =
+        Command::new("mount").args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"]).arg(&artifacts).status().unwrap();
+    assert!(mounted.success(), "mounting a 1 MiB tmpfs (the tests run as root)");
+    let _tmpfs = Tmpfs(artifacts.clone());
+    // the cell exports a local cache of several MiB into the 1 MiB directory
+    let run = Command::new(env!("CARGO_BIN_EXE_bkcache"))
+        .args([
+            "run",
+            "scenarios/issue-6893.toml",
+            "--builder",
+            "newest-overlayfs",
+            "--run-id",
+            "e2e-fault-disk",
+            "--report-json",
+        ])
+        .arg(dir.path().join("report.json"))
+        .arg("--artifacts-dir")
+        .arg(&artifacts)
+        .current_dir(repo())
+        .output()
+        .unwrap();
+    eprintln!("{}{}", String::from_utf8_lossy(&run.stdout), String::from_utf8_lossy(&run.stderr));
+    let report: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("report.json")).unwrap()).unwrap();
+    let cell = &report["cells"][0];
+    assert_eq!(run.status.code(), Some(2), "{cell:#}");
+    assert_eq!(cell["verdict"], "error", "{cell:#}");
+    assert_eq!(cell["reasons"], serde_json::json!([]), "not judged as BuildKit's doing: {cell:#}");
+    assert_eq!(leftovers("e2e-fault-disk").await, Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn a_phase_over_its_timeout_is_infrastructure_and_leaves_nothing() {
+    if !environment_ready().await {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("Dockerfile"), "ARG BASE\nFROM ${BASE}\nRUN sleep 300\n").unwrap();
+    std::fs::write(
+        dir.path().join("slow.toml"),
+        "dockerfile = \"Dockerfile\"\nphase_timeout_secs = 3\n[bases]\nBASE = { local = \"base-a\" }\n[[phases]]\nname = \"slow\"\nkind = \"build\"\n",
+    )
+    .unwrap();
+    let report = dir.path().join("report.json");
+    let out = Command::new(env!("CARGO_BIN_EXE_bkcache"))
+        .args(["run", "slow.toml", "--builders", &builders_file(), "--builder", "newest-overlayfs"])
+        .args(["--run-id", "e2e-fault-timeout", "--report-json"])
+        .arg(&report)
+        .arg("--artifacts-dir")
+        .arg(dir.path().join("artifacts"))
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let report: Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    assert_infrastructure(out.status.code().unwrap_or(-1), &report, "timed out after 3s");
+    assert_eq!(leftovers("e2e-fault-timeout").await, Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn an_unreachable_go_module_proxy_fails_an_image_build_as_infrastructure() {
+    if !environment_ready().await {
+        return;
+    }
+    let modcache = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_bkcache"))
+        .args(["buildkit", "build", "--version", "v0.22.0"])
+        .current_dir(repo())
+        // nothing cached, and the proxy refuses connections
+        .env("GOMODCACHE", modcache.path())
+        .env("GOPROXY", format!("http://127.0.0.1:{}", free_port()))
+        .env("GOFLAGS", "-mod=mod")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("v0.22.0") && err.contains("connection refused"), "{err}");
+    let images =
+        Command::new("docker").args(["images", "-q", "127.0.0.1:5000/bkcache/buildkit:v0.22.0"]).output().unwrap();
+    assert!(images.stdout.is_empty(), "no image was made");
+    let _ = Command::new("chmod").args(["-R", "u+w"]).arg(modcache.path()).status();
 }

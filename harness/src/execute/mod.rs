@@ -6,7 +6,8 @@
 //!
 //! A build that fails is BuildKit's doing only if BuildKit could have done it: after a failed build the
 //! machine is probed — the build reached the solver (some vertex was reported), the builder's container
-//! runs and was never restarted, buildkitd answers (`buildctl debug workers`), the registry answers. If
+//! runs and was never restarted, buildkitd answers (`buildctl debug workers`), the registry answers, the
+//! work directory (where local caches are exported) takes a 1 MiB file. If
 //! any probe fails, the failure is the machine's (`error`), with buildx's output as context; otherwise
 //! it is an observation the judge weighs. After a build that failed unexpectedly the repetition stops:
 //! later phases build on it.
@@ -104,7 +105,7 @@ pub async fn run_repetition(
         };
         let failed = record.build.as_ref().filter(|b| !b.succeeded);
         if let Some(build) = failed {
-            if let Some(why) = probe(machine, &builder, phase.name.as_str(), build).await {
+            if let Some(why) = probe(machine, &builder, phase.name.as_str(), build, ws.dir).await {
                 raw.infrastructure = Some(why);
                 raw.phases.push(record);
                 break;
@@ -134,7 +135,13 @@ pub async fn run_repetition(
 }
 
 /// Whether the machine, rather than BuildKit, explains a failed build.
-async fn probe(machine: &Machine, builder: &Builder, phase: &str, build: &RawBuild) -> Option<InfraFailure> {
+async fn probe(
+    machine: &Machine,
+    builder: &Builder,
+    phase: &str,
+    build: &RawBuild,
+    work_dir: &Path,
+) -> Option<InfraFailure> {
     let context = format!("phase `{phase}`: the build failed and");
     let buildx_said = || InfraError::Command {
         command: "docker buildx build".into(),
@@ -170,5 +177,16 @@ async fn probe(machine: &Machine, builder: &Builder, phase: &str, build: &RawBui
     if let Err(e) = machine.registry.ping().await {
         return Some(InfraFailure::new(format!("{context} the registry does not answer"), &e));
     }
+    if let Err(e) = has_room(work_dir) {
+        return Some(InfraFailure::new(format!("{context} its work directory has no room"), &e));
+    }
     None
+}
+
+/// Whether `dir` takes a 1 MiB file (a full disk fails exports to it, which is not BuildKit's doing).
+fn has_room(dir: &Path) -> Result<(), InfraError> {
+    let probe = dir.join(".bkcache-room-probe");
+    let written = std::fs::write(&probe, vec![0u8; 1 << 20]).and_then(|()| std::fs::File::open(&probe)?.sync_all());
+    let _ = std::fs::remove_file(&probe);
+    written.map_err(InfraError::io(format!("writing a 1 MiB file into {}", dir.display())))
 }

@@ -12,6 +12,17 @@ use bkcache::execute::registry::Registry;
 use bkcache::profiles::Profiles;
 use serde_json::Value;
 
+/// The local registry image `ci/start-registry.sh` makes; the fault tests run their own from it.
+pub const REGISTRY_IMAGE: &str = "bkcache/registry:debian";
+
+/// The fault proxy image `ci/build-faultproxy.sh` makes: tagged with its source's hash.
+pub fn faultproxy_image() -> String {
+    use sha2::Digest;
+    let source = std::fs::read(repo().join("ci/faultproxy/main.go")).unwrap();
+    let hash: String = sha2::Sha256::digest(source).iter().map(|b| format!("{b:02x}")).collect();
+    format!("bkcache/faultproxy:{}", &hash[..12])
+}
+
 pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_owned()
 }
@@ -56,6 +67,12 @@ pub async fn environment_ready() -> bool {
                     missing.push(format!("eStargz base {image}"));
                 }
             }
+        }
+    }
+    for image in [REGISTRY_IMAGE.to_owned(), faultproxy_image()] {
+        let inspect = Command::new("docker").args(["image", "inspect", &image]).output();
+        if !inspect.is_ok_and(|o| o.status.success()) {
+            missing.push(format!("image {image} (the fault tests' own registries and proxies)"));
         }
     }
     let buildx = Command::new("docker").args(["buildx", "version"]).output();
