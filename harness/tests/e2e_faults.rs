@@ -9,7 +9,7 @@ mod common;
 use std::collections::BTreeSet;
 use std::process::{Command, Stdio};
 
-use common::{bkcache_run, builders_file, environment_ready, leftovers, repo};
+use common::{bkcache_run, builder_running, builders_file, environment_ready, leftovers, repo, slow_scenario};
 use serde_json::Value;
 use testcontainers::core::WaitFor;
 use testcontainers::runners::AsyncRunner;
@@ -108,12 +108,7 @@ async fn gc_removes_what_a_killed_run_left() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("Dockerfile"), "ARG BASE\nFROM ${BASE}\nRUN sleep 300\n").unwrap();
-    std::fs::write(
-        dir.path().join("slow.toml"),
-        "dockerfile = \"Dockerfile\"\n[bases]\nBASE = { local = \"base-a\" }\n[[phases]]\nkind = \"build\"\n",
-    )
-    .unwrap();
+    slow_scenario(dir.path(), 600);
     let artifacts = dir.path().join("artifacts");
     let mut child = Command::new(env!("CARGO_BIN_EXE_bkcache"))
         .args(["run", "slow.toml", "--builders", &builders_file(), "--builder", "newest-overlayfs"])
@@ -125,21 +120,7 @@ async fn gc_removes_what_a_killed_run_left() {
         .spawn()
         .unwrap();
     // once its build runs the step, kill bkcache without a chance to clean up
-    loop {
-        assert!(child.try_wait().unwrap().is_none(), "bkcache ended before its build ran");
-        let ps = Command::new("docker")
-            .args(["ps", "--format", "{{.Names}}", "--filter", "name=buildx_buildkit_bkcache-e2e-killed."])
-            .output()
-            .unwrap();
-        let name = String::from_utf8_lossy(&ps.stdout).trim().to_owned();
-        if !name.is_empty() {
-            let top = Command::new("docker").args(["top", &name]).output().unwrap();
-            if String::from_utf8_lossy(&top.stdout).contains("sleep 300") {
-                break;
-            }
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    builder_running("e2e-killed", "sleep 300", &mut child).await.expect("bkcache ended before its build ran");
     child.kill().unwrap();
     child.wait().unwrap();
     assert!(!leftovers("e2e-killed").await.is_empty(), "a killed run leaves its builder");
@@ -274,23 +255,8 @@ async fn run_with_fault<F: std::future::Future<Output = ()>>(
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    loop {
-        if child.try_wait().unwrap().is_some() {
-            break;
-        }
-        let ps = Command::new("docker")
-            .args(["ps", "--format", "{{.Names}}", "--filter", &format!("name=buildx_buildkit_bkcache-{run_id}.")])
-            .output()
-            .unwrap();
-        let name = String::from_utf8_lossy(&ps.stdout).trim().to_owned();
-        if !name.is_empty()
-            && String::from_utf8_lossy(&Command::new("docker").args(["top", &name]).output().unwrap().stdout)
-                .contains("sleep")
-        {
-            during.await;
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    if builder_running(run_id, "sleep", &mut child).await.is_some() {
+        during.await;
     }
     let out = child.wait_with_output().unwrap();
     eprintln!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
@@ -400,12 +366,7 @@ async fn a_phase_over_its_timeout_is_infrastructure_and_leaves_nothing() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("Dockerfile"), "ARG BASE\nFROM ${BASE}\nRUN sleep 300\n").unwrap();
-    std::fs::write(
-        dir.path().join("slow.toml"),
-        "dockerfile = \"Dockerfile\"\nphase_timeout_secs = 3\n[bases]\nBASE = { local = \"base-a\" }\n[[phases]]\nname = \"slow\"\nkind = \"build\"\n",
-    )
-    .unwrap();
+    slow_scenario(dir.path(), 3);
     let report = dir.path().join("report.json");
     let out = Command::new(env!("CARGO_BIN_EXE_bkcache"))
         .args(["run", "slow.toml", "--builders", &builders_file(), "--builder", "newest-overlayfs"])

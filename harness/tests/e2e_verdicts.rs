@@ -8,7 +8,7 @@ use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use common::{bkcache_run, builders_file, environment_ready, leftovers, repo, variant};
+use common::{bkcache_run, builder_running, builders_file, environment_ready, leftovers, repo, slow_scenario, variant};
 use serde_json::{json, Value};
 
 fn by_scenario(run: &common::Run) -> std::collections::HashMap<String, Value> {
@@ -264,14 +264,12 @@ async fn a_builder_that_dies_mid_build_is_infrastructure_not_a_regression() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("Dockerfile"), "ARG BASE\nFROM ${BASE}\nRUN sleep 300\n").unwrap();
-    let scenario = "dockerfile = \"Dockerfile\"\nphase_timeout_secs = 120\n\n[bases]\nBASE = { local = \"base-a\" }\n\n[[phases]]\nname = \"slow\"\nkind = \"build\"\n";
-    std::fs::write(dir.path().join("dies.toml"), scenario).unwrap();
+    slow_scenario(dir.path(), 120);
     let report = dir.path().join("report.json");
     let mut child = Command::new(env!("CARGO_BIN_EXE_bkcache"))
         .args([
             "run",
-            "dies.toml",
+            "slow.toml",
             "--builders",
             &builders_file(),
             "--builder",
@@ -288,22 +286,9 @@ async fn a_builder_that_dies_mid_build_is_infrastructure_not_a_regression() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    // kill the builder's container once its build runs the step (readiness by polling `docker top`)
-    let container = loop {
-        assert!(child.try_wait().unwrap().is_none(), "bkcache ended before its build ran the step");
-        let ps = Command::new("docker")
-            .args(["ps", "--format", "{{.Names}}", "--filter", "name=buildx_buildkit_bkcache-e2e-dies."])
-            .output()
-            .unwrap();
-        let name = String::from_utf8_lossy(&ps.stdout).trim().to_owned();
-        if !name.is_empty() {
-            let top = Command::new("docker").args(["top", &name]).output().unwrap();
-            if String::from_utf8_lossy(&top.stdout).contains("sleep 300") {
-                break name;
-            }
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    };
+    // kill the builder's container once its build runs the step
+    let container =
+        builder_running("e2e-dies", "sleep 300", &mut child).await.expect("bkcache ended before its build ran");
     assert!(Command::new("docker").args(["kill", &container]).status().unwrap().success());
     let output = child.wait_with_output().unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);

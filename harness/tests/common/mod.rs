@@ -151,3 +151,34 @@ pub async fn leftovers(run_id: &str) -> Vec<String> {
     left.extend(String::from_utf8_lossy(&ls.stdout).lines().filter(|l| l.contains(&prefix)).map(str::to_owned));
     left
 }
+
+/// Writes `<dir>/slow.toml` and its Dockerfile: one build phase running `RUN sleep 300` on base-a, with
+/// this phase timeout.
+pub fn slow_scenario(dir: &std::path::Path, timeout_secs: u32) {
+    std::fs::write(dir.join("Dockerfile"), "ARG BASE\nFROM ${BASE}\nRUN sleep 300\n").unwrap();
+    let scenario = format!(
+        "dockerfile = \"Dockerfile\"\nphase_timeout_secs = {timeout_secs}\n[bases]\nBASE = {{ local = \"base-a\" }}\n\
+         [[phases]]\nname = \"slow\"\nkind = \"build\"\n"
+    );
+    std::fs::write(dir.join("slow.toml"), scenario).unwrap();
+}
+
+/// Waits (polling `docker ps` and `docker top`) until a builder of run `run_id` runs a process whose
+/// command line contains `step`, and returns its container; `None` if `child` ended first.
+pub async fn builder_running(run_id: &str, step: &str, child: &mut std::process::Child) -> Option<String> {
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            return None;
+        }
+        let filter = format!("name=buildx_buildkit_bkcache-{run_id}.");
+        let ps = Command::new("docker").args(["ps", "--format", "{{.Names}}", "--filter", &filter]).output().unwrap();
+        let name = String::from_utf8_lossy(&ps.stdout).trim().to_owned();
+        if !name.is_empty() {
+            let top = Command::new("docker").args(["top", &name]).output().unwrap();
+            if String::from_utf8_lossy(&top.stdout).contains(step) {
+                return Some(name);
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
