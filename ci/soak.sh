@@ -23,11 +23,16 @@ problems=0
 
 problem() { log "run $1: $2"; problems=$((problems + 1)); }
 
-# leftovers ID: what run ID left on the engine, in buildx and in the registry
+# leftovers ID: what run ID left on the engine, in buildx and in the registry (tags: distribution keeps
+# a repository's name in its catalog after its last manifest is deleted)
 leftovers() {
   { docker ps -a --format '{{.Names}}'; docker volume ls --format '{{.Name}}'; docker buildx ls --format '{{.Name}}'; } |
     grep -F "bkcache-$1." || true
-  curl -sf "http://$REGISTRY_ADDR/v2/_catalog?n=1000" | tr ',' '\n' | grep -F "/$1/" || true
+  local repo
+  for repo in $(curl -sf "http://$REGISTRY_ADDR/v2/_catalog?n=1000" | python3 -c 'import json, sys; print("\n".join(json.load(sys.stdin)["repositories"]))' | grep -F "/$1/"); do
+    curl -sf "http://$REGISTRY_ADDR/v2/$repo/tags/list" | grep -q '"tags":\[' && echo "$repo (tagged)"
+  done
+  return 0
 }
 
 for i in $(seq "$N"); do
@@ -44,7 +49,11 @@ for i in $(seq "$N"); do
     sigterm) kill -TERM "$pid" 2>/dev/null || true ;;
     sigkill) kill -KILL "$pid" 2>/dev/null || true ;;
     registry) docker stop "$REGISTRY_CONTAINER" >/dev/null ;;
-    engine) pkill -x dockerd; until ! docker_answers; do sleep 0.2; done; bash "$CI_DIR/install-engine.sh" >/dev/null 2>&1 ;;
+    engine)
+      pkill -x dockerd || true
+      while pgrep -x dockerd >/dev/null; do sleep 0.2; done
+      bash "$CI_DIR/install-engine.sh" >/dev/null 2>&1 || problem "$id ($fault)" "the engine did not come back"
+      ;;
   esac
   rc=0; wait "$pid" || rc=$?
   if [ "$fault" = registry ]; then
@@ -52,7 +61,7 @@ for i in $(seq "$N"); do
     wait_until 30 "the registry to answer again" registry_answers
   fi
   if [ "$fault" = engine ]; then
-    bash "$CI_DIR/start-registry.sh" >/dev/null 2>&1
+    bash "$CI_DIR/start-registry.sh" >/dev/null 2>&1 || problem "$id ($fault)" "the registry did not come back"
   fi
   if [ "$fault" = sigkill ] || [ "$fault" = engine ]; then
     "$bkcache" gc --artifacts-dir "$work/artifacts" --older-than-days 0 >>"$work/$id.log" 2>&1 || problem "$id ($fault)" "gc failed"
