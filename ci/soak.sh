@@ -51,7 +51,9 @@ for i in $(seq "$N"); do
     registry) docker stop "$REGISTRY_CONTAINER" >/dev/null ;;
     engine)
       pkill -x dockerd || true
-      while pgrep -x dockerd >/dev/null; do sleep 0.2; done
+      # dockerd removes its pid file when it has exited (pgrep would still see it as a zombie where
+      # the init process does not reap)
+      while [ -e /var/run/docker.pid ]; do sleep 0.2; done
       bash "$CI_DIR/install-engine.sh" >/dev/null 2>&1 || problem "$id ($fault)" "the engine did not come back"
       ;;
   esac
