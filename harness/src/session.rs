@@ -23,7 +23,7 @@ use crate::judge::{self, CellVerdict, Judgement, Verdict};
 use crate::observe::{InfraFailure, Observations, Observer};
 use crate::plan::{self, slug, Cell, Filter};
 use crate::profiles::Profiles;
-use crate::scenario::{self, BaseImage};
+use crate::scenario::{self, BaseImage, CacheRef, Output, PhaseAction};
 
 /// What to run: scenario paths, the builders file, filters.
 #[derive(Debug, Clone, Default)]
@@ -338,20 +338,22 @@ impl Session {
     }
 
     /// Removes every builder of this run still alive, the registry refs it pushed (but those of kept
-    /// artifacts), the run's directories when they hold nothing, and — when no other run is active —
-    /// the registry's unreferenced blobs.
+    /// artifacts), the run's directories when they hold nothing, and — when it deleted refs and no other
+    /// run is active — the registry's unreferenced blobs.
     pub async fn clean_up(&self) -> Vec<InfraError> {
         let mut errors = self.machine.janitor.sweep(&self.machine.engine).await;
-        if let Err(e) = self.delete_refs().await {
+        let deleted = self.delete_refs().await.unwrap_or_else(|e| {
             errors.push(e);
-        }
+            0
+        });
         self.registry_share.lock().expect("registry lock").take();
         match locks::try_own_registry() {
-            Ok(Some(_owned)) => {
+            Ok(Some(_owned)) if deleted > 0 => {
                 if let Err(e) = self.machine.registry.collect_garbage(&self.machine.engine).await {
                     errors.push(e);
                 }
             }
+            Ok(Some(_)) => {}
             Ok(None) => tracing::debug!("another run uses the registry; it collects garbage when it ends"),
             Err(e) => errors.push(e),
         }
@@ -360,16 +362,26 @@ impl Session {
         errors
     }
 
-    /// Deletes the manifests this run pushed, but those of repetitions whose artifacts are kept.
-    async fn delete_refs(&self) -> Result<(), InfraError> {
+    /// Deletes the manifests this run pushed, but those of repetitions whose artifacts are kept; how many.
+    async fn delete_refs(&self) -> Result<usize, InfraError> {
+        let pushes = self.cells.iter().flat_map(|c| &c.scenario.phases).any(|p| match &p.action {
+            PhaseAction::Build(b) => {
+                b.output == Output::Push || b.cache_to.iter().any(|c| matches!(c.target, CacheRef::Registry(_)))
+            }
+            PhaseAction::Prune(_) => false,
+        });
+        if !pushes {
+            return Ok(0);
+        }
         let kept = self.kept_refs.borrow().clone();
+        let mut deleted = 0;
         for (repo, run) in self.machine.registry.run_repositories().await? {
             let path = repo.split_once('/').map_or("", |(_, p)| p);
             if run == self.options.run_id && !kept.contains(path) {
-                self.machine.registry.delete_repository(&repo).await?;
+                deleted += self.machine.registry.delete_repository(&repo).await?;
             }
         }
-        Ok(())
+        Ok(deleted)
     }
 }
 
