@@ -5,7 +5,9 @@
 #     (goal <= 1.05: the harness costs next to nothing over the commands it drives);
 #  2. the patch matrix run at once (--jobs) vs the sum of its cells run one by one (goal <= 0.75);
 #  3. one cell with --repeat 20 (repetitions at once, default --jobs) vs 20 separate `bkcache run`s of it
-#     (goal <= 0.6). Each side is 20 runs already, so it is measured P3_ROUNDS times (default 1).
+#     (goal <= 0.6); also --repeat 20 --fresh-builders (a new builder per repetition instead of a reset
+#     one), for what builder reuse saves. Each side is 20 runs already, so it is measured P3_ROUNDS times
+#     (default 1).
 # Medians of ROUNDS runs (default 5), the two sides of each ratio interleaved so drift hits both alike. Needs `bash ci/setup.sh` first; patched images are built on first use.
 source "$(dirname "$0")/lib.sh"
 cd "$REPO_ROOT"
@@ -47,7 +49,7 @@ bare_cell() {
 art=$(mktemp -d); trap 'rm -rf "$art"' EXIT
 one_cell() { "$bkcache" run scenarios/issue-6893.toml --jobs 1 --artifacts-dir "$art" "$@"; }
 twenty_runs() { local i; for i in $(seq 20); do one_cell --builder newest-stargz >/dev/null 2>&1 || return 1; done; }
-repeated_cell() { "$bkcache" run scenarios/issue-6893.toml --builder newest-stargz --repeat 20 --artifacts-dir "$art"; }
+repeated_cell() { "$bkcache" run scenarios/issue-6893.toml --builder newest-stargz --repeat 20 --artifacts-dir "$art" "$@"; }
 
 log "warming up (builds any missing patched image)"
 "$bkcache" run scenarios/issue-6893.toml --builders "$matrix" --builder none-stargz --artifacts-dir "$art" >/dev/null 2>&1 || true
@@ -71,6 +73,7 @@ cells_one_by_one() {
 read -r bare harness < <(pairs "$ROUNDS" seconds bare_cell -- seconds one_cell --builder newest-stargz)
 read -r sum together < <(pairs "$ROUNDS" cells_one_by_one -- seconds "$bkcache" run scenarios/issue-6893.toml --builders "$matrix" --jobs "$JOBS" --artifacts-dir "$art")
 read -r separate repeated < <(pairs "$P3_ROUNDS" seconds twenty_runs -- seconds repeated_cell)
+read -r fresh _ < <(pairs "$P3_ROUNDS" seconds repeated_cell --fresh-builders -- true)
 
 cat <<OUT
 bench (median of $ROUNDS runs, $(nproc) cores):
@@ -85,5 +88,6 @@ bench (median of $ROUNDS runs, $(nproc) cores):
   repetitions (issue-6893 @ newest-stargz, 20 times, median of $P3_ROUNDS)
     20 separate runs        ${separate}s
     --repeat 20             ${repeated}s
+    (--fresh-builders       ${fresh}s)
     ratio                   $(ratio "$repeated" "$separate")   (goal <= 0.6)
 OUT

@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Soak: N runs (default 50), alternately the #6893 cell on newest-stargz and a registry-cache cell on
-# newest-overlayfs (it pushes blobs), each hit at a random moment (0-4 s in) by one fault in turn: SIGINT,
-# SIGTERM, SIGKILL (then `bkcache gc`), the registry stopped (started again after the run), the docker
-# engine restarted (then `bkcache gc`), or none. After each run it checks that the run left no builder,
-# container, volume, registry ref or work directory, and that a report it wrote is valid JSON; at the end,
-# that the registry stores no blob it did not store before the soak. Prints the figures (exit codes per
-# fault, problems). Needs `bash ci/setup.sh` first. Exit 1 on any problem.
+# newest-overlayfs (it pushes blobs), each hit at a random moment (0-2.5 s in; a run takes 2-3 s) by one
+# fault in turn: SIGINT, SIGTERM, SIGKILL (then `bkcache gc`), the registry stopped (started again after
+# the run), the docker engine restarted (then `bkcache gc`), or none. After each run it checks that the
+# run left no builder, container, volume, registry ref or work directory, and that a report it wrote is
+# valid JSON; at the end, that the registry stores no blob it did not store before the soak. Prints the
+# figures (exit codes per fault, problems). Needs `bash ci/setup.sh` first. Exit 1 on any problem.
 source "$(dirname "$0")/lib.sh"
 cd "$REPO_ROOT"
 
@@ -43,7 +43,7 @@ for i in $(seq "$N"); do
   "$bkcache" run ${scenarios[$((i % 2))]} --run-id "$id" \
     --report-json "$report" --artifacts-dir "$work/artifacts" >"$work/$id.log" 2>&1 &
   pid=$!
-  sleep "$(awk -v r="$RANDOM" 'BEGIN { printf "%.2f", r / 32768 * 4 }')"  # the fault's moment, not a readiness wait
+  sleep "$(awk -v r="$RANDOM" 'BEGIN { printf "%.2f", r / 32768 * 2.5 }')"  # the fault's moment, not a readiness wait
   case $fault in
     sigint) kill -INT "$pid" 2>/dev/null || true ;;
     sigterm) kill -TERM "$pid" 2>/dev/null || true ;;
