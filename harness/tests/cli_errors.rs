@@ -117,3 +117,44 @@ fn docker_not_reachable_is_an_infrastructure_error_with_a_fix() {
     assert!(err.contains("docker engine not reachable at unix:///nonexistent/docker.sock"), "{err}");
     assert!(err.contains("fix: start it"), "{err}");
 }
+
+#[test]
+fn prune_and_build_options_are_typed() {
+    for (phase, at, problem) in [
+        ("kind = \"prune\"\nfilter = [\"bogus\"]\n", "bad.toml:4:11", "`bogus` is not a prune filter"),
+        ("kind = \"prune\"\nfilter = [\"until=1h,id=x\"]\n", "", "is not a prune filter"),
+        ("kind = \"prune\"\nkeep_storage = \"lots\"\n", "bad.toml:4:16", "`lots` is not a storage size"),
+        ("kind = \"prune\"\nplatform = \"linux/amd64\"\n", "bad.toml:2:1", "is a prune but sets build options"),
+        ("kind = \"build\"\nfilter = [\"until=1h\"]\n", "bad.toml:2:1", "apply to prune phases only"),
+        ("kind = \"build\"\nplatform = \"amd64\"\n", "bad.toml:4:12", "`amd64` is not a platform"),
+        ("kind = \"build\"\nno_cache_filter = [\"a,b\"]\n", "bad.toml:4:20", "is not a stage name"),
+    ] {
+        let err = list_error(&format!("dockerfile = \"Dockerfile\"\n[[phases]]\n{phase}"));
+        assert!(err.contains(at) && err.contains(problem), "{phase}: {err}");
+    }
+}
+
+#[test]
+fn known_issue_versions_are_semver_ranges() {
+    let issue = "[[known_issues]]\nid = \"x#1\"\nversions = \"v0.25\"\n";
+    let err = list_error(&format!("dockerfile = \"Dockerfile\"\n{issue}{PHASE}"));
+    assert!(err.contains("bad.toml:4:12") && err.contains("`v0.25` is not a version range"), "{err}");
+}
+
+#[test]
+fn known_issues_apply_by_version_range() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("Dockerfile"), "FROM scratch\n").unwrap();
+    let issue = "[[known_issues]]\nid = \"x#1\"\nsnapshotter = \"stargz\"\nversions = \">=0.30.0\"\n";
+    std::fs::write(dir.path().join("k.toml"), format!("dockerfile = \"Dockerfile\"\n{issue}{PHASE}")).unwrap();
+    let builders = repo().join("scenarios/builders.toml");
+    let out = bkcache(&["list", "k.toml", "--builders", builders.to_str().unwrap()], dir.path());
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let known: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.contains("known issue: x#1"))
+        .map(|l| l.split_whitespace().next().unwrap())
+        .collect();
+    // v0.24.0 is below the range, overlayfs is not the snapshotter: only newest-stargz (v0.33.1)
+    assert_eq!(known, ["k@newest-stargz"], "{stdout}");
+}

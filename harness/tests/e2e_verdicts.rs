@@ -92,6 +92,43 @@ async fn repeated_cells_that_agree_say_n_of_n() {
     assert_eq!(leftovers("e2e-repeat").await, Vec::<String>::new());
 }
 
+/// The prune and build options reach buildx and do what BuildKit documents: a prune filtered by age or
+/// bounded by size keeps the builder's cache (`RUN echo stable` stays CACHED), `no_cache_filter` re-runs
+/// its stage, the builder's own `platform` keeps the cache. Were an option dropped, a phase would break.
+#[tokio::test]
+async fn prune_filters_keep_storage_no_cache_filter_and_platform_take_effect() {
+    if !environment_ready().await {
+        return;
+    }
+    let run = bkcache_run(
+        &[
+            "harness/tests/scenarios/build-options.toml",
+            "--builders",
+            &builders_file(),
+            "--builder",
+            "newest-overlayfs",
+            "--builder",
+            "newest-stargz",
+        ],
+        "e2e-options",
+    );
+    assert_eq!(run.code(), Some(0), "{}", run.stdout());
+    for (builder, cell) in run.cells() {
+        assert_eq!(cell["verdict"], "pass", "{builder}: {cell:#}");
+        let stable = |phase: &str| {
+            cell["repetitions"][0]["steps"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|s| s["phase"] == phase && s["name"] == "[build 2/2] RUN echo stable > /stable")
+                .map(|s| s["cached"].clone())
+        };
+        assert_eq!(stable("after-filtered-prune"), Some(json!(true)), "{builder}");
+        assert_eq!(stable("no-cache-stage"), Some(json!(false)), "{builder}");
+    }
+    assert_eq!(leftovers("e2e-options").await, Vec::<String>::new());
+}
+
 /// What a repetition observed, without what differs by design between any two (times, temporary names).
 fn comparable(rep: &Value) -> Value {
     let mut steps: Vec<Value> = rep["steps"]

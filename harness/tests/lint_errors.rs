@@ -147,6 +147,39 @@ fn a_min_mode_cache_still_serves_the_targets_own_steps() {
 }
 
 #[test]
+fn expected_cached_in_a_stage_built_without_cache() {
+    let err = rejected(
+        &scenario(
+            "max",
+            &format!("{IMPORT}\nno_cache_filter = [\"build\"]"),
+            "expect_cached = [\"[build 2/3] RUN echo stable > /stable\"]",
+        ),
+        "no-cache-stage",
+        16,
+    );
+    assert!(err.contains("builds without cache: it is never CACHED"), "{err}");
+}
+
+#[test]
+fn no_cache_filter_naming_no_stage() {
+    let err = rejected(&scenario("max", &format!("{IMPORT}\nno_cache_filter = [\"bulid\"]"), ""), "unknown-stage", 15);
+    assert!(err.contains("no_cache_filter names `bulid`"), "{err}");
+}
+
+#[test]
+fn a_filtered_prune_keeps_the_cache_to_hit() {
+    // `until=24h` removes only old records, so the builder's own cache can still serve the step
+    let text = scenario("max", "", "expect_cached = [\"[build 2/3] RUN echo stable > /stable\"]")
+        .replace("kind = \"prune\"\n", "kind = \"prune\"\nfilter = [\"until=24h\"]\n");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("Dockerfile"), DOCKERFILE).unwrap();
+    std::fs::write(dir.path().join("ok.toml"), text).unwrap();
+    let builders = repo().join("scenarios/builders.toml");
+    let out = bkcache(&["lint", "ok.toml", "--builders", builders.to_str().unwrap()], dir.path());
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
 fn every_finding_is_reported_at_once() {
     let expect =
         "expect_cached = [\"[bulid 2/3] RUN echo stable > /stable\"]\nexpect_ran = [\"[unused 2/2] RUN echo never\"]";

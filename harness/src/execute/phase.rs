@@ -56,10 +56,16 @@ pub async fn run(
     let started = Instant::now();
     let timeout = Duration::from_secs(scenario.phase_timeout_secs);
     let build = match &phase.action {
-        PhaseAction::Prune { all } => {
+        PhaseAction::Prune(prune) => {
             let mut args = vec!["prune".into(), "--builder".into(), builder.name.clone(), "--force".into()];
-            if *all {
+            if prune.all {
                 args.push("--all".into());
+            }
+            for filter in &prune.filters {
+                args.extend(["--filter".into(), filter.clone()]);
+            }
+            if let Some(keep) = &prune.keep_storage {
+                args.extend(["--keep-storage".into(), keep.clone()]);
             }
             buildx(&args, timeout).await?.require_success()?;
             None
@@ -117,6 +123,13 @@ pub fn build_args(
     }
     if let Some(target) = &build.target {
         args.extend(["--target".into(), target.value.clone()]);
+    }
+    if !build.no_cache_filter.is_empty() {
+        let stages: Vec<&str> = build.no_cache_filter.iter().map(|s| s.value.as_str()).collect();
+        args.extend(["--no-cache-filter".into(), stages.join(",")]);
+    }
+    if let Some(platform) = &build.platform {
+        args.extend(["--platform".into(), platform.clone()]);
     }
     let output = match build.output {
         Output::CacheOnly => "type=cacheonly".to_owned(),

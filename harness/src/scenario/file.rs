@@ -58,6 +58,7 @@ struct KnownIssueDoc {
     breaks: Vec<StepMatcher>,
     #[serde(default)]
     fails_with: Vec<Spanned<String>>,
+    versions: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, PartialEq, Eq, Clone, Copy)]
@@ -85,8 +86,35 @@ struct PhaseDoc {
     #[serde(default)]
     expect_ran: Vec<Spanned<StepMatcher>>,
     expect_failure: Option<Spanned<FailureDoc>>,
+    #[serde(default)]
+    no_cache_filter: Vec<Spanned<String>>,
+    platform: Option<Spanned<String>>,
     all: Option<bool>,
+    #[serde(default)]
+    filter: Vec<Spanned<String>>,
+    keep_storage: Option<Spanned<String>>,
 }
+
+/// `buildx prune --filter` keys (BuildKit's prune filters).
+const PRUNE_FILTERS: &[&str] = &[
+    "until",
+    "unused-for",
+    "id",
+    "parent",
+    "type",
+    "description",
+    "inuse",
+    "mutable",
+    "immutable",
+    "shared",
+    "private",
+];
+
+static KEEP_STORAGE: std::sync::LazyLock<Regex> = std::sync::LazyLock::new(|| {
+    Regex::new(r"(?i)^[0-9]+(\.[0-9]+)?\s*(b|kb?|mb?|gb?|tb?|kib|mib|gib|tib)?$").expect("valid regex")
+});
+static PLATFORM: std::sync::LazyLock<Regex> =
+    std::sync::LazyLock::new(|| Regex::new(r"^[a-z0-9]+/[a-z0-9_]+(/[a-z0-9]+)?$").expect("valid regex"));
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -314,13 +342,26 @@ fn validate(file: &TomlFile<ScenarioDoc>, profiles: &Profiles) -> Result<Scenari
         .iter()
         .map(|issue| {
             let k = issue.get_ref();
-            if k.builders.is_empty() && k.snapshotter.is_none() {
+            if k.builders.is_empty() && k.snapshotter.is_none() && k.versions.is_none() {
                 return Err(file.invalid(
                     issue,
                     format!("known issue `{}` says no builders it applies to", k.id.get_ref()),
-                    r#"add `builders = ["v0.24-stargz"]` or `snapshotter = "stargz"`"#,
+                    r#"add `builders = ["v0.24-stargz"]`, `snapshotter = "stargz"` or `versions = ">=0.25.0, <0.26.0"`"#,
                 ));
             }
+            let versions = k
+                .versions
+                .as_ref()
+                .map(|v| {
+                    semver::VersionReq::parse(v.get_ref()).map_err(|e| {
+                        file.invalid(
+                            v,
+                            format!("`{}` is not a version range: {e}", v.get_ref()),
+                            r#"write e.g. versions = ">=0.25.0, <0.26.0" (no `v`)"#,
+                        )
+                    })
+                })
+                .transpose()?;
             if let Some(s) = &k.snapshotter {
                 if !["overlayfs", "stargz", "native"].contains(&s.get_ref().as_str()) {
                     return Err(file.invalid(
@@ -342,6 +383,7 @@ fn validate(file: &TomlFile<ScenarioDoc>, profiles: &Profiles) -> Result<Scenari
                 summary: k.summary.clone(),
                 builders: k.builders.iter().map(check_builder).collect::<Result<_, _>>()?,
                 snapshotter: k.snapshotter.as_ref().map(|s| s.get_ref().clone()),
+                versions,
                 breaks: k.breaks.clone(),
                 fails_with: k.fails_with.iter().map(|p| regex(file, p)).collect::<Result<_, _>>()?,
             })
@@ -464,23 +506,64 @@ fn validate_phases(file: &TomlFile<ScenarioDoc>) -> Result<Vec<Phase>, ConfigErr
                     || p.target.is_some()
                     || !p.expect_cached.is_empty()
                     || !p.expect_ran.is_empty()
-                    || p.expect_failure.is_some();
+                    || p.expect_failure.is_some()
+                    || !p.no_cache_filter.is_empty()
+                    || p.platform.is_some();
                 if build_only {
                     return Err(file.invalid(
                         spanned,
                         format!("phase `{name}` is a prune but sets build options or expectations"),
-                        "move build_args, cache_to, cache_from, output, target and expect_* to a build phase",
+                        "move build_args, cache_to, cache_from, output, target, no_cache_filter, platform and expect_* to a build phase",
                     ));
                 }
-                PhaseAction::Prune { all: p.all.unwrap_or(true) }
+                for f in &p.filter {
+                    let plain =
+                        |v: &str| !v.is_empty() && v.chars().all(|c| c.is_ascii_alphanumeric() || "._:/@-".contains(c));
+                    let ok = f.get_ref().split_once('=').is_some_and(|(k, v)| PRUNE_FILTERS.contains(&k) && plain(v));
+                    if !ok {
+                        return Err(file.invalid(
+                            f,
+                            format!("`{}` is not a prune filter", f.get_ref()),
+                            format!("write KEY=VALUE with KEY one of: {}", PRUNE_FILTERS.join(", ")),
+                        ));
+                    }
+                }
+                if let Some(k) = p.keep_storage.as_ref().filter(|k| !KEEP_STORAGE.is_match(k.get_ref())) {
+                    return Err(file.invalid(
+                        k,
+                        format!("`{}` is not a storage size", k.get_ref()),
+                        "write e.g. keep_storage = \"512mb\" or \"2gb\"",
+                    ));
+                }
+                PhaseAction::Prune(Prune {
+                    all: p.all.unwrap_or(true),
+                    filters: p.filter.iter().map(|f| f.get_ref().clone()).collect(),
+                    keep_storage: p.keep_storage.as_ref().map(|k| k.get_ref().clone()),
+                })
             }
             PhaseKind::Build => {
-                if p.all.is_some() {
+                if p.all.is_some() || !p.filter.is_empty() || p.keep_storage.is_some() {
                     return Err(file.invalid(
                         spanned,
-                        format!("phase `{name}`: `all` applies to prune phases only"),
-                        "remove `all`",
+                        format!("phase `{name}`: `all`, `filter` and `keep_storage` apply to prune phases only"),
+                        "remove them, or make the phase kind = \"prune\"",
                     ));
+                }
+                if let Some(platform) = p.platform.as_ref().filter(|pl| !PLATFORM.is_match(pl.get_ref())) {
+                    return Err(file.invalid(
+                        platform,
+                        format!("`{}` is not a platform", platform.get_ref()),
+                        "write os/arch[/variant], e.g. platform = \"linux/amd64\"",
+                    ));
+                }
+                for stage in &p.no_cache_filter {
+                    if stage.get_ref().is_empty() || stage.get_ref().contains([',', '=', ' ']) {
+                        return Err(file.invalid(
+                            stage,
+                            format!("`{}` is not a stage name", stage.get_ref()),
+                            "name one stage per item",
+                        ));
+                    }
                 }
                 if let Some((key, _)) = p.build_args.iter().find(|(k, _)| !is_arg_name(k)) {
                     return Err(file.invalid(
@@ -559,6 +642,8 @@ fn validate_phases(file: &TomlFile<ScenarioDoc>) -> Result<Vec<Phase>, ConfigErr
                     expect_cached: p.expect_cached.iter().map(|m| located(file, m)).collect(),
                     expect_ran: p.expect_ran.iter().map(|m| located(file, m)).collect(),
                     expect_failure,
+                    no_cache_filter: p.no_cache_filter.iter().map(|s| located(file, s)).collect(),
+                    platform: p.platform.as_ref().map(|pl| pl.get_ref().clone()),
                 }))
             }
         };

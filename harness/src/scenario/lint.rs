@@ -33,11 +33,10 @@ pub fn check(scenario: &Scenario, dockerfile: &Dockerfile) -> Vec<ConfigError> {
     let mut exported: BTreeMap<CacheRef, (CacheMode, BTreeSet<usize>)> = BTreeMap::new();
     for phase in &scenario.phases {
         let build = match &phase.action {
-            PhaseAction::Prune { all: true } => {
-                cache_empty = true;
+            PhaseAction::Prune(prune) => {
+                cache_empty |= prune.empties_the_cache();
                 continue;
             }
-            PhaseAction::Prune { all: false } => continue,
             PhaseAction::Build(build) => build,
         };
         let mut args: BTreeMap<String, String> =
@@ -57,12 +56,31 @@ pub fn check(scenario: &Scenario, dockerfile: &Dockerfile) -> Vec<ConfigError> {
                 continue;
             }
         };
+        let mut no_cache = BTreeSet::new();
+        for stage in &build.no_cache_filter {
+            match resolved.target(Some(&stage.value)) {
+                Some(s) => {
+                    no_cache.insert(s);
+                }
+                None => findings.push(finding(
+                    &stage.at,
+                    "unknown-stage",
+                    format!(
+                        "no_cache_filter names `{}`, which is not a stage of {}",
+                        stage.value,
+                        dockerfile.path.display()
+                    ),
+                    stage_list(&resolved),
+                )),
+            }
+        }
         let mut lint = PhaseLint { phase: phase.name.as_str(), resolved: &resolved, target, findings: Vec::new() };
         for (expectations, want_cached) in [(&build.expect_cached, true), (&build.expect_ran, false)] {
             for e in expectations {
                 let Some(stages) = lint.stages_of(e) else { continue };
                 lint.never_built(e, &stages);
                 if want_cached {
+                    lint.no_cache_stage(e, &stages, &no_cache);
                     lint.cache_rules(e, &stages, cache_empty, &build.cache_from, &exported);
                 }
             }
@@ -168,6 +186,24 @@ impl PhaseLint<'_, '_> {
                 "never-built",
                 message,
                 "expect a step of a stage the target needs, or set the phase's `target`".into(),
+            );
+        }
+    }
+
+    /// `--no-cache-filter` makes BuildKit build these stages without any cache: never CACHED.
+    fn no_cache_stage(&mut self, e: &Located<StepMatcher>, stages: &BTreeSet<usize>, no_cache: &BTreeSet<usize>) {
+        if !stages.is_empty() && stages.is_subset(no_cache) {
+            let message = format!(
+                "phase `{}`: `{}` is in stage {}, which the phase's no_cache_filter builds without cache: it is never CACHED",
+                self.phase,
+                e.value,
+                names(self.resolved, stages)
+            );
+            self.push(
+                e,
+                "no-cache-stage",
+                message,
+                "expect it in expect_ran, or take the stage out of no_cache_filter".into(),
             );
         }
     }

@@ -111,6 +111,8 @@ pub struct KnownIssue {
     pub summary: Option<String>,
     pub builders: Vec<Name>,
     pub snapshotter: Option<String>,
+    /// BuildKit releases it affects (`>=0.25.0, <0.26.0`); `None` = every release.
+    pub versions: Option<semver::VersionReq>,
     /// The step expectations this bug breaks; a failure of any other expectation is still a regression.
     /// Empty (and no `fails_with`) = any broken expectation is explained by it.
     pub breaks: Vec<StepMatcher>,
@@ -119,8 +121,23 @@ pub struct KnownIssue {
 }
 
 impl KnownIssue {
+    /// Whether it is expected on `profile`: a profile it names or one with its snapshotter (either, when
+    /// neither is given) and, when it says `versions`, a profile whose BuildKit release is among them (a
+    /// profile given by `image` has no known release and is never in a version range).
     pub fn applies_to(&self, profile: &crate::profiles::BuilderProfile) -> bool {
-        self.builders.contains(&profile.name) || self.snapshotter.as_deref() == Some(profile.snapshotter.as_str())
+        let scoped = !self.builders.is_empty() || self.snapshotter.is_some();
+        let named = self.builders.contains(&profile.name)
+            || self.snapshotter.as_deref() == Some(profile.snapshotter.as_str())
+            || !scoped;
+        let in_versions = match &self.versions {
+            None => true,
+            Some(req) => profile
+                .buildkit
+                .as_ref()
+                .and_then(|b| semver::Version::parse(b.version.trim_start_matches('v')).ok())
+                .is_some_and(|v| req.matches(&v)),
+        };
+        named && in_versions
     }
 
     /// Whether this bug explains a step expectation that broke.
@@ -149,7 +166,25 @@ pub struct Phase {
 #[derive(Debug, Clone)]
 pub enum PhaseAction {
     Build(Box<BuildPhase>),
-    Prune { all: bool },
+    Prune(Prune),
+}
+
+/// `docker buildx prune --force`, with its options.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Prune {
+    /// `--all`: also the cache of images still referenced (default true).
+    pub all: bool,
+    /// `--filter` values (`until=48h`, `type=regular`...): only matching records are removed.
+    pub filters: Vec<String>,
+    /// `--keep-storage`: prune only down to this much storage (e.g. `1gb`).
+    pub keep_storage: Option<String>,
+}
+
+impl Prune {
+    /// Whether it removes every record, leaving the builder's cache as empty as a new builder's.
+    pub fn empties_the_cache(&self) -> bool {
+        self.all && self.filters.is_empty() && self.keep_storage.is_none()
+    }
 }
 
 #[derive(Debug, Clone, Default)]
@@ -164,6 +199,10 @@ pub struct BuildPhase {
     pub expect_ran: Vec<Located<StepMatcher>>,
     /// The build is expected to fail with an error matching this; `None` = expected to succeed.
     pub expect_failure: Option<Located<Regex>>,
+    /// `--no-cache-filter`: stages built without using any cache.
+    pub no_cache_filter: Vec<Located<String>>,
+    /// `--platform` (`os/arch[/variant]`); `None` = the builder's own.
+    pub platform: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
