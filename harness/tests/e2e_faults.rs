@@ -405,3 +405,48 @@ async fn an_unreachable_go_module_proxy_fails_an_image_build_as_infrastructure()
     assert!(images.stdout.is_empty(), "no image was made");
     let _ = Command::new("chmod").args(["-R", "u+w"]).arg(modcache.path()).status();
 }
+
+/// Two processes that need the same BuildKit image at once build it once: the second waits on the
+/// image's lock and reuses what the first built. (The patch adds a file no Go package reads, so the Go
+/// build is a cache hit and the test stays short; its content is unique, so the tag is new every time.)
+#[tokio::test]
+async fn two_processes_needing_one_new_image_build_it_once() {
+    if !environment_ready().await {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let marker = format!("built by the e2e test {} at {:?}\n", std::process::id(), std::time::SystemTime::now());
+    let patch = format!(
+        "diff --git a/BKCACHE-E2E b/BKCACHE-E2E\nnew file mode 100644\n--- /dev/null\n+++ b/BKCACHE-E2E\n@@ -0,0 +1 @@\n+{marker}"
+    );
+    let patch_path = dir.path().join("e2e-marker.patch");
+    std::fs::write(&patch_path, patch).unwrap();
+    let pins = bkcache::pins::Pins::load(&repo().join("ci/versions.env")).unwrap();
+    let version = pins.get("BUILDKIT_NEWEST").unwrap().to_owned();
+    let build = || {
+        Command::new(env!("CARGO_BIN_EXE_bkcache"))
+            .args(["buildkit", "build", "--version", &version, "--patch"])
+            .arg(&patch_path)
+            .current_dir(repo())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (first, second) = (build(), build());
+    let outputs: Vec<String> = [first, second]
+        .into_iter()
+        .map(|c| {
+            let out = c.wait_with_output().unwrap();
+            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            String::from_utf8_lossy(&out.stdout).trim().to_owned()
+        })
+        .collect();
+    let tag = outputs[0].split_whitespace().next().unwrap().to_owned();
+    let _ = Command::new("docker").args(["image", "rm", &tag]).output();
+    let mut outcomes: Vec<&str> =
+        outputs.iter().map(|o| if o.ends_with("(built)") { "built" } else { "reused" }).collect();
+    outcomes.sort();
+    assert_eq!(outcomes, ["built", "reused"], "{outputs:?}");
+    assert!(outputs.iter().all(|o| o.starts_with(&tag)), "{outputs:?}");
+}

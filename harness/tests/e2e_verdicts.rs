@@ -340,5 +340,11 @@ async fn a_builder_that_dies_mid_build_is_infrastructure_not_a_regression() {
         error["failure"]["context"].as_str().unwrap().contains("the builder's container is no longer running"),
         "{error:#}"
     );
+    // the failed cell's artifacts are complete although its builder died: the build's log, buildkitd's
+    // log up to its death, what was observed
+    let artifacts = Path::new(cell["repetitions"][0]["artifacts"].as_str().unwrap());
+    for file in ["slow.rawjson", "buildkitd.log", "observations.json", "buildkitd.toml"] {
+        assert!(artifacts.join(file).is_file(), "{file} missing from {}", artifacts.display());
+    }
     assert_eq!(leftovers("e2e-dies").await, Vec::<String>::new());
 }
