@@ -158,3 +158,26 @@ fn known_issues_apply_by_version_range() {
     // v0.24.0 is below the range, overlayfs is not the snapshotter: only newest-stargz (v0.33.1)
     assert_eq!(known, ["k@newest-stargz"], "{stdout}");
 }
+
+#[test]
+fn an_inline_cache_needs_a_push_no_mode_and_is_named_after_its_phase() {
+    for (phase, at, problem) in [
+        ("cache_to = [{ type = \"inline\" }]\n", "bad.toml:4:13", "an inline cache travels in the pushed image"),
+        (
+            "output = \"push\"\ncache_to = [{ type = \"inline\", mode = \"max\" }]\n",
+            "bad.toml:5:13",
+            "takes no mode or attrs",
+        ),
+        (
+            "name = \"export\"\noutput = \"push\"\ncache_to = [{ type = \"inline\", name = \"other\" }]\n",
+            "bad.toml:6:39",
+            "named after the phase that pushes it: `export`",
+        ),
+    ] {
+        let err = list_error(&format!("dockerfile = \"Dockerfile\"\n{PHASE}{phase}"));
+        assert!(err.contains(at) && err.contains(problem), "{phase}: {err}");
+    }
+    let importing = "[[phases]]\nkind = \"build\"\ncache_from = [{ type = \"inline\", name = \"export\" }]\n";
+    let err = list_error(&format!("dockerfile = \"Dockerfile\"\n{importing}"));
+    assert!(err.contains("imports cache `inline:export` that no earlier phase exports"), "{err}");
+}

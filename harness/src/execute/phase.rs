@@ -37,6 +37,10 @@ impl CellPaths<'_> {
             CacheRef::Registry(name) => {
                 format!("type=registry,ref={},registry.insecure=true", self.registry_ref("cache", name))
             }
+            CacheRef::Inline(_) if !importing => "type=inline".into(),
+            CacheRef::Inline(phase) => {
+                format!("type=registry,ref={},registry.insecure=true", self.registry_ref("out", phase))
+            }
         }
     }
 
@@ -83,7 +87,7 @@ pub async fn run(
                     .iter()
                     .filter_map(|c| match &c.target {
                         CacheRef::Local(name) => Some(paths.local_cache_dir(name)),
-                        CacheRef::Registry(_) => None,
+                        CacheRef::Registry(_) | CacheRef::Inline(_) => None,
                     })
                     .collect(),
             })
@@ -146,7 +150,12 @@ fn cache_to_spec(export: &CacheExport, paths: &CellPaths<'_>) -> String {
         CacheMode::Min => "min",
         CacheMode::Max => "max",
     };
-    let mut spec = format!("{},mode={mode}", paths.cache_location(&export.target, false));
+    let location = paths.cache_location(&export.target, false);
+    // BuildKit's inline export has no mode (it is always min)
+    let mut spec = match export.target {
+        CacheRef::Inline(_) => location,
+        _ => format!("{location},mode={mode}"),
+    };
     for (k, v) in &export.attrs {
         spec.push_str(&format!(",{k}={v}"));
     }

@@ -134,6 +134,7 @@ enum OutputDoc {
 enum CacheType {
     Local,
     Registry,
+    Inline,
 }
 
 #[derive(Deserialize, Clone, Copy)]
@@ -177,6 +178,7 @@ impl CacheDoc {
         match self.kind {
             CacheType::Local => CacheRef::Local(name),
             CacheType::Registry => CacheRef::Registry(name),
+            CacheType::Inline => CacheRef::Inline(name),
         }
     }
 
@@ -200,6 +202,39 @@ impl CacheDoc {
         }
         Ok(())
     }
+}
+
+/// An inline cache travels in the image the phase pushes, and is found again by that phase's name:
+/// `cache_from = [{ type = "inline", name = "<phase>" }]`. BuildKit's inline export is always mode=min.
+fn inline_export(
+    file: &TomlFile<ScenarioDoc>,
+    entry: &Spanned<CacheDoc>,
+    phase: &Name,
+    output: Option<OutputDoc>,
+) -> Result<Name, ConfigError> {
+    let doc = entry.get_ref();
+    if !matches!(output, Some(OutputDoc::Push)) {
+        return Err(file.invalid(
+            entry,
+            format!("phase `{phase}`: an inline cache travels in the pushed image"),
+            "set output = \"push\" on this phase",
+        ));
+    }
+    if matches!(doc.mode, Some(ModeDoc::Max)) || !doc.attrs.is_empty() {
+        return Err(file.invalid(
+            entry,
+            "an inline cache takes no mode or attrs (BuildKit exports it as mode=min)",
+            "remove `mode` and `attrs`, or export a local or registry cache with mode = \"max\"",
+        ));
+    }
+    if let Some(n) = doc.name.as_ref().filter(|n| n.get_ref() != phase.as_str()) {
+        return Err(file.invalid(
+            n,
+            format!("an inline cache is named after the phase that pushes it: `{phase}`"),
+            "remove `name` (imports name the phase: cache_from = [{ type = \"inline\", name = \"<phase>\" }])",
+        ));
+    }
+    Ok(phase.clone())
 }
 
 /// A name from the file, checked where it is written.
@@ -605,7 +640,10 @@ fn validate_phases(file: &TomlFile<ScenarioDoc>) -> Result<Vec<Phase>, ConfigErr
                 }
                 let mut cache_to = Vec::new();
                 for c in &p.cache_to {
-                    let cache_name = c.get_ref().name(file, c)?;
+                    let cache_name = match c.get_ref().kind {
+                        CacheType::Inline => inline_export(file, c, &name, p.output)?,
+                        _ => c.get_ref().name(file, c)?,
+                    };
                     c.get_ref().check_attrs(file, c)?;
                     exported.insert(cache_key(c.get_ref(), &cache_name));
                     cache_to.push(CacheExport {
@@ -656,5 +694,6 @@ fn cache_key(c: &CacheDoc, name: &Name) -> String {
     match c.kind {
         CacheType::Local => format!("local:{name}"),
         CacheType::Registry => format!("registry:{name}"),
+        CacheType::Inline => format!("inline:{name}"),
     }
 }

@@ -220,6 +220,8 @@ pub enum Output {
 pub enum CacheRef {
     Local(Name),
     Registry(Name),
+    /// The inline cache in the image phase `<name>` pushed.
+    Inline(Name),
 }
 
 impl fmt::Display for CacheRef {
@@ -227,6 +229,7 @@ impl fmt::Display for CacheRef {
         match self {
             CacheRef::Local(name) => write!(f, "local:{name}"),
             CacheRef::Registry(name) => write!(f, "registry:{name}"),
+            CacheRef::Inline(phase) => write!(f, "inline:{phase}"),
         }
     }
 }
