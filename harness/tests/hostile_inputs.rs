@@ -224,6 +224,10 @@ fn scenarios_that_would_share_refs_are_refused_and_a_file_named_twice_runs_once(
     f.write("one/x.toml", &body.replace("Dockerfile", "../Dockerfile"))
         .write("two/x.toml", &body.replace("Dockerfile", "../Dockerfile"));
     assert_has(&f.refused(&["one/x.toml", "two/x.toml"]), &["would share registry refs"]);
+    // a directory holds its subdirectories' scenarios too: `.` finds both x.toml
+    assert_has(&f.refused(&["."]), &["would share registry refs"]);
+    let f = Fixture::new();
+    f.scenario(BUILD);
     let out = Command::new(env!("CARGO_BIN_EXE_bkcache"))
         .args(["list", "s.toml", "./s.toml", ".", "--builders", "builders.toml"])
         .current_dir(f.dir.path())

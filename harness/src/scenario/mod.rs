@@ -15,20 +15,14 @@ use crate::profiles::Profiles;
 /// The file in a scenarios directory that holds builder profiles rather than a scenario.
 pub const BUILDERS_FILE: &str = "builders.toml";
 
-/// Expands the paths given on the command line: files as they are, directories to their `*.toml`
-/// scenario files (sorted, without the builders file).
+/// Expands the paths given on the command line: files as they are, directories to the `*.toml` scenario
+/// files in them and their subdirectories (a corpus is grouped in folders), sorted, without builders
+/// files, hidden directories or symbolic links to directories.
 pub fn discover(paths: &[PathBuf]) -> Result<Vec<PathBuf>, ConfigError> {
     let mut files = Vec::new();
     for path in paths {
         if path.is_dir() {
-            let entries = std::fs::read_dir(path).map_err(ConfigError::read(path))?;
-            let mut found: Vec<PathBuf> = entries
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| p.extension().is_some_and(|x| x == "toml"))
-                .filter(|p| p.file_name().is_some_and(|n| n != BUILDERS_FILE))
-                .collect();
-            found.sort();
-            files.extend(found);
+            scenarios_in(path, &mut files)?;
         } else if path.exists() {
             files.push(path.clone());
         } else {
@@ -42,6 +36,23 @@ pub fn discover(paths: &[PathBuf]) -> Result<Vec<PathBuf>, ConfigError> {
     let mut seen = std::collections::BTreeSet::new();
     files.retain(|f| seen.insert(f.canonicalize().unwrap_or_else(|_| f.clone())));
     Ok(files)
+}
+
+fn scenarios_in(dir: &Path, files: &mut Vec<PathBuf>) -> Result<(), ConfigError> {
+    let mut entries: Vec<std::fs::DirEntry> =
+        std::fs::read_dir(dir).map_err(ConfigError::read(dir))?.filter_map(Result::ok).collect();
+    entries.sort_by_key(std::fs::DirEntry::file_name);
+    for entry in entries {
+        let path = entry.path();
+        let name = entry.file_name();
+        let kind = entry.file_type().map_err(ConfigError::read(&path))?;
+        if kind.is_dir() && !name.to_string_lossy().starts_with('.') {
+            scenarios_in(&path, files)?;
+        } else if !kind.is_dir() && path.extension().is_some_and(|x| x == "toml") && name != BUILDERS_FILE {
+            files.push(path);
+        }
+    }
+    Ok(())
 }
 
 /// Loads every scenario file; the first invalid one stops the run before any builder exists. Two
