@@ -276,7 +276,8 @@ async fn an_interrupted_run_writes_its_reports_and_leaves_nothing() {
     let (json_path, junit, markdown) =
         (reports.path().join("r.json"), reports.path().join("r.xml"), reports.path().join("r.md"));
     let mut child = Command::new(env!("CARGO_BIN_EXE_bkcache"))
-        .args(["run", "scenarios/", "--repeat", "2", "--jobs", "1", "--run-id", "e2e-sigint", "--artifacts-dir"])
+        .args(["run", "scenarios/issue-6893.toml", "--repeat", "2", "--jobs", "1", "--run-id", "e2e-sigint"])
+        .arg("--artifacts-dir")
         .arg(reports.path().join("artifacts"))
         .arg("--report-json")
         .arg(&json_path)
