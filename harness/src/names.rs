@@ -42,7 +42,7 @@ impl NameKind {
     }
 }
 
-pub const MAX_NAME_LEN: usize = 63;
+const MAX_NAME_LEN: usize = 63;
 
 /// A checked name; see the module documentation for the rule.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -110,12 +110,6 @@ impl fmt::Display for Name {
 impl PartialEq<&str> for Name {
     fn eq(&self, other: &&str) -> bool {
         self.0 == *other
-    }
-}
-
-impl AsRef<str> for Name {
-    fn as_ref(&self) -> &str {
-        &self.0
     }
 }
 

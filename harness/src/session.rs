@@ -23,7 +23,7 @@ use crate::judge::{self, CellVerdict, Judgement, Verdict};
 use crate::observe::{InfraFailure, Observations, Observer};
 use crate::plan::{self, slug, Cell, Filter};
 use crate::profiles::Profiles;
-use crate::scenario::{self, BaseImage, CacheRef, Output, PhaseAction};
+use crate::scenario::{self, BaseImage};
 
 /// What to run: scenario paths, the builders file, filters.
 #[derive(Debug, Clone, Default)]
@@ -364,13 +364,7 @@ impl Session {
 
     /// Deletes the manifests this run pushed, but those of repetitions whose artifacts are kept; how many.
     async fn delete_refs(&self) -> Result<usize, InfraError> {
-        let pushes = self.cells.iter().flat_map(|c| &c.scenario.phases).any(|p| match &p.action {
-            PhaseAction::Build(b) => {
-                b.output == Output::Push || b.cache_to.iter().any(|c| matches!(c.target, CacheRef::Registry(_)))
-            }
-            PhaseAction::Prune(_) => false,
-        });
-        if !pushes {
+        if !self.cells.iter().any(|c| c.scenario.pushes_to_registry()) {
             return Ok(0);
         }
         let kept = self.kept_refs.borrow().clone();

@@ -9,7 +9,7 @@ mod common;
 use std::collections::BTreeSet;
 use std::process::{Command, Stdio};
 
-use common::{bkcache_run, builder_running, builders_file, environment_ready, leftovers, repo, slow_scenario};
+use common::{builder_running, builders_file, environment_ready, leftovers, repo, run_test_scenario, slow_scenario};
 use serde_json::Value;
 use testcontainers::core::WaitFor;
 use testcontainers::runners::AsyncRunner;
@@ -80,16 +80,7 @@ async fn a_runs_registry_caches_are_deleted_and_their_blobs_collected() {
     }
     let before = registry_blobs();
     for run_id in ["e2e-registry-1", "e2e-registry-2"] {
-        let run = bkcache_run(
-            &[
-                "harness/tests/scenarios/registry-cache.toml",
-                "--builders",
-                &builders_file(),
-                "--builder",
-                "newest-overlayfs",
-            ],
-            run_id,
-        );
+        let run = run_test_scenario("registry-cache", &["newest-overlayfs"], run_id);
         assert_eq!(run.code(), Some(0), "{}", run.stdout());
         assert_eq!(run_tags(run_id), Vec::<String>::new(), "the run deleted its refs");
         assert_eq!(leftovers(run_id).await, Vec::<String>::new());

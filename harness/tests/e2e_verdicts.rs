@@ -8,7 +8,10 @@ use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use common::{bkcache_run, builder_running, builders_file, environment_ready, leftovers, repo, slow_scenario, variant};
+use common::{
+    bkcache_run, builder_running, builders_file, environment_ready, leftovers, repo, run_test_scenario, slow_scenario,
+    variant,
+};
 use serde_json::{json, Value};
 
 fn by_scenario(run: &common::Run) -> std::collections::HashMap<String, Value> {
@@ -100,18 +103,7 @@ async fn an_inline_cache_in_the_pushed_image_is_imported() {
     if !environment_ready().await {
         return;
     }
-    let run = bkcache_run(
-        &[
-            "harness/tests/scenarios/inline-cache.toml",
-            "--builders",
-            &builders_file(),
-            "--builder",
-            "newest-overlayfs",
-            "--builder",
-            "newest-stargz",
-        ],
-        "e2e-inline",
-    );
+    let run = run_test_scenario("inline-cache", &["newest-overlayfs", "newest-stargz"], "e2e-inline");
     assert_eq!(run.code(), Some(0), "{}", run.stdout());
     let cells = run.cells();
     assert_eq!(cells["newest-overlayfs"]["verdict"], "pass", "{:#}", cells["newest-overlayfs"]);
@@ -129,18 +121,7 @@ async fn prune_filters_keep_storage_no_cache_filter_and_platform_take_effect() {
     if !environment_ready().await {
         return;
     }
-    let run = bkcache_run(
-        &[
-            "harness/tests/scenarios/build-options.toml",
-            "--builders",
-            &builders_file(),
-            "--builder",
-            "newest-overlayfs",
-            "--builder",
-            "newest-stargz",
-        ],
-        "e2e-options",
-    );
+    let run = run_test_scenario("build-options", &["newest-overlayfs", "newest-stargz"], "e2e-options");
     assert_eq!(run.code(), Some(0), "{}", run.stdout());
     for (builder, cell) in run.cells() {
         assert_eq!(cell["verdict"], "pass", "{builder}: {cell:#}");

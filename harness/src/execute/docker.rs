@@ -151,8 +151,8 @@ impl Engine {
         Ok(text)
     }
 
-    /// Names of the containers and volumes that start with `prefix`.
-    pub async fn names_with_prefix(&self, prefix: &str) -> Result<Vec<String>, InfraError> {
+    /// The containers and the volumes whose names start with `prefix`.
+    async fn with_prefix(&self, prefix: &str) -> Result<(Vec<String>, Vec<String>), InfraError> {
         let filters = HashMap::from([("name".to_owned(), vec![prefix.to_owned()])]);
         let options = ListContainersOptions { all: true, filters: Some(filters.clone()), ..Default::default() };
         let containers = self.docker.list_containers(Some(options)).await.map_err(docker_err("listing containers"))?;
@@ -161,48 +161,36 @@ impl Engine {
             .list_volumes(Some(ListVolumesOptions { filters: Some(filters) }))
             .await
             .map_err(docker_err("listing volumes"))?;
-        Ok(containers
+        // the name filter matches anywhere in the name: keep real prefixes only
+        let containers = containers
             .into_iter()
             .flat_map(|c| c.names.unwrap_or_default())
             .map(|n| n.trim_start_matches('/').to_owned())
-            .chain(volumes.volumes.unwrap_or_default().into_iter().map(|v| v.name))
             .filter(|n| n.starts_with(prefix))
-            .collect())
+            .collect();
+        let volumes =
+            volumes.volumes.unwrap_or_default().into_iter().map(|v| v.name).filter(|n| n.starts_with(prefix)).collect();
+        Ok((containers, volumes))
+    }
+
+    /// Names of the containers and volumes that start with `prefix`.
+    pub async fn names_with_prefix(&self, prefix: &str) -> Result<Vec<String>, InfraError> {
+        let (containers, volumes) = self.with_prefix(prefix).await?;
+        Ok(containers.into_iter().chain(volumes).collect())
     }
 
     /// Removes containers and volumes whose names start with `prefix` (what `buildx rm` should have
     /// removed already; this catches what an interrupted run left).
     pub async fn remove_by_prefix(&self, prefix: &str) -> Result<(), InfraError> {
-        let filters = HashMap::from([("name".to_owned(), vec![prefix.to_owned()])]);
-        let containers = self
-            .docker
-            .list_containers(Some(ListContainersOptions {
-                all: true,
-                filters: Some(filters.clone()),
-                ..Default::default()
-            }))
-            .await
-            .map_err(docker_err("listing containers"))?;
-        for c in containers {
-            for name in c.names.unwrap_or_default() {
-                let name = name.trim_start_matches('/').to_owned();
-                if name.starts_with(prefix) {
-                    let options = RemoveContainerOptions { force: true, v: true, ..Default::default() };
-                    gone_is_fine(self.docker.remove_container(&name, Some(options)).await)
-                        .map_err(docker_err("removing a container"))?;
-                }
-            }
+        let (containers, volumes) = self.with_prefix(prefix).await?;
+        for name in containers {
+            let options = RemoveContainerOptions { force: true, v: true, ..Default::default() };
+            gone_is_fine(self.docker.remove_container(&name, Some(options)).await)
+                .map_err(docker_err("removing a container"))?;
         }
-        let volumes = self
-            .docker
-            .list_volumes(Some(ListVolumesOptions { filters: Some(filters) }))
-            .await
-            .map_err(docker_err("listing volumes"))?;
-        for v in volumes.volumes.unwrap_or_default() {
-            if v.name.starts_with(prefix) {
-                gone_is_fine(self.docker.remove_volume(&v.name, Some(RemoveVolumeOptions { force: true })).await)
-                    .map_err(docker_err("removing a volume"))?;
-            }
+        for name in volumes {
+            gone_is_fine(self.docker.remove_volume(&name, Some(RemoveVolumeOptions { force: true })).await)
+                .map_err(docker_err("removing a volume"))?;
         }
         Ok(())
     }

@@ -75,6 +75,19 @@ pub struct Scenario {
     pub repeat: u32,
 }
 
+impl Scenario {
+    /// Whether some phase pushes to the registry (an image, or a registry cache): only then has a run
+    /// registry refs to delete.
+    pub fn pushes_to_registry(&self) -> bool {
+        self.phases.iter().any(|p| match &p.action {
+            PhaseAction::Build(b) => {
+                b.output == Output::Push || b.cache_to.iter().any(|c| matches!(c.target, CacheRef::Registry(_)))
+            }
+            PhaseAction::Prune(_) => false,
+        })
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BaseImage {
     /// One of the eStargz bases the set-up builds: `<registry>/bkcache/<name>:esgz`.

@@ -133,6 +133,15 @@ pub fn bkcache_run(args: &[&str], run_id: &str) -> Run {
     Run { output, report, artifacts }
 }
 
+/// Runs `harness/tests/scenarios/<name>.toml` on these profiles of the project's builders file.
+pub fn run_test_scenario(name: &str, builders: &[&str], run_id: &str) -> Run {
+    let scenario = format!("harness/tests/scenarios/{name}.toml");
+    let builders_file = builders_file();
+    let mut args = vec![scenario.as_str(), "--builders", builders_file.as_str()];
+    args.extend(builders.iter().flat_map(|b| ["--builder", *b]));
+    bkcache_run(&args, run_id)
+}
+
 /// What this run left: containers and volumes named after its builders, and buildx builders.
 pub async fn leftovers(run_id: &str) -> Vec<String> {
     let docker = bollard::Docker::connect_with_defaults().unwrap();
