@@ -68,7 +68,7 @@ const KNOWN_KEYS: &[&str] = &[
 
 /// Flags that take a value, so `--flag value` split over two items would swallow the next flag.
 const VALUE_FLAGS: &[&str] =
-    &["--addr", "--debugaddr", "--group", "--allow-insecure-entitlement", "--tlscert", "--tlskey", "--tlscacert"];
+    &["--addr", "--group", "--allow-insecure-entitlement", "--tlscert", "--tlskey", "--tlscacert"];
 
 pub fn check_flag(flag: &str) -> Result<(), BuildkitdError> {
     let one_flag = flag.starts_with("--")
@@ -86,6 +86,7 @@ pub fn check_flag(flag: &str) -> Result<(), BuildkitdError> {
         "--oci-worker-snapshotter" => return owned("from the profile's `snapshotter`"),
         "--root" => return owned("builders are reset by giving them a new state root"),
         "--config" => return owned("use the profile's `buildkitd_config`"),
+        "--save-cache-debug" | "--debugaddr" => return owned("cache keys are read from buildkitd's debug address"),
         _ => {}
     }
     let takes_value =
@@ -93,7 +94,7 @@ pub fn check_flag(flag: &str) -> Result<(), BuildkitdError> {
     if takes_value && value.is_none_or(str::is_empty) && !is_boolean_worker_flag(name) {
         return Err(BuildkitdError::NeedsValue(name.to_owned()));
     }
-    if matches!(name, "--addr" | "--debugaddr") {
+    if name == "--addr" {
         check_listen(value.unwrap_or_default())?;
     }
     Ok(())
@@ -202,13 +203,15 @@ mod tests {
 
     #[test]
     fn flags_are_one_item_each_and_listen_locally() {
-        for ok in ["--oci-worker-gc", "--addr=unix:///run/x.sock", "--debugaddr=tcp://127.0.0.1:6060", "--trace"] {
+        for ok in ["--oci-worker-gc", "--addr=unix:///run/x.sock", "--addr=tcp://127.0.0.1:6060", "--trace"] {
             assert_eq!(check_flag(ok), Ok(()), "{ok}");
         }
         for (bad, expected) in [
             ("--addr tcp://0.0.0.0:1234", "is not one flag"),
             ("--addr=tcp://0.0.0.0:1234", "listens beyond"),
-            ("--debugaddr=0.0.0.0:6060", "listens beyond"),
+            ("--addr=0.0.0.0:6060", "listens beyond"),
+            ("--debugaddr=127.0.0.1:6060", "set by bkcache"),
+            ("--save-cache-debug", "set by bkcache"),
             ("--addr", "takes a value"),
             ("--oci-worker-snapshotter=native", "set by bkcache"),
             ("--root=/tmp", "set by bkcache"),

@@ -11,6 +11,8 @@ use clap::{Args, Parser, Subcommand};
 use crate::errors::{ConfigError, Error, InfraError};
 use crate::execute::buildkit_image::{self, BuildkitSpec, Patch};
 use crate::execute::docker::Engine;
+use crate::execute::registry::Registry;
+use crate::inspect;
 use crate::pins::Pins;
 use crate::plan::Filter;
 use crate::report;
@@ -48,6 +50,64 @@ enum Command {
     /// Remove what runs that no longer run left behind: builders (containers, volumes), registry refs
     /// and, after some days, artifacts; then the registry's unreferenced blobs when no run is active.
     Gc(GcArgs),
+    /// Why steps were not CACHED: a repetition's artifacts observed again — each exported cache's
+    /// records mapped to the steps they cache, and each step of a cache-importing build that ran,
+    /// explained.
+    Explain(ExplainArgs),
+    /// What an exported cache holds, per step.
+    #[command(subcommand)]
+    Cache(CacheCommand),
+}
+
+#[derive(Args)]
+struct ExplainArgs {
+    /// A repetition's artifacts directory (`<artifacts dir>/<run id>/<cell>-r<n>.*`).
+    dir: PathBuf,
+    /// Print JSON (the observations) instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Subcommand)]
+enum CacheCommand {
+    /// Records (with the steps they cache), layers and blobs of one cache.
+    Inspect(CacheInspectArgs),
+    /// Per step: present in both, missing, without layers, or with other blobs.
+    Diff(CacheDiffArgs),
+}
+
+#[derive(Args)]
+struct CacheSource {
+    /// Which exported cache of a repetition (e.g. `local:main`) [default: its first].
+    #[arg(long)]
+    cache: Option<String>,
+    /// The pins file naming the local registry.
+    #[arg(long, default_value = "ci/versions.env")]
+    pins: PathBuf,
+}
+
+#[derive(Args)]
+struct CacheInspectArgs {
+    /// A repetition's artifacts directory, a cache directory (OCI layout) or `<registry>/<repo>:<tag>`.
+    source: String,
+    #[command(flatten)]
+    from: CacheSource,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct CacheDiffArgs {
+    /// The first cache (as for `cache inspect`).
+    a: String,
+    /// The second cache.
+    b: String,
+    #[command(flatten)]
+    from: CacheSource,
+    /// Also list the steps both caches hold alike.
+    #[arg(long)]
+    all: bool,
 }
 
 #[derive(Args)]
@@ -146,6 +206,9 @@ pub async fn main() -> i32 {
         Command::Run(args) => run(&args).await,
         Command::Buildkit(BuildkitCommand::Build(args)) => buildkit_build(&args).await,
         Command::Gc(args) => gc(&args).await,
+        Command::Explain(args) => explain(&args),
+        Command::Cache(CacheCommand::Inspect(args)) => cache_inspect(&args).await,
+        Command::Cache(CacheCommand::Diff(args)) => cache_diff(&args).await,
     };
     outcome.unwrap_or_else(|e| {
         eprintln!("error: {e}");
@@ -213,6 +276,39 @@ async fn buildkit_build(args: &BuildkitBuildArgs) -> Result<i32, Error> {
     let engine = Engine::connect().await?;
     let image = buildkit_image::ensure(&engine, &spec, pins.registry()).await?;
     println!("{} ({})", image.tag, if image.built { "built" } else { "reused" });
+    Ok(EXIT_OK)
+}
+
+fn explain(args: &ExplainArgs) -> Result<i32, Error> {
+    let observed = inspect::observe_repetition(&args.dir)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&observed).expect("observations serialize"));
+    } else {
+        print!("{}", report::forensics::explanation(&observed));
+    }
+    Ok(EXIT_OK)
+}
+
+impl CacheSource {
+    async fn load(&self, source: &str) -> Result<crate::observe::forensics::CacheSummary, Error> {
+        let registry = Registry::new(&Pins::load(&self.pins)?);
+        Ok(inspect::load_cache(source, self.cache.as_deref(), &registry).await?)
+    }
+}
+
+async fn cache_inspect(args: &CacheInspectArgs) -> Result<i32, Error> {
+    let summary = args.from.load(&args.source).await?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&summary).expect("a summary serializes"));
+    } else {
+        print!("{}", report::forensics::cache(&summary));
+    }
+    Ok(EXIT_OK)
+}
+
+async fn cache_diff(args: &CacheDiffArgs) -> Result<i32, Error> {
+    let (a, b) = (args.from.load(&args.a).await?, args.from.load(&args.b).await?);
+    print!("{}", report::forensics::diff(&args.a, &args.b, &inspect::diff(&a, &b), args.all));
     Ok(EXIT_OK)
 }
 

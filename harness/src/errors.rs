@@ -100,4 +100,6 @@ pub enum Error {
     Infra(#[from] InfraError),
     #[error(transparent)]
     BuildkitImage(#[from] crate::execute::buildkit_image::BuildkitImageError),
+    #[error(transparent)]
+    Inspect(#[from] crate::inspect::InspectError),
 }

@@ -15,6 +15,7 @@ pub mod dockerfile;
 pub mod errors;
 pub mod events;
 pub mod execute;
+pub mod inspect;
 pub mod judge;
 pub mod names;
 pub mod observe;

@@ -86,6 +86,15 @@ impl BuilderProfile {
         flags.extend(self.buildkitd_flags.iter().cloned());
         flags
     }
+
+    /// Whether its buildkitd can record the plaintext of every cache key (`--save-cache-debug`, BuildKit
+    /// v0.24.0 and later): what maps cache records to Dockerfile steps. Unknown for an image the profile
+    /// names without a release, so not asked of it (an older buildkitd refuses the flag and never starts).
+    pub fn records_cache_keys(&self) -> bool {
+        let Some(spec) = &self.buildkit else { return false };
+        semver::Version::parse(spec.version.trim_start_matches('v'))
+            .is_ok_and(|v| v >= semver::Version::new(0, 24, 0))
+    }
 }
 
 /// All profiles of one builders file, plus the pins they were resolved with.

@@ -279,6 +279,7 @@ impl Session {
         let observations = observer.into_inner().finish(&raw);
         let dir = dir.ok();
         if let Some(dir) = &dir {
+            let _ = raw.save(dir.path());
             if let Ok(json) = serde_json::to_string_pretty(&observations) {
                 let _ = std::fs::write(dir.path().join("observations.json"), json);
             }

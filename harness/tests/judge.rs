@@ -84,7 +84,7 @@ fn real_6893_cells_judge_as_measured() {
         assert_eq!(ids(&j), ["moby/buildkit#6893"]);
         assert_eq!(
             j.reasons,
-            [Reason::StepRan { phase: "import".into(), step: STABLE.into(), expected: STABLE.into() }],
+            [Reason::StepRan { phase: "import".into(), step: STABLE.into(), expected: STABLE.into(), why: None }],
             "{builder}"
         );
     }

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use bkcache::observe::{cache, laziness, progress};
+use bkcache::observe::{cache, forensics, keys, laziness, progress};
 
 fn fixture(path: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(path)
@@ -83,8 +83,9 @@ fn cached_with_an_error_is_not_cached() {
     assert!(progress::parse(stream, false).steps.iter().all(|s| !s.cached));
 }
 
-fn summary(profile: &str) -> cache::CacheSummary {
-    cache::read_local(&fixture(&format!("{profile}/cache"))).unwrap().summary("export")
+fn summary(profile: &str) -> forensics::CacheSummary {
+    let cache = cache::read_layout(&fixture(&format!("{profile}/cache"))).unwrap();
+    forensics::summarize("export", "local:main", cache, &[], &keys::KeyTexts::default()).summary
 }
 
 #[test]
@@ -107,14 +108,14 @@ fn cache_summaries_show_missing_records_on_v0_24_stargz() {
 
 #[test]
 fn cache_summary_counts_every_layer() {
-    let config = cache::read_local(&fixture("newest-overlayfs/cache")).unwrap();
-    assert_eq!(config.summary("x").layers, config.layers.len());
-    assert!(config.layers.iter().all(|l| l.blob.starts_with("sha256:")));
+    let cache = cache::read_layout(&fixture("newest-overlayfs/cache")).unwrap();
+    assert_eq!(summary("newest-overlayfs").layers, cache.config.layers.len());
+    assert!(cache.config.layers.iter().all(|l| l.blob.starts_with("sha256:")));
 }
 
 #[test]
 fn cache_read_names_what_is_missing() {
-    let err = cache::read_local(&fixture("failed-build")).unwrap_err().to_string();
+    let err = cache::read_layout(&fixture("failed-build")).unwrap_err().to_string();
     assert!(err.contains("index.json"), "{err}");
 }
 

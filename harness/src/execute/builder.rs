@@ -44,6 +44,8 @@ pub struct Builder {
     life: u32,
     /// Lines of the container's log written before this life.
     log_lines_before: usize,
+    /// buildkitd's debug address (`127.0.0.1:<port>`), when it records cache-key plaintexts.
+    pub debug_addr: Option<String>,
 }
 
 impl Builder {
@@ -131,6 +133,14 @@ impl Janitor {
         let name = self.builder_name(self.created.fetch_add(1, Ordering::Relaxed), &profile.name);
         let config = write_config(work_dir, &buildkitd_config(profile, registry, 1))?;
         self.live.lock().expect("janitor lock").push(name.clone());
+        let mut flags = profile.all_buildkitd_flags();
+        let debug_addr = match profile.records_cache_keys() {
+            true => Some(format!("127.0.0.1:{}", super::keys::free_loopback_port()?)),
+            false => None,
+        };
+        if let Some(addr) = &debug_addr {
+            flags.extend(["--save-cache-debug".into(), format!("--debugaddr={addr}")]);
+        }
         let args = vec![
             "create".into(),
             "--name".into(),
@@ -142,13 +152,13 @@ impl Janitor {
             "--driver-opt".into(),
             format!("image={}", profile.image),
             "--buildkitd-flags".into(),
-            profile.all_buildkitd_flags().join(" "),
+            flags.join(" "),
             "--buildkitd-config".into(),
             config.display().to_string(),
             "--bootstrap".into(),
         ];
         buildx(&args, CREATE_TIMEOUT).await?.require_success()?;
-        Ok(Builder { name, profile: profile.name.clone(), life: 1, log_lines_before: 0 })
+        Ok(Builder { name, profile: profile.name.clone(), life: 1, log_lines_before: 0, debug_addr })
     }
 
     /// Removes a builder with its container and state volume.

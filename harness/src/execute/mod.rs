@@ -17,12 +17,16 @@ pub mod buildkit_image;
 pub mod buildx;
 pub mod docker;
 pub mod gc;
+pub mod http;
+pub mod keys;
 pub mod locks;
 pub mod phase;
 pub mod registry;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
 
 use crate::errors::InfraError;
 use crate::observe::{progress, InfraFailure};
@@ -39,15 +43,76 @@ pub struct Machine {
     pub janitor: Janitor,
 }
 
-/// What one repetition left behind, before anyone interpreted it.
-#[derive(Debug, Default)]
+/// What one repetition left behind, before anyone interpreted it. Saved as `raw.json` in the
+/// repetition's directory (the rawjson streams and the log beside it), so its artifacts can be observed
+/// again later (`bkcache explain DIR`).
+#[derive(Debug, Default, Serialize, Deserialize)]
 pub struct RawRepetition {
     pub phases: Vec<RawPhase>,
+    #[serde(skip)]
     pub buildkitd_log: Option<String>,
     pub infrastructure: Option<InfraFailure>,
 }
 
-#[derive(Debug)]
+/// The file [`RawRepetition`] is saved in.
+pub const RAW_FILE: &str = "raw.json";
+
+impl RawRepetition {
+    /// Saves it into `dir`, paths relative to `dir`.
+    pub fn save(&self, dir: &Path) -> std::io::Result<()> {
+        let mut json = serde_json::to_value(self).map_err(std::io::Error::other)?;
+        rebase(&mut json, &format!("{}/", dir.display()), "");
+        std::fs::write(dir.join(RAW_FILE), serde_json::to_string_pretty(&json).map_err(std::io::Error::other)?)
+    }
+
+    /// Loads what [`RawRepetition::save`] saved in `dir`, with the rawjson streams and the log beside it.
+    pub fn load(dir: &Path) -> Result<RawRepetition, InfraError> {
+        let path = dir.join(RAW_FILE);
+        let text = std::fs::read_to_string(&path).map_err(InfraError::io(format!("reading {}", path.display())))?;
+        let mut json: serde_json::Value = serde_json::from_str(&text)
+            .map_err(|e| InfraError::io(format!("reading {}", path.display()))(std::io::Error::other(e)))?;
+        rebase_relative(&mut json, dir);
+        let mut raw: RawRepetition = serde_json::from_value(json)
+            .map_err(|e| InfraError::io(format!("reading {}", path.display()))(std::io::Error::other(e)))?;
+        for p in &mut raw.phases {
+            if let Some(build) = &mut p.build {
+                let rawjson = dir.join(format!("{}.rawjson", p.phase));
+                build.rawjson = std::fs::read_to_string(&rawjson)
+                    .map_err(InfraError::io(format!("reading {}", rawjson.display())))?;
+            }
+        }
+        raw.buildkitd_log = std::fs::read_to_string(dir.join("buildkitd.log")).ok();
+        Ok(raw)
+    }
+}
+
+/// Rewrites every string starting with `from` to start with `to` instead.
+fn rebase(json: &mut serde_json::Value, from: &str, to: &str) {
+    match json {
+        serde_json::Value::String(s) if s.starts_with(from) => *s = format!("{to}{}", &s[from.len()..]),
+        serde_json::Value::Array(items) => items.iter_mut().for_each(|v| rebase(v, from, to)),
+        serde_json::Value::Object(map) => map.values_mut().for_each(|v| rebase(v, from, to)),
+        _ => {}
+    }
+}
+
+/// Makes the saved paths (the `dir`, `key_dumps` fields) absolute under `dir`.
+fn rebase_relative(json: &mut serde_json::Value, dir: &Path) {
+    match json {
+        serde_json::Value::Object(map) => {
+            for (key, value) in map.iter_mut() {
+                match (key.as_str(), value) {
+                    ("dir" | "key_dumps", serde_json::Value::String(s)) => *s = dir.join(&*s).display().to_string(),
+                    (_, v) => rebase_relative(v, dir),
+                }
+            }
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(|v| rebase_relative(v, dir)),
+        _ => {}
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize)]
 pub struct RawPhase {
     pub phase: String,
     pub duration: Duration,
@@ -55,13 +120,26 @@ pub struct RawPhase {
     pub build: Option<RawBuild>,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct RawBuild {
-    /// buildx's stderr with `--progress=rawjson`.
+    /// buildx's stderr with `--progress=rawjson` (saved as `<phase>.rawjson`).
+    #[serde(skip)]
     pub rawjson: String,
     pub succeeded: bool,
-    /// Local cache directories this build exported into.
-    pub local_exports: Vec<PathBuf>,
+    /// The caches this build exported, as OCI layouts (a local export, or a copy of what it pushed).
+    pub exports: Vec<CacheArtifact>,
+    /// The caches it imported: the layouts of earlier phases' exports.
+    pub imports: Vec<CacheArtifact>,
+    /// The stem of its cache-key dumps (`<stem>.keys.json`, `<stem>.store.json`: see [`keys`]), when
+    /// the builder records cache keys.
+    pub key_dumps: Option<PathBuf>,
+}
+
+/// A cache's documents on disk: `name` as the scenario says it (`local:main`, `inline:export`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CacheArtifact {
+    pub name: String,
+    pub dir: PathBuf,
 }
 
 /// Where a repetition works: its directory and what names its builder and registry refs.
@@ -96,7 +174,7 @@ pub async fn run_repetition(
     let paths = phase::CellPaths { dir: ws.dir, refs: &ws.refs, registry: &machine.registry.addr };
     for phase in &cell.scenario.phases {
         on_progress(Progress::PhaseStarted(phase));
-        let record = match phase::run(phase, &cell.scenario, &builder, &paths).await {
+        let record = match phase::run(phase, &cell.scenario, &builder, &machine.registry, &paths).await {
             Ok(r) => r,
             Err(e) => {
                 raw.infrastructure = Some(InfraFailure::new(format!("phase `{}`", phase.name), &e));

@@ -6,7 +6,8 @@ use std::time::{Duration, Instant};
 
 use super::builder::Builder;
 use super::buildx::buildx;
-use super::{RawBuild, RawPhase};
+use super::registry::Registry;
+use super::{CacheArtifact, RawBuild, RawPhase};
 use crate::errors::InfraError;
 use crate::names::Name;
 use crate::scenario::{BuildPhase, CacheExport, CacheMode, CacheRef, Output, Phase, PhaseAction, Scenario};
@@ -25,7 +26,32 @@ impl CellPaths<'_> {
     }
 
     fn registry_ref(&self, kind: &str, name: &Name) -> String {
-        format!("{}/bkcache-{kind}/{}:{name}", self.registry, self.refs)
+        format!("{}/{}:{name}", self.registry, self.repository(kind))
+    }
+
+    fn repository(&self, kind: &str) -> String {
+        format!("bkcache-{kind}/{}", self.refs)
+    }
+
+    /// Where the documents of a cache are read from: a local export's own directory, or the copy of a
+    /// registry cache (or of the image that carries an inline cache) fetched after the export.
+    pub fn cache_artifact(&self, target: &CacheRef) -> CacheArtifact {
+        let dir = match target {
+            CacheRef::Local(name) => self.local_cache_dir(name),
+            CacheRef::Registry(name) => self.dir.join("fetched").join(format!("cache-{name}")),
+            CacheRef::Inline(phase) => self.dir.join("fetched").join(format!("image-{phase}")),
+        };
+        CacheArtifact { name: target.to_string(), dir }
+    }
+
+    /// Copies what a build just pushed for `target` into [`CellPaths::cache_artifact`]'s directory.
+    async fn fetch(&self, target: &CacheRef, registry: &Registry) -> Result<(), InfraError> {
+        let (repo, tag) = match target {
+            CacheRef::Local(_) => return Ok(()),
+            CacheRef::Registry(name) => (self.repository("cache"), name),
+            CacheRef::Inline(phase) => (self.repository("out"), phase),
+        };
+        registry.fetch_layout(&repo, tag.as_str(), &self.cache_artifact(target).dir).await
     }
 
     fn cache_location(&self, target: &CacheRef, importing: bool) -> String {
@@ -55,6 +81,7 @@ pub async fn run(
     phase: &Phase,
     scenario: &Scenario,
     builder: &Builder,
+    registry: &Registry,
     paths: &CellPaths<'_>,
 ) -> Result<RawPhase, InfraError> {
     let started = Instant::now();
@@ -79,17 +106,22 @@ pub async fn run(
             let run = buildx(&args, timeout).await?;
             let rawjson = paths.rawjson_path(&phase.name);
             std::fs::write(&rawjson, &run.stderr).map_err(InfraError::io(format!("writing {}", rawjson.display())))?;
+            let mut key_dumps = None;
+            if run.success {
+                for export in &build.cache_to {
+                    paths.fetch(&export.target, registry).await?;
+                }
+                if let Some(addr) = &builder.debug_addr {
+                    super::keys::save(addr, paths.dir, phase.name.as_str()).await?;
+                    key_dumps = Some(paths.dir.join(phase.name.as_str()));
+                }
+            }
             Some(RawBuild {
                 succeeded: run.success,
                 rawjson: run.stderr,
-                local_exports: build
-                    .cache_to
-                    .iter()
-                    .filter_map(|c| match &c.target {
-                        CacheRef::Local(name) => Some(paths.local_cache_dir(name)),
-                        CacheRef::Registry(_) | CacheRef::Inline(_) => None,
-                    })
-                    .collect(),
+                exports: build.cache_to.iter().map(|c| paths.cache_artifact(&c.target)).collect(),
+                imports: build.cache_from.iter().map(|c| paths.cache_artifact(c)).collect(),
+                key_dumps,
             })
         }
     };

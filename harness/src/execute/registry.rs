@@ -1,8 +1,7 @@
 //! The local registry (distribution, on loopback): is it up, does it hold an image, and deleting the refs
 //! a run pushed (its registry caches and images) so the registry does not grow run after run.
 
-use std::time::Duration;
-
+use super::http::{agent, blocking};
 use crate::errors::InfraError;
 
 #[derive(Debug, Clone)]
@@ -12,7 +11,6 @@ pub struct Registry {
     pub container: String,
 }
 
-const TIMEOUT: Duration = Duration::from_secs(10);
 const MANIFEST_TYPES: &str = "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.v2+json, application/vnd.docker.distribution.manifest.list.v2+json";
 
 impl Registry {
@@ -139,12 +137,73 @@ impl Registry {
     }
 }
 
-fn agent() -> ureq::Agent {
-    ureq::AgentBuilder::new().timeout(TIMEOUT).build()
+
+/// Media types whose documents `fetch_layout` follows (manifests, and the cache config they point to).
+fn is_document(media_type: &str) -> bool {
+    media_type.contains("manifest") || media_type.contains("index") || media_type.ends_with("cacheconfig.v0")
 }
 
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, InfraError> + Send + 'static,
-) -> Result<T, InfraError> {
-    tokio::task::spawn_blocking(f).await.map_err(|e| InfraError::io("registry request")(std::io::Error::other(e)))?
+impl Registry {
+    /// Copies `repo:tag` (a registry cache or a pushed image) into an OCI layout at `dir`: its manifests,
+    /// the cache config or image config they name, and an `index.json` pointing at the top one. Layer
+    /// blobs are left out: only the documents say what a cache holds. `observe` reads it like a local
+    /// cache export, and checks every digest.
+    pub async fn fetch_layout(&self, repo: &str, tag: &str, dir: &std::path::Path) -> Result<(), InfraError> {
+        let base = format!("http://{}/v2/{repo}", self.addr);
+        let (tag, dir, fail) = (tag.to_owned(), dir.to_owned(), self.unreachable());
+        blocking(move || {
+            let blobs = dir.join("blobs").join("sha256");
+            std::fs::create_dir_all(&blobs).map_err(InfraError::io(format!("creating {}", blobs.display())))?;
+            let write = |digest: &str, body: &[u8]| {
+                let path = blobs.join(digest.trim_start_matches("sha256:"));
+                std::fs::write(&path, body).map_err(InfraError::io(format!("writing {}", path.display())))
+            };
+            let get = |url: String| -> Result<(String, Vec<u8>), InfraError> {
+                let response = agent().get(&url).set("Accept", MANIFEST_TYPES).call().map_err(&fail)?;
+                let media_type = response.content_type().to_owned();
+                let mut body = Vec::new();
+                std::io::Read::read_to_end(&mut response.into_reader(), &mut body)
+                    .map_err(InfraError::io(format!("reading {url}")))?;
+                Ok((media_type, body))
+            };
+            let (media_type, top) = get(format!("{base}/manifests/{tag}"))?;
+            let (top_digest, top_size) = (sha256_digest(&top), top.len());
+            write(&top_digest, &top)?;
+            let mut pending = vec![top];
+            while let Some(document) = pending.pop() {
+                let parsed: serde_json::Value = serde_json::from_slice(&document).unwrap_or_default();
+                let children = parsed["manifests"].as_array().into_iter().flatten().chain(parsed.get("config"));
+                for child in children {
+                    let (Some(child_type), Some(digest)) = (child["mediaType"].as_str(), child["digest"].as_str())
+                    else {
+                        continue;
+                    };
+                    let is_config = child_type.contains("config");
+                    if !is_document(child_type) && !is_config {
+                        continue;
+                    }
+                    let kind = if is_config || child_type.ends_with("cacheconfig.v0") { "blobs" } else { "manifests" };
+                    let (_, body) = get(format!("{base}/{kind}/{digest}"))?;
+                    write(digest, &body)?;
+                    if !is_config && kind == "manifests" {
+                        pending.push(body);
+                    }
+                }
+            }
+            let index = serde_json::json!({
+                "schemaVersion": 2,
+                "mediaType": "application/vnd.oci.image.index.v1+json",
+                "manifests": [{ "mediaType": media_type, "digest": top_digest, "size": top_size }],
+            });
+            let path = dir.join("index.json");
+            std::fs::write(&path, index.to_string()).map_err(InfraError::io(format!("writing {}", path.display())))
+        })
+        .await
+    }
+}
+
+fn sha256_digest(body: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    let hex: String = Sha256::digest(body).iter().map(|b| format!("{b:02x}")).collect();
+    format!("sha256:{hex}")
 }

@@ -57,8 +57,14 @@ impl Verdict {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
 pub enum Reason {
-    /// Expected CACHED, but the step ran.
-    StepRan { phase: String, step: String, expected: String },
+    /// Expected CACHED, but the step ran; `why`: the cache forensics' explanation, when there is one.
+    StepRan {
+        phase: String,
+        step: String,
+        expected: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        why: Option<String>,
+    },
     /// Expected to run, but the step was CACHED.
     StepCached { phase: String, step: String, expected: String },
     /// BuildKit failed a build that was expected to succeed.
@@ -86,7 +92,13 @@ impl Reason {
 impl fmt::Display for Reason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Reason::StepRan { phase, step, .. } => write!(f, "phase `{phase}`: expected CACHED: `{step}`, but it ran"),
+            Reason::StepRan { phase, step, why, .. } => {
+                write!(f, "phase `{phase}`: expected CACHED: `{step}`, but it ran")?;
+                match why {
+                    Some(why) => write!(f, ": {why}"),
+                    None => Ok(()),
+                }
+            }
             Reason::StepCached { phase, step, .. } => {
                 write!(f, "phase `{phase}`: expected to run: `{step}`, but it was CACHED")
             }
@@ -186,7 +198,7 @@ pub fn judge(cell: &Cell, observed: &Observations) -> Judgement {
         let PhaseAction::Build(build) = &phase.action else { continue };
         // absent: an earlier build failed unexpectedly, and this phase built on it
         let Some(seen) = observed.phases.iter().find(|p| p.phase == phase.name.as_str()) else { continue };
-        let PhaseOutcome::Build { steps, failure } = &seen.outcome else { continue };
+        let PhaseOutcome::Build { steps, failure, misses } = &seen.outcome else { continue };
         let name = phase.name.to_string();
         match (failure, &build.expect_failure) {
             (Some(error), None) => {
@@ -227,7 +239,8 @@ pub fn judge(cell: &Cell, observed: &Observations) -> Judgement {
             for step in matching.into_iter().filter(|s| s.cached != want_cached) {
                 let (phase, step, expected) = (name.clone(), step.name.clone(), matcher.to_string());
                 let reason = if want_cached {
-                    Reason::StepRan { phase, step, expected }
+                    let why = misses.iter().find(|m| m.step == step).map(|m| m.cause.to_string());
+                    Reason::StepRan { phase, step, expected, why }
                 } else {
                     Reason::StepCached { phase, step, expected }
                 };

@@ -1,16 +1,30 @@
-//! What a local cache export (`--cache-to type=local,dest=DIR`) holds.
+//! What an exported BuildKit cache holds, typed, from any backend.
 //!
-//! `DIR/index.json` (OCI index) → the cache manifest: an OCI image index listing the layers plus the
-//! config, or (with `image-manifest=true`) an OCI manifest whose `config` is the config → the
-//! `application/vnd.buildkit.cacheconfig.v0` JSON with `layers` and `records`. moby/buildkit#6893 shows
-//! here: build-stage records with no `layers` entry (or missing records), while the final COPY's record
-//! keeps one.
+//! Every cache is read from an OCI layout directory: a local export (`--cache-to type=local`) is one;
+//! a registry cache, or the image that carries an inline cache, is copied into one by `execute`
+//! (documents only, no layer blobs). `index.json` → the top manifest, and then:
+//! - a **cache index** (local and registry exports): an OCI index listing the layer blobs and the
+//!   `application/vnd.buildkit.cacheconfig.v0` config;
+//! - a **cache manifest** (`image-manifest=true`): an OCI manifest whose `config` is the cacheconfig;
+//! - an **image** (inline cache): the image config's `moby.buildkit.cache.v0` holds the records, whose
+//!   layer indexes are the image's layers.
+//!
+//! The cacheconfig (BuildKit's `cache/remotecache/v1/types`): `layers` (blob, parent layer index, -1
+//! for none, annotations) and `records`: a cache key's `digest`, its `inputs` (one list per op input
+//! of links to other records, with a selector), and its results — `layers` (top layer index) or
+//! `chains` (layer indexes). A record with no result is a key with nothing to restore: the #6893
+//! signature when it belongs to a step that must be CACHED. Every document's digest is checked.
 
 use std::path::{Path, PathBuf};
 
+use base64::prelude::{Engine as _, BASE64_STANDARD};
+use oci_spec::image::{Descriptor, ImageIndex, ImageManifest};
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 
 pub const CACHECONFIG_MEDIA_TYPE: &str = "application/vnd.buildkit.cacheconfig.v0";
+/// The image config field an inline cache lives in.
+pub const INLINE_CACHE_FIELD: &str = "moby.buildkit.cache.v0";
 
 #[derive(Debug, thiserror::Error)]
 pub enum CacheReadError {
@@ -18,26 +32,17 @@ pub enum CacheReadError {
     Io { path: PathBuf, source: std::io::Error },
     #[error("{path}: not the JSON expected: {source}", path = .path.display())]
     Json { path: PathBuf, source: serde_json::Error },
+    #[error("{path}: not an OCI document: {source}", path = .path.display())]
+    Oci { path: PathBuf, source: oci_spec::OciSpecError },
     #[error("{path}: {message}", path = .path.display())]
     Layout { path: PathBuf, message: String },
+    #[error("{path}: content does not match its digest {expected} (it hashes to {actual})", path = .path.display())]
+    DigestMismatch { path: PathBuf, expected: String, actual: String },
 }
 
-#[derive(Deserialize)]
-struct Descriptor {
-    #[serde(rename = "mediaType", default)]
-    media_type: String,
-    digest: String,
-}
-
-#[derive(Deserialize)]
-struct IndexOrManifest {
-    #[serde(default)]
-    manifests: Vec<Descriptor>,
-    config: Option<Descriptor>,
-}
-
-/// The cacheconfig.v0 document (only what the summary needs).
-#[derive(Debug, Deserialize)]
+/// The cacheconfig.v0 document.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct CacheConfig {
     #[serde(default)]
     pub layers: Vec<CacheLayer>,
@@ -45,76 +50,271 @@ pub struct CacheConfig {
     pub records: Vec<CacheRecord>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct CacheLayer {
     pub blob: String,
+    /// The layer below this one, -1 for none (0 is written as absent).
+    #[serde(default)]
+    pub parent: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub annotations: Option<LayerAnnotations>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct LayerAnnotations {
+    #[serde(default)]
+    pub media_type: Option<String>,
+    #[serde(default, rename = "diffID")]
+    pub diff_id: Option<String>,
+    #[serde(default)]
+    pub size: Option<i64>,
+    #[serde(default)]
+    pub created_at: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct CacheRecord {
     pub digest: String,
+    /// Results as the top layer of a chain.
+    #[serde(default, rename = "layers")]
+    pub results: Vec<CacheResult>,
+    /// Results as explicit layer lists (inline caches whose layers are out of the image's order).
     #[serde(default)]
-    pub layers: Vec<serde_json::Value>,
+    pub chains: Vec<ChainedResult>,
+    #[serde(default)]
+    pub inputs: Vec<Vec<CacheInput>>,
 }
 
-/// The report's view of one exported cache.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CacheSummary {
-    /// The phase that exported it.
-    pub phase: String,
-    pub records: usize,
-    pub layers: usize,
-    pub records_with_layers: usize,
-    /// Records that have no layer: the #6893 symptom when they belong to the build stage.
-    pub records_without_layers: usize,
-    pub records_without_layers_digests: Vec<String>,
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CacheResult {
+    pub layer: usize,
+    #[serde(default, rename = "createdAt")]
+    pub created_at: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChainedResult {
+    pub layers: Vec<usize>,
+    #[serde(default, rename = "createdAt")]
+    pub created_at: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CacheInput {
+    #[serde(default)]
+    pub selector: Option<String>,
+    pub link: usize,
+}
+
+impl CacheRecord {
+    /// Whether BuildKit could restore this record's result from the cache.
+    pub fn has_layers(&self) -> bool {
+        !self.results.is_empty() || !self.chains.is_empty()
+    }
 }
 
 impl CacheConfig {
-    pub fn summary(&self, phase: &str) -> CacheSummary {
-        let without: Vec<String> =
-            self.records.iter().filter(|r| r.layers.is_empty()).map(|r| r.digest.clone()).collect();
-        CacheSummary {
-            phase: phase.to_owned(),
-            records: self.records.len(),
-            layers: self.layers.len(),
-            records_with_layers: self.records.len() - without.len(),
-            records_without_layers: without.len(),
-            records_without_layers_digests: without,
+    /// The blobs of a record's first result, bottom layer first.
+    pub fn blobs(&self, record: &CacheRecord) -> Vec<String> {
+        let mut indexes: Vec<usize> = match (record.results.first(), record.chains.first()) {
+            (Some(result), _) => {
+                let mut chain = Vec::new();
+                let mut next = Some(result.layer);
+                while let Some(i) = next.filter(|i| *i < self.layers.len() && chain.len() <= self.layers.len()) {
+                    chain.push(i);
+                    next = usize::try_from(self.layers[i].parent).ok();
+                }
+                chain.reverse();
+                chain
+            }
+            (None, Some(chain)) => chain.layers.clone(),
+            (None, None) => Vec::new(),
+        };
+        indexes.retain(|i| *i < self.layers.len());
+        indexes.into_iter().map(|i| self.layers[i].blob.clone()).collect()
+    }
+
+    /// Checks every index points inside the document.
+    fn check(&self, path: &Path) -> Result<(), CacheReadError> {
+        let bad = |message: String| Err(CacheReadError::Layout { path: path.to_owned(), message });
+        let (layers, records) = (self.layers.len(), self.records.len());
+        for (i, l) in self.layers.iter().enumerate() {
+            if l.parent < -1 || l.parent >= layers as i64 {
+                return bad(format!("layer {i} names parent {} of {layers} layers", l.parent));
+            }
+        }
+        for (i, r) in self.records.iter().enumerate() {
+            let result_layers = r.results.iter().map(|x| x.layer).chain(r.chains.iter().flat_map(|c| c.layers.clone()));
+            if let Some(l) = result_layers.into_iter().find(|l| *l >= layers) {
+                return bad(format!("record {i} names layer {l} of {layers}"));
+            }
+            if let Some(link) = r.inputs.iter().flatten().find(|x| x.link >= records) {
+                return bad(format!("record {i} links to record {} of {records}", link.link));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// How a cache was stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CacheFormat {
+    /// An OCI index of layers plus the cacheconfig (local and registry exports).
+    Index,
+    /// An OCI manifest whose config is the cacheconfig (`image-manifest=true`).
+    Manifest,
+    /// Records in an image config (`type=inline`).
+    Inline,
+}
+
+impl CacheFormat {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CacheFormat::Index => "cache index",
+            CacheFormat::Manifest => "cache manifest",
+            CacheFormat::Inline => "inline in an image",
         }
     }
 }
 
-/// Reads the cacheconfig of a local cache export directory.
-pub fn read_local(dir: &Path) -> Result<CacheConfig, CacheReadError> {
-    let index: IndexOrManifest = read_json(&dir.join("index.json"))?;
+/// A layer blob as the cache's manifest describes it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LayerBlob {
+    pub digest: String,
+    pub media_type: String,
+    pub size: u64,
+    /// Carries eStargz's TOC annotation: a lazy snapshotter can mount it without fetching it.
+    pub estargz: bool,
+}
+
+/// One cache, read.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExportedCache {
+    pub format: CacheFormat,
+    pub config: CacheConfig,
+    pub blobs: Vec<LayerBlob>,
+}
+
+const ESTARGZ_TOC: &str = "containerd.io/snapshot/stargz/toc.digest";
+
+/// Reads the cache in the OCI layout at `dir`.
+pub fn read_layout(dir: &Path) -> Result<ExportedCache, CacheReadError> {
+    let index_path = dir.join("index.json");
+    let index: ImageIndex = parse_oci(&index_path, &read(&index_path)?, |b| ImageIndex::from_reader(b))?;
     let top = index
-        .manifests
+        .manifests()
         .first()
-        .ok_or_else(|| CacheReadError::Layout { path: dir.join("index.json"), message: "lists no manifest".into() })?;
-    let manifest_path = blob_path(dir, &top.digest)?;
-    let manifest: IndexOrManifest = read_json(&manifest_path)?;
-    let config = manifest
-        .config
-        .iter()
-        .chain(manifest.manifests.iter())
-        .find(|d| d.media_type == CACHECONFIG_MEDIA_TYPE)
-        .ok_or_else(|| CacheReadError::Layout {
-            path: manifest_path.clone(),
-            message: format!("has no {CACHECONFIG_MEDIA_TYPE} descriptor"),
+        .ok_or_else(|| CacheReadError::Layout { path: index_path.clone(), message: "lists no manifest".into() })?;
+    let (top_path, top_bytes) = read_blob(dir, top)?;
+    let mut document: serde_json::Value =
+        serde_json::from_slice(&top_bytes).map_err(|source| CacheReadError::Json { path: top_path.clone(), source })?;
+    let (mut document_path, mut document_bytes) = (top_path, top_bytes);
+    // an image index (inline cache of a multi-platform push): follow its first image manifest
+    if document.get("config").is_none() && !lists_cacheconfig(&document) {
+        let index: ImageIndex = parse_oci(&document_path, &document_bytes, |b| ImageIndex::from_reader(b))?;
+        let first = index.manifests().first().ok_or_else(|| CacheReadError::Layout {
+            path: document_path.clone(),
+            message: format!("lists neither layers with a {CACHECONFIG_MEDIA_TYPE} nor a manifest"),
         })?;
-    read_json(&blob_path(dir, &config.digest)?)
+        (document_path, document_bytes) = read_blob(dir, first)?;
+        document = serde_json::from_slice(&document_bytes)
+            .map_err(|source| CacheReadError::Json { path: document_path.clone(), source })?;
+    }
+    if lists_cacheconfig(&document) {
+        let index: ImageIndex = parse_oci(&document_path, &document_bytes, |b| ImageIndex::from_reader(b))?;
+        let (config_descriptor, layers): (Vec<&Descriptor>, Vec<&Descriptor>) =
+            index.manifests().iter().partition(|d| d.media_type().to_string() == CACHECONFIG_MEDIA_TYPE);
+        let config = read_cacheconfig(dir, config_descriptor[0])?;
+        return Ok(ExportedCache { format: CacheFormat::Index, config, blobs: layers.into_iter().map(blob).collect() });
+    }
+    let manifest: ImageManifest = parse_oci(&document_path, &document_bytes, |b| ImageManifest::from_reader(b))?;
+    let blobs: Vec<LayerBlob> = manifest.layers().iter().map(blob).collect();
+    if manifest.config().media_type().to_string() == CACHECONFIG_MEDIA_TYPE {
+        let config = read_cacheconfig(dir, manifest.config())?;
+        return Ok(ExportedCache { format: CacheFormat::Manifest, config, blobs });
+    }
+    let (config_path, config_bytes) = read_blob(dir, manifest.config())?;
+    let image: serde_json::Value = serde_json::from_slice(&config_bytes)
+        .map_err(|source| CacheReadError::Json { path: config_path.clone(), source })?;
+    if image.get("rootfs").is_none() {
+        return Err(CacheReadError::Layout {
+            path: config_path,
+            message: format!(
+                "the manifest's config ({}) is neither a {CACHECONFIG_MEDIA_TYPE} nor an image config",
+                manifest.config().media_type()
+            ),
+        });
+    }
+    // an image pushed without its inline cache holds no records: what BuildKit did, not a read error
+    let Some(inline) = image.get(INLINE_CACHE_FIELD) else {
+        return Ok(ExportedCache { format: CacheFormat::Inline, config: CacheConfig::default(), blobs });
+    };
+    // Go marshals the records' JSON bytes as base64
+    let records_json = inline
+        .as_str()
+        .and_then(|b64| BASE64_STANDARD.decode(b64).ok())
+        .ok_or_else(|| CacheReadError::Layout { path: config_path.clone(), message: format!("`{INLINE_CACHE_FIELD}` is not base64") })?;
+    let records: Vec<CacheRecord> =
+        serde_json::from_slice(&records_json).map_err(|source| CacheReadError::Json { path: config_path.clone(), source })?;
+    let layers = blobs
+        .iter()
+        .enumerate()
+        .map(|(i, b)| CacheLayer { blob: b.digest.clone(), parent: i as i64 - 1, annotations: None })
+        .collect();
+    let config = CacheConfig { layers, records };
+    config.check(&config_path)?;
+    Ok(ExportedCache { format: CacheFormat::Inline, config, blobs })
 }
 
-fn blob_path(dir: &Path, digest: &str) -> Result<PathBuf, CacheReadError> {
-    let (algo, hex) = digest.split_once(':').ok_or_else(|| CacheReadError::Layout {
-        path: dir.to_owned(),
-        message: format!("malformed digest `{digest}`"),
-    })?;
-    Ok(dir.join("blobs").join(algo).join(hex))
+fn lists_cacheconfig(document: &serde_json::Value) -> bool {
+    document["manifests"].as_array().into_iter().flatten().any(|d| d["mediaType"] == CACHECONFIG_MEDIA_TYPE)
 }
 
-fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, CacheReadError> {
-    let text = std::fs::read(path).map_err(|source| CacheReadError::Io { path: path.to_owned(), source })?;
-    serde_json::from_slice(&text).map_err(|source| CacheReadError::Json { path: path.to_owned(), source })
+fn blob(d: &Descriptor) -> LayerBlob {
+    LayerBlob {
+        digest: d.digest().to_string(),
+        media_type: d.media_type().to_string(),
+        size: d.size(),
+        estargz: d.annotations().as_ref().is_some_and(|a| a.contains_key(ESTARGZ_TOC)),
+    }
+}
+
+fn read_cacheconfig(dir: &Path, descriptor: &Descriptor) -> Result<CacheConfig, CacheReadError> {
+    let (path, bytes) = read_blob(dir, descriptor)?;
+    let config: CacheConfig = serde_json::from_slice(&bytes).map_err(|source| CacheReadError::Json { path: path.clone(), source })?;
+    config.check(&path)?;
+    Ok(config)
+}
+
+/// A blob's bytes, checked against the descriptor's digest.
+fn read_blob(dir: &Path, descriptor: &Descriptor) -> Result<(PathBuf, Vec<u8>), CacheReadError> {
+    let digest = descriptor.digest();
+    let path = dir.join("blobs").join(digest.algorithm().to_string()).join(digest.digest());
+    let bytes = read(&path)?;
+    if digest.algorithm().to_string() == "sha256" {
+        let actual: String = Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect();
+        if actual != digest.digest() {
+            return Err(CacheReadError::DigestMismatch { path, expected: digest.to_string(), actual: format!("sha256:{actual}") });
+        }
+    }
+    Ok((path, bytes))
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, CacheReadError> {
+    std::fs::read(path).map_err(|source| CacheReadError::Io { path: path.to_owned(), source })
+}
+
+fn parse_oci<T>(
+    path: &Path,
+    bytes: &[u8],
+    parse: impl FnOnce(&[u8]) -> Result<T, oci_spec::OciSpecError>,
+) -> Result<T, CacheReadError> {
+    parse(bytes).map_err(|source| CacheReadError::Oci { path: path.to_owned(), source })
 }

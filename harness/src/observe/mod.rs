@@ -5,13 +5,17 @@
 //! the judge's table tests read observations captured that way from real runs.
 
 pub mod cache;
+pub mod forensics;
+pub mod keys;
 pub mod laziness;
 pub mod progress;
+pub mod records;
 
 use serde::{Deserialize, Serialize};
 
 use crate::execute::{RawBuild, RawPhase, RawRepetition};
-use cache::CacheSummary;
+use forensics::{CacheSummary, Miss, ReadCache};
+use keys::KeyTexts;
 use laziness::Laziness;
 use progress::Step;
 
@@ -21,7 +25,7 @@ pub struct Observations {
     /// The phases that ran, in order. A phase after an unexpected build failure or an infrastructure
     /// failure did not run and is absent.
     pub phases: Vec<PhaseObservation>,
-    /// One summary per local cache export of a build that succeeded, in phase order.
+    /// One summary per cache export of a build that succeeded, in phase order.
     pub caches: Vec<CacheSummary>,
     /// Lazy-pull evidence from the buildkitd log (every builder; judged on lazy snapshotters).
     pub laziness: Option<Laziness>,
@@ -39,10 +43,13 @@ pub struct PhaseObservation {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
 pub enum PhaseOutcome {
-    /// A build BuildKit ran: its steps and, when its solver failed it, BuildKit's error.
+    /// A build BuildKit ran: its steps, when its solver failed it, BuildKit's error, and why each
+    /// step that ran was not restored from the cache the build imported.
     Build {
         steps: Vec<Step>,
         failure: Option<String>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        misses: Vec<Miss>,
     },
     Prune,
 }
@@ -105,27 +112,58 @@ impl Observer {
         let seen = self.phases.len().min(raw.phases.len());
         self.phases.extend(raw.phases[seen..].iter().map(phase));
         let mut infrastructure = raw.infrastructure.clone();
-        let mut caches = Vec::new();
-        for p in &raw.phases {
+        let mut read: Vec<ReadCache> = Vec::new();
+        for (p, seen) in raw.phases.iter().zip(self.phases.iter_mut()) {
             let Some(build) = p.build.as_ref().filter(|b| b.succeeded) else { continue };
-            for dir in &build.local_exports {
-                match cache::read_local(dir) {
-                    Ok(config) => caches.push(config.summary(&p.phase)),
-                    Err(e) => {
-                        infrastructure.get_or_insert_with(|| {
-                            InfraFailure::new(format!("reading the cache phase `{}` exported", p.phase), &e)
-                        });
-                    }
+            match forensics_of(p, build, seen, &mut read) {
+                Ok(()) => {}
+                Err(e) => {
+                    infrastructure.get_or_insert(e);
                 }
             }
         }
         Observations {
             phases: self.phases,
-            caches,
+            caches: read.into_iter().map(|c| c.summary).collect(),
             laziness: raw.buildkitd_log.as_deref().map(laziness::from_buildkitd_log),
             infrastructure,
         }
     }
+}
+
+/// Reads what a succeeded build exported (into `read`) and explains its misses against what it imported.
+fn forensics_of(
+    p: &RawPhase,
+    build: &RawBuild,
+    seen: &mut PhaseObservation,
+    read: &mut Vec<ReadCache>,
+) -> Result<(), InfraFailure> {
+    let PhaseOutcome::Build { steps, misses, .. } = &mut seen.outcome else { return Ok(()) };
+    let context = |what: String| move |e: &(dyn std::error::Error + 'static)| InfraFailure::new(what, e);
+    let (keys, store) = match &build.key_dumps {
+        Some(stem) => {
+            let keys_path = stem.with_extension("keys.json");
+            let keys = KeyTexts::read(&keys_path).map_err(|e| context(format!("reading the keys phase `{}` recorded", p.phase))(&e))?;
+            let store = records::read_store(&stem.with_extension("store.json"))
+                .map_err(|e| context(format!("reading the key store after phase `{}`", p.phase))(&e))?;
+            (keys, Some(store))
+        }
+        None => (KeyTexts::default(), None),
+    };
+    if !build.imports.is_empty() {
+        let imported: Vec<&ReadCache> = build
+            .imports
+            .iter()
+            .filter_map(|i| read.iter().rev().find(|c| c.summary.cache == i.name))
+            .collect();
+        *misses = forensics::explain(steps, &imported, &keys, store.as_ref());
+    }
+    for export in &build.exports {
+        let cache = cache::read_layout(&export.dir)
+            .map_err(|e| context(format!("reading the cache phase `{}` exported", p.phase))(&e))?;
+        read.push(forensics::summarize(&p.phase, &export.name, cache, steps, &keys));
+    }
+    Ok(())
 }
 
 fn phase(raw: &RawPhase) -> PhaseObservation {
@@ -139,5 +177,5 @@ fn phase(raw: &RawPhase) -> PhaseObservation {
 fn build_outcome(build: &RawBuild) -> PhaseOutcome {
     let progress = progress::parse(&build.rawjson, build.succeeded);
     let failure = (!build.succeeded).then(|| progress.failure_summary(&build.rawjson));
-    PhaseOutcome::Build { steps: progress.steps, failure }
+    PhaseOutcome::Build { steps: progress.steps, failure, misses: Vec::new() }
 }

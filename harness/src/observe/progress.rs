@@ -20,6 +20,8 @@ struct VertexEvent {
     #[serde(default)]
     name: String,
     #[serde(default)]
+    inputs: Vec<String>,
+    #[serde(default)]
     cached: bool,
     #[serde(default)]
     completed: Option<String>,
@@ -31,7 +33,12 @@ struct VertexEvent {
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Step {
     pub name: String,
+    /// The vertex digest: the digest of the step's LLB op, which names a vertex of this build. Not a
+    /// cache key: BuildKit keys a step by its op *and* the keys of its inputs (see `observe::records`).
     pub digest: String,
+    /// The vertices this one takes as inputs, in the op's input order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub inputs: Vec<String>,
     /// CACHED: some event said cached, no event had an error, and the build succeeded.
     pub cached: bool,
     pub completed: bool,
@@ -39,9 +46,23 @@ pub struct Step {
 }
 
 impl Step {
-    /// Dockerfile steps, as opposed to BuildKit's `[internal] ...` vertices.
+    /// Dockerfile steps (`[stage 2/3] RUN ...`), as opposed to BuildKit's `[internal] ...` vertices and
+    /// its own (`importing cache manifest from ...`, `exporting to image`).
     pub fn is_internal(&self) -> bool {
-        self.name.starts_with("[internal]")
+        self.name.starts_with("[internal]") || !self.name.starts_with('[')
+    }
+
+    /// A stage's `FROM` (a base image source).
+    pub fn is_from(&self) -> bool {
+        !self.is_internal() && self.instruction().starts_with("FROM ")
+    }
+
+    /// The instruction as BuildKit names it: `RUN echo x` of `[build 2/3] RUN echo x`.
+    pub fn instruction(&self) -> &str {
+        match self.name.strip_prefix('[').and_then(|rest| rest.split_once("] ")) {
+            Some((_, instruction)) => instruction,
+            None => &self.name,
+        }
     }
 }
 
@@ -81,6 +102,7 @@ pub struct Progress {
 struct Merged {
     name: String,
     digest: String,
+    inputs: Vec<String>,
     any_cached: bool,
     completed: bool,
     error: Option<String>,
@@ -110,6 +132,9 @@ pub fn parse(stream: &str, build_succeeded: bool) -> Progress {
             if !v.name.is_empty() {
                 m.name = v.name;
             }
+            if !v.inputs.is_empty() {
+                m.inputs = v.inputs;
+            }
             m.any_cached |= v.cached;
             m.completed |= v.completed.is_some();
             if v.error.as_deref().is_some_and(|e| !e.is_empty()) {
@@ -123,6 +148,7 @@ pub fn parse(stream: &str, build_succeeded: bool) -> Progress {
             cached: m.any_cached && m.error.is_none() && build_succeeded,
             name: m.name,
             digest: m.digest,
+            inputs: m.inputs,
             completed: m.completed,
             error: m.error,
         })

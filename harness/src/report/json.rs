@@ -6,7 +6,7 @@ use serde::Serialize;
 
 use crate::execute::buildkit_image::EnsuredImage;
 use crate::judge::{BrokenCount, ErrorCause, Reason, Verdict};
-use crate::observe::cache::CacheSummary;
+use crate::observe::forensics::CacheSummary;
 use crate::observe::laziness::Laziness;
 use crate::scenario::KnownIssueId;
 use crate::session::{CellResult, RepetitionResult, RunReport};

@@ -1,6 +1,7 @@
 //! Reporters: they consume the session's events (live lines, and the final [`RunReport`] a
 //! `RunFinished` / `RunInterrupted` event carries) and never run anything themselves.
 
+pub mod forensics;
 pub mod json;
 pub mod junit;
 pub mod markdown;

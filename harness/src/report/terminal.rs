@@ -10,7 +10,7 @@ use comfy_table::{presets::UTF8_FULL, Table};
 use super::{issue_list, ordered, verdict_words};
 use crate::events::{Event, EventKind};
 use crate::judge::Verdict;
-use crate::observe::cache::CacheSummary;
+use crate::observe::forensics::CacheSummary;
 use crate::observe::PhaseOutcome;
 use crate::plan::slug;
 use crate::session::{CellResult, RepetitionResult, RunReport};
@@ -34,7 +34,7 @@ pub fn live(event: Event<'_>) {
             let cell = cell.name();
             match &phase.outcome {
                 PhaseOutcome::Prune => eprintln!("      {cell} {:<8} prune done {secs:.1}s", phase.phase),
-                PhaseOutcome::Build { steps, failure } => {
+                PhaseOutcome::Build { steps, failure, .. } => {
                     let steps = steps.iter().filter(|s| !s.is_internal());
                     let (total, cached) = steps.fold((0, 0), |(t, c), s| (t + 1, c + usize::from(s.cached)));
                     let status = if failure.is_none() { "ok" } else { "FAILED" };

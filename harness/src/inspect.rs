@@ -1,0 +1,124 @@
+//! The library side of `bkcache explain` and `bkcache cache inspect|diff`: caches and repetitions
+//! loaded from where they are — a repetition's artifacts directory (re-observed from its `raw.json`,
+//! so records carry their steps), a cache's OCI layout directory, or a ref in the local registry.
+
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::errors::InfraError;
+use crate::execute::registry::Registry;
+use crate::execute::{RawRepetition, RAW_FILE};
+use crate::observe::forensics::{self, CacheSummary, RecordEntry};
+use crate::observe::keys::KeyTexts;
+use crate::observe::{cache, Observations, Observer};
+
+#[derive(Debug, thiserror::Error)]
+pub enum InspectError {
+    #[error(transparent)]
+    Infra(#[from] InfraError),
+    #[error(transparent)]
+    Cache(#[from] cache::CacheReadError),
+    #[error("{0}: no exported cache named `{1}` (it has: {2})")]
+    NoSuchCache(String, String, String),
+    #[error("{0}: the repetition exported no cache")]
+    NoCache(String),
+    #[error(
+        "`{0}` is neither a repetition's artifacts directory ({RAW_FILE}), a cache directory (index.json) nor a ref in the local registry {1}\n  fix: pass bkcache-artifacts/<run>/<cell>-r<n>.*, a --cache-to type=local dest, or {1}/<repo>:<tag>"
+    )]
+    Unknown(String, String),
+}
+
+/// Observes a repetition's artifacts directory again.
+pub fn observe_repetition(dir: &Path) -> Result<Observations, InspectError> {
+    let raw = RawRepetition::load(dir)?;
+    Ok(Observer::default().finish(&raw))
+}
+
+/// A cache by where it is: `DIR` (a repetition: its first export, or `cache` by name), a layout
+/// directory, or `<registry>/<repo>:<tag>`.
+pub async fn load_cache(source: &str, cache_name: Option<&str>, registry: &Registry) -> Result<CacheSummary, InspectError> {
+    let path = PathBuf::from(source);
+    if path.join(RAW_FILE).is_file() {
+        let observed = observe_repetition(&path)?;
+        let names = || observed.caches.iter().map(|c| c.cache.clone()).collect::<Vec<_>>().join(", ");
+        return match cache_name {
+            Some(name) => observed
+                .caches
+                .iter()
+                .find(|c| c.cache == name)
+                .cloned()
+                .ok_or_else(|| InspectError::NoSuchCache(source.into(), name.into(), names())),
+            None => observed.caches.first().cloned().ok_or_else(|| InspectError::NoCache(source.into())),
+        };
+    }
+    if path.join("index.json").is_file() {
+        return Ok(unlabelled(source, cache::read_layout(&path)?));
+    }
+    let Some((repo, tag)) = source.strip_prefix(&format!("{}/", registry.addr)).and_then(|r| r.rsplit_once(':')) else {
+        return Err(InspectError::Unknown(source.into(), registry.addr.clone()));
+    };
+    let dir = tempfile::tempdir().map_err(InfraError::io("creating a temporary directory"))?;
+    registry.fetch_layout(repo, tag, dir.path()).await?;
+    Ok(unlabelled(source, cache::read_layout(dir.path())?))
+}
+
+fn unlabelled(source: &str, exported: cache::ExportedCache) -> CacheSummary {
+    forensics::summarize("", source, exported, &[], &KeyTexts::default()).summary
+}
+
+/// How a step's records compare between two caches.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StepDiff {
+    /// The step (or, for records no step was mapped to, the label and the record digest).
+    pub step: String,
+    pub a: RecordState,
+    pub b: RecordState,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RecordState {
+    Missing,
+    WithoutLayers,
+    WithLayers { blobs: Vec<String> },
+}
+
+impl RecordState {
+    fn of(entries: &[&RecordEntry]) -> RecordState {
+        match entries.iter().find(|e| !e.blobs.is_empty()) {
+            Some(e) => RecordState::WithLayers { blobs: e.blobs.clone() },
+            None if entries.is_empty() => RecordState::Missing,
+            None => RecordState::WithoutLayers,
+        }
+    }
+
+    pub fn describe(&self, other: &RecordState) -> String {
+        match (self, other) {
+            (RecordState::Missing, _) => "missing".into(),
+            (RecordState::WithoutLayers, _) => "present, no layers".into(),
+            (RecordState::WithLayers { blobs }, RecordState::WithLayers { blobs: theirs }) if blobs != theirs => {
+                format!("{} layer(s), other blobs", blobs.len())
+            }
+            (RecordState::WithLayers { blobs }, _) => format!("{} layer(s)", blobs.len()),
+        }
+    }
+}
+
+/// Per step (in `a`'s order, then `b`'s), how the two caches hold it.
+pub fn diff(a: &CacheSummary, b: &CacheSummary) -> Vec<StepDiff> {
+    let key = |e: &RecordEntry| if e.is_step { e.label.clone() } else { format!("{} ({})", e.label, e.digest) };
+    let mut keys: Vec<String> = Vec::new();
+    for e in a.entries.iter().chain(&b.entries) {
+        let k = key(e);
+        if !keys.contains(&k) {
+            keys.push(k);
+        }
+    }
+    keys.into_iter()
+        .map(|k| {
+            let of = |s: &CacheSummary| RecordState::of(&s.entries.iter().filter(|e| key(e) == k).collect::<Vec<_>>());
+            StepDiff { a: of(a), b: of(b), step: k }
+        })
+        .collect()
+}

@@ -1,0 +1,268 @@
+//! Cache forensics: what each exported cache holds per step, and why a step of a build that imported
+//! cache was not CACHED.
+//!
+//! A step that ran is explained by the first cause that holds, root-most first:
+//! - (e) a step it depends on ran (a `FROM` does not count: its key is compared below), so its own key
+//!   was new — the explanation then belongs to that step;
+//! - (a) no imported cache has a record for it: not exported (mode=min exports only the target's
+//!   chain), dropped at export, or another cache was imported;
+//! - (b) a record is there but has no layers: nothing to restore (dropped at export: moby/buildkit#6893);
+//! - (c) a record with layers is there but this build keyed the step differently: the differing input
+//!   named from the two keys' plaintexts (a build arg in the environment, the command, a base's manifest);
+//! - (d) a record with layers and the same key is there, yet the step ran: BuildKit could not use it.
+//!
+//! A vertex digest (rawjson's `digest`, buildx's `#7 sha256:...`) names the step's LLB op in one build;
+//! a cache key is computed from the op *and* its inputs' keys (and file checksums for COPY), and is what
+//! a cache record is stored under. Two builds of an unchanged step have the same vertex digest but can
+//! have different keys (a base moved), and the other way round.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use super::cache::{CacheFormat, ExportedCache};
+use super::keys::{differences, KeyTexts};
+use super::progress::Step;
+use super::records::{align, label, KeyGraph};
+
+/// The report's view of one exported cache.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CacheSummary {
+    /// The phase that exported it.
+    pub phase: String,
+    /// The cache as the scenario names it (`local:main`, `registry:main`, `inline:export`).
+    #[serde(default)]
+    pub cache: String,
+    #[serde(default = "default_format")]
+    pub format: CacheFormat,
+    pub records: usize,
+    pub layers: usize,
+    pub records_with_layers: usize,
+    /// Records that have no layer: the #6893 symptom when they belong to the build stage.
+    pub records_without_layers: usize,
+    pub records_without_layers_digests: Vec<String>,
+    /// Every record, labelled with the step it caches.
+    #[serde(default)]
+    pub entries: Vec<RecordEntry>,
+}
+
+fn default_format() -> CacheFormat {
+    CacheFormat::Index
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordEntry {
+    /// The step it caches, or what it is when it caches none (see `observe::records::label`).
+    pub label: String,
+    /// Whether `label` is a step of the exporting build.
+    pub is_step: bool,
+    pub digest: String,
+    /// The layer blobs of its result, bottom first; empty: nothing to restore.
+    pub blobs: Vec<String>,
+}
+
+impl CacheSummary {
+    /// The entries of the records that cache `step`.
+    pub fn entries_for<'a>(&'a self, step: &'a str) -> impl Iterator<Item = &'a RecordEntry> {
+        self.entries.iter().filter(move |e| e.is_step && e.label == step)
+    }
+}
+
+/// One cache as read, with what it takes to explain a later build's misses.
+pub struct ReadCache {
+    pub summary: CacheSummary,
+    pub cache: ExportedCache,
+    pub graph: KeyGraph,
+}
+
+/// Summarizes a cache that `steps`' build exported.
+pub fn summarize(phase: &str, name: &str, cache: ExportedCache, steps: &[Step], keys: &KeyTexts) -> ReadCache {
+    let graph = KeyGraph::from(&cache.config);
+    let aligned = align(&graph, steps, keys);
+    let entries: Vec<RecordEntry> = cache
+        .config
+        .records
+        .iter()
+        .enumerate()
+        .map(|(n, r)| RecordEntry {
+            label: label(&graph, &aligned, steps, keys, n),
+            is_step: aligned[n].is_some(),
+            digest: r.digest.clone(),
+            blobs: cache.config.blobs(r),
+        })
+        .collect();
+    let without: Vec<String> = cache.config.records.iter().filter(|r| !r.has_layers()).map(|r| r.digest.clone()).collect();
+    let summary = CacheSummary {
+        phase: phase.to_owned(),
+        cache: name.to_owned(),
+        format: cache.format,
+        records: cache.config.records.len(),
+        layers: cache.config.layers.len(),
+        records_with_layers: cache.config.records.len() - without.len(),
+        records_without_layers: without.len(),
+        records_without_layers_digests: without,
+        entries,
+    };
+    ReadCache { summary, cache, graph }
+}
+
+/// Why a step of a build that imported cache ran.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Miss {
+    pub step: String,
+    pub cause: MissCause,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum MissCause {
+    /// (e) It depends on a step that ran.
+    AncestorRan { ancestor: String },
+    /// (a) No imported cache has a record for it.
+    NoRecord { imported: Vec<String> },
+    /// (b) A record without layers.
+    NoLayers { cache: String, record: String },
+    /// (c) A record with layers under another key.
+    KeyDiffers { cache: String, differences: Vec<String> },
+    /// (d) A record with layers under the same key, unused.
+    NotUsed { cache: String, record: String },
+    /// Cache records could not be mapped to steps (no key plaintexts), so only (a)/(b) by name apply.
+    Unknown { why: String },
+}
+
+impl fmt::Display for MissCause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            MissCause::AncestorRan { ancestor } => write!(f, "it ran because `{ancestor}`, which it depends on, ran"),
+            MissCause::NoRecord { imported } => write!(
+                f,
+                "no record for it in the imported cache ({}): the step was not exported (mode=min exports only the target's chain), was dropped at export, or another cache was imported",
+                imported.join(", ")
+            ),
+            MissCause::NoLayers { cache, record } => write!(
+                f,
+                "record present without layers in `{cache}` ({}): there was nothing to restore (dropped at export)",
+                short(record)
+            ),
+            MissCause::KeyDiffers { cache, differences } => write!(
+                f,
+                "a record with layers is in `{cache}`, but this build's cache key differs: {}",
+                differences.join("; ")
+            ),
+            MissCause::NotUsed { cache, record } => write!(
+                f,
+                "a record with layers and this build's key is in `{cache}` ({}), yet the step ran: BuildKit could not use it (blobs not fetched?)",
+                short(record)
+            ),
+            MissCause::Unknown { why } => write!(f, "cannot tell: {why}"),
+        }
+    }
+}
+
+fn short(digest: &str) -> &str {
+    let hex = digest.strip_prefix("sha256:").unwrap_or(digest);
+    &hex[..hex.len().min(12)]
+}
+
+/// Explains every non-`FROM` step of a build that ran, given the caches it imported (their records
+/// labelled by the builds that exported them), the key plaintexts and the build's own key store.
+pub fn explain(steps: &[Step], imported: &[&ReadCache], keys: &KeyTexts, own: Option<&KeyGraph>) -> Vec<Miss> {
+    let by_digest: std::collections::HashMap<&str, &Step> = steps.iter().map(|s| (s.digest.as_str(), s)).collect();
+    let ran = |s: &Step| !s.cached && !s.is_internal() && !s.is_from();
+    let own_aligned = own.map(|g| (g, align(g, steps, keys)));
+    let mut misses = Vec::new();
+    for (index, step) in steps.iter().enumerate().filter(|(_, s)| ran(s)) {
+        // the root-most ancestor that ran
+        let mut ancestor = None;
+        let mut frontier: Vec<&Step> = vec![step];
+        while let Some(s) = frontier.pop() {
+            for parent in s.inputs.iter().filter_map(|d| by_digest.get(d.as_str())) {
+                if ran(parent) {
+                    ancestor = Some(parent.name.clone());
+                    frontier.push(parent);
+                }
+            }
+        }
+        let cause = match ancestor {
+            Some(ancestor) => MissCause::AncestorRan { ancestor },
+            None => own_cause(step, index, steps, imported, keys, own_aligned.as_ref()),
+        };
+        misses.push(Miss { step: step.name.clone(), cause });
+    }
+    misses
+}
+
+fn own_cause(
+    step: &Step,
+    index: usize,
+    steps: &[Step],
+    imported: &[&ReadCache],
+    keys: &KeyTexts,
+    own: Option<&(&KeyGraph, Vec<Option<usize>>)>,
+) -> MissCause {
+    if imported.is_empty() {
+        return MissCause::NoRecord { imported: Vec::new() };
+    }
+    // records for the step: aligned with this build's graph, or labelled with its name by the export
+    let mut found: Vec<(&ReadCache, usize)> = Vec::new();
+    for cache in imported {
+        let aligned = align(&cache.graph, steps, keys);
+        for (n, entry) in cache.summary.entries.iter().enumerate() {
+            if aligned[n] == Some(index) || entry.is_step && entry.label == step.name {
+                found.push((cache, n));
+            }
+        }
+    }
+    if found.is_empty() {
+        if keys.is_empty() && imported.iter().all(|c| c.summary.entries.iter().all(|e| !e.is_step)) {
+            return MissCause::Unknown { why: "the builder recorded no key plaintexts to map records to steps".into() };
+        }
+        let imported = imported.iter().map(|c| format!("{}: {} records", c.summary.cache, c.summary.records)).collect();
+        return MissCause::NoRecord { imported };
+    }
+    let with_layers: Vec<&(&ReadCache, usize)> =
+        found.iter().filter(|(c, n)| c.cache.config.records[*n].has_layers()).collect();
+    let Some((cache, n)) = with_layers.first() else {
+        let (cache, n) = found[0];
+        return MissCause::NoLayers { cache: cache.summary.cache.clone(), record: cache.graph.nodes[n].digest.clone() };
+    };
+    let record = &cache.graph.nodes[*n];
+    let own_node = own.and_then(|(graph, aligned)| aligned.iter().position(|a| *a == Some(index)).map(|m| (graph, m)));
+    let Some((own_graph, m)) = own_node else {
+        return MissCause::Unknown { why: "this build's own key for the step was not recorded".into() };
+    };
+    let differences = key_differences(&cache.graph, *n, own_graph, m, keys);
+    if differences.is_empty() {
+        MissCause::NotUsed { cache: cache.summary.cache.clone(), record: record.digest.clone() }
+    } else {
+        MissCause::KeyDiffers { cache: cache.summary.cache.clone(), differences }
+    }
+}
+
+/// Where two keys of one step differ: the op itself, else the first input chain that differs.
+fn key_differences(a: &KeyGraph, n: usize, b: &KeyGraph, m: usize, keys: &KeyTexts) -> Vec<String> {
+    let (x, y) = (&a.nodes[n], &b.nodes[m]);
+    if x.digest != y.digest {
+        return match (keys.op(&x.digest), keys.op(&y.digest)) {
+            (Some(p), Some(q)) => differences(&p, &q),
+            _ => vec![format!("op key {} → {}", short(&x.digest), short(&y.digest))],
+        };
+    }
+    for (links_x, links_y) in x.inputs.iter().zip(&y.inputs) {
+        let same = links_x.iter().any(|i| links_y.iter().any(|j| same_key(a, *i, b, *j)));
+        if !same {
+            if let (Some(i), Some(j)) = (links_x.first(), links_y.first()) {
+                return key_differences(a, *i, b, *j, keys);
+            }
+        }
+    }
+    Vec::new()
+}
+
+/// Whether two nodes key the same thing: the same digest on the same inputs, all the way down.
+fn same_key(a: &KeyGraph, n: usize, b: &KeyGraph, m: usize) -> bool {
+    let (x, y) = (&a.nodes[n], &b.nodes[m]);
+    x.digest == y.digest
+        && x.inputs.len() == y.inputs.len()
+        && x.inputs.iter().zip(&y.inputs).all(|(lx, ly)| lx.iter().any(|i| ly.iter().any(|j| same_key(a, *i, b, *j))))
+}

@@ -1,0 +1,75 @@
+//! Text for `bkcache explain` and `bkcache cache inspect|diff`.
+
+use std::fmt::Write as _;
+
+use crate::inspect::StepDiff;
+use crate::observe::forensics::CacheSummary;
+use crate::observe::{Observations, PhaseOutcome};
+
+fn short(digest: &str) -> &str {
+    let hex = digest.strip_prefix("sha256:").unwrap_or(digest);
+    &hex[..hex.len().min(12)]
+}
+
+/// One cache: its records, each with the step it caches and its layers.
+pub fn cache(summary: &CacheSummary) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{} ({}{}): {} records, {} with layers; {} layers",
+        summary.cache,
+        summary.format.as_str(),
+        if summary.phase.is_empty() { String::new() } else { format!(", exported by phase `{}`", summary.phase) },
+        summary.records,
+        summary.records_with_layers,
+        summary.layers
+    );
+    for e in &summary.entries {
+        let layers = match e.blobs.len() {
+            0 => "no layers".to_owned(),
+            n => format!("{n} layer(s), top {}", short(e.blobs.last().expect("n > 0"))),
+        };
+        let _ = writeln!(out, "  {}  {:<70}  {layers}", short(&e.digest), e.label);
+    }
+    out
+}
+
+/// Per step, how two caches hold it (only the differences unless `all`).
+pub fn diff(a_name: &str, b_name: &str, diffs: &[StepDiff], all: bool) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "A: {a_name}\nB: {b_name}");
+    let mut differing = 0;
+    for d in diffs {
+        let (a, b) = (d.a.describe(&d.b), d.b.describe(&d.a));
+        if d.a == d.b && !all {
+            continue;
+        }
+        differing += usize::from(d.a != d.b);
+        let _ = writeln!(out, "  {:<60}  A: {a:<26}  B: {b}", d.step);
+    }
+    let _ = writeln!(out, "{differing} of {} step(s) differ", diffs.len());
+    out
+}
+
+/// A repetition re-observed: each exported cache, and why each step of a cache-importing build ran.
+pub fn explanation(observed: &Observations) -> String {
+    let mut out = String::new();
+    if let Some(failure) = &observed.infrastructure {
+        let _ = writeln!(out, "infrastructure failure: {failure}");
+    }
+    for c in &observed.caches {
+        out.push_str(&cache(c));
+    }
+    for p in &observed.phases {
+        let PhaseOutcome::Build { misses, steps, .. } = &p.outcome else { continue };
+        if misses.is_empty() {
+            continue;
+        }
+        let cached = steps.iter().filter(|s| s.cached && !s.is_internal()).count();
+        let _ = writeln!(out, "phase `{}`: {} step(s) ran, {cached} CACHED", p.phase, misses.len());
+        for m in misses {
+            let _ = writeln!(out, "  {}\n    {}", m.step, m.cause);
+        }
+    }
+    out
+}
