@@ -2,7 +2,8 @@
 //!
 //! bkcache owns some of buildkitd's settings: the snapshotter (the profile's `snapshotter`), the state
 //! root (builders are reset by pointing it at an empty directory), the debug log (laziness is read from
-//! it) and the local registry's table (plain http). A profile may add anything else, but it is parsed
+//! it), cache-key recording and the debug address it is read from (`--save-cache-debug`,
+//! `--debugaddr`) and the local registry's table (plain http). A profile may add anything else, but it is parsed
 //! and checked first: flags one per item, listen addresses only on loopback or a unix socket (builders
 //! use host networking, so `tcp://0.0.0.0` would publish an unauthenticated BuildKit API), and the
 //! config as TOML merged into bkcache's — never appended as text, where a bare key would land inside

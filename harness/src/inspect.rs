@@ -37,7 +37,11 @@ pub fn observe_repetition(dir: &Path) -> Result<Observations, InspectError> {
 
 /// A cache by where it is: `DIR` (a repetition: its first export, or `cache` by name), a layout
 /// directory, or `<registry>/<repo>:<tag>`.
-pub async fn load_cache(source: &str, cache_name: Option<&str>, registry: &Registry) -> Result<CacheSummary, InspectError> {
+pub async fn load_cache(
+    source: &str,
+    cache_name: Option<&str>,
+    registry: &Registry,
+) -> Result<CacheSummary, InspectError> {
     let path = PathBuf::from(source);
     if path.join(RAW_FILE).is_file() {
         let observed = observe_repetition(&path)?;

@@ -5,6 +5,7 @@
 //! → [`plan`] (cells) → [`session`] (the library API), which runs each repetition of a cell through
 //! [`execute`] (builder, phases: raw artifacts) → [`observe`] (typed observations) → [`judge`] (pure:
 //! verdict and reasons; flaky aggregation) and emits [`events`] that the [`report`]ers consume.
+//! [`inspect`] loads caches and repetitions from artifacts or the registry for `explain` and `cache`.
 //! [`errors`] holds the errors; [`names`] the checked names every path, ref and option is built from;
 //! [`buildkitd`] what profiles may pass to buildkitd; [`cli`] only parses arguments and maps outcomes to
 //! exit codes.

@@ -92,8 +92,7 @@ impl BuilderProfile {
     /// names without a release, so not asked of it (an older buildkitd refuses the flag and never starts).
     pub fn records_cache_keys(&self) -> bool {
         let Some(spec) = &self.buildkit else { return false };
-        semver::Version::parse(spec.version.trim_start_matches('v'))
-            .is_ok_and(|v| v >= semver::Version::new(0, 24, 0))
+        semver::Version::parse(spec.version.trim_start_matches('v')).is_ok_and(|v| v >= semver::Version::new(0, 24, 0))
     }
 }
 

@@ -55,6 +55,19 @@ async fn issue_6893_passes_on_overlayfs_and_reproduces_on_stargz() {
         assert!(dir.starts_with(run.artifacts.path()));
     }
 
+    // Why it ran, from the cache forensics: the record lost its layers (newest) or is missing (v0.24.0).
+    let reasons = |b: &str| cells[b]["reasons"].to_string();
+    assert!(
+        reasons("newest-stargz").contains("but it ran: record present without layers in `local:main`"),
+        "{}",
+        reasons("newest-stargz")
+    );
+    assert!(
+        reasons("v0.24-stargz").contains("but it ran: no record for it in the imported cache"),
+        "{}",
+        reasons("v0.24-stargz")
+    );
+
     // The cache summaries: the build stage's records lose their layers (newest) or go missing (v0.24.0).
     let cache = |b: &str, key: &str| cells[b]["cache"][key].as_u64().unwrap_or_else(|| panic!("{b}: no cache.{key}"));
     assert_eq!(cache("newest-stargz", "records"), cache("newest-overlayfs", "records"));
@@ -123,4 +136,50 @@ async fn a_missing_base_image_is_an_infrastructure_error_before_any_builder() {
     assert!(stderr.contains("base image 127.0.0.1:5000/bkcache/no-such-base:esgz is not in the registry"), "{stderr}");
     assert!(stderr.contains("fix:"), "{stderr}");
     assert_eq!(leftovers("e2e-nobase").await, Vec::<String>::new());
+}
+
+/// The registry backend shows the same, and `bkcache cache diff` of the stargz and overlayfs exports
+/// lists the build stage's records that lost their layers, by step.
+#[tokio::test]
+async fn forensics_name_the_step_that_lost_its_layers_with_the_registry_backend() {
+    if !environment_ready().await {
+        return;
+    }
+    let run = bkcache_run(
+        &[
+            "scenarios/issue-6893-family/registry-backend.toml",
+            "--builders",
+            &builders_file(),
+            "--builder",
+            "newest-stargz",
+            "--builder",
+            "newest-overlayfs",
+            "--builder",
+            "v0.24-stargz",
+            "--keep-artifacts",
+        ],
+        "e2e-forensics",
+    );
+    assert_eq!(run.code(), Some(0));
+    let cells = run.cells();
+    let reasons = cells["newest-stargz"]["reasons"].to_string();
+    assert!(reasons.contains("record present without layers in `registry:main`"), "{reasons}");
+    assert!(cells["v0.24-stargz"]["reasons"]
+        .to_string()
+        .contains("no record for it in the imported cache (registry:main"));
+    let dir = |b: &str| cells[b]["artifacts"].as_str().unwrap().to_owned();
+    let diff = std::process::Command::new(env!("CARGO_BIN_EXE_bkcache"))
+        .args(["cache", "diff", &dir("newest-stargz"), &dir("newest-overlayfs")])
+        .current_dir(common::repo())
+        .output()
+        .unwrap();
+    assert!(diff.status.success(), "{}", String::from_utf8_lossy(&diff.stderr));
+    let text = String::from_utf8_lossy(&diff.stdout);
+    let lost: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("A: present, no layers") && l.contains("B: ") && l.contains("layer(s)"))
+        .map(|l| l.split("  A:").next().unwrap().trim())
+        .collect();
+    assert_eq!(lost, [r#"[build 3/3] RUN echo "1" > /bust"#, STABLE], "{text}");
+    assert_eq!(leftovers("e2e-forensics").await, Vec::<String>::new());
 }

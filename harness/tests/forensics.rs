@@ -53,17 +53,16 @@ fn every_record_of_the_6893_export_is_mapped_to_its_step() {
 
 #[test]
 fn newest_stargz_lost_the_build_stage_layers_at_export() {
-    for (cell, cache_name) in [("issue-6893-newest-stargz", "local:main"), ("registry-backend-newest-stargz", "registry:main")] {
+    for (cell, cache_name) in
+        [("issue-6893-newest-stargz", "local:main"), ("registry-backend-newest-stargz", "registry:main")]
+    {
         let o = observe(cell);
         match cause(&o, STABLE) {
             MissCause::NoLayers { cache, .. } => assert_eq!(cache, cache_name),
             other => panic!("{cell}: {other:?}"),
         }
         // what depends on it ran because it ran
-        assert_eq!(
-            cause(&o, "[build 3/3] RUN echo \"2\" > /bust"),
-            MissCause::AncestorRan { ancestor: STABLE.into() }
-        );
+        assert_eq!(cause(&o, "[build 3/3] RUN echo \"2\" > /bust"), MissCause::AncestorRan { ancestor: STABLE.into() });
     }
 }
 
@@ -177,7 +176,10 @@ fn malformed_caches_are_errors_naming_the_file() {
         std::fs::write(d.join("blobs/sha256").join(&digest), &text).unwrap();
         let old = config.file_name().unwrap().to_str().unwrap().to_owned();
         let manifest = String::from_utf8(std::fs::read(&manifest_path).unwrap()).unwrap().replace(&old, &digest);
-        let manifest = manifest.replace(&format!("\"size\":{}", std::fs::metadata(&config).unwrap().len()), &format!("\"size\":{}", text.len()));
+        let manifest = manifest.replace(
+            &format!("\"size\":{}", std::fs::metadata(&config).unwrap().len()),
+            &format!("\"size\":{}", text.len()),
+        );
         let manifest_digest = sha256(manifest.as_bytes());
         std::fs::write(d.join("blobs/sha256").join(&manifest_digest), &manifest).unwrap();
         let old_manifest = manifest_path.file_name().unwrap().to_str().unwrap().to_owned();
@@ -191,7 +193,9 @@ fn malformed_caches_are_errors_naming_the_file() {
 
     let (_t, err) = broken_copy(|d| {
         let (_, manifest_path) = config_and_manifest(d);
-        let manifest = std::fs::read_to_string(&manifest_path).unwrap().replace(cache::CACHECONFIG_MEDIA_TYPE, "application/vnd.oci.image.config.v1+json");
+        let manifest = std::fs::read_to_string(&manifest_path)
+            .unwrap()
+            .replace(cache::CACHECONFIG_MEDIA_TYPE, "application/vnd.oci.image.config.v1+json");
         let digest = sha256(manifest.as_bytes());
         std::fs::write(d.join("blobs/sha256").join(&digest), &manifest).unwrap();
         let old = manifest_path.file_name().unwrap().to_str().unwrap().to_owned();

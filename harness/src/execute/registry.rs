@@ -137,7 +137,6 @@ impl Registry {
     }
 }
 
-
 /// Media types whose documents `fetch_layout` follows (manifests, and the cache config they point to).
 fn is_document(media_type: &str) -> bool {
     media_type.contains("manifest") || media_type.contains("index") || media_type.ends_with("cacheconfig.v0")

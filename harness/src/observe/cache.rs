@@ -257,12 +257,11 @@ pub fn read_layout(dir: &Path) -> Result<ExportedCache, CacheReadError> {
         return Ok(ExportedCache { format: CacheFormat::Inline, config: CacheConfig::default(), blobs });
     };
     // Go marshals the records' JSON bytes as base64
-    let records_json = inline
-        .as_str()
-        .and_then(|b64| BASE64_STANDARD.decode(b64).ok())
-        .ok_or_else(|| CacheReadError::Layout { path: config_path.clone(), message: format!("`{INLINE_CACHE_FIELD}` is not base64") })?;
-    let records: Vec<CacheRecord> =
-        serde_json::from_slice(&records_json).map_err(|source| CacheReadError::Json { path: config_path.clone(), source })?;
+    let records_json = inline.as_str().and_then(|b64| BASE64_STANDARD.decode(b64).ok()).ok_or_else(|| {
+        CacheReadError::Layout { path: config_path.clone(), message: format!("`{INLINE_CACHE_FIELD}` is not base64") }
+    })?;
+    let records: Vec<CacheRecord> = serde_json::from_slice(&records_json)
+        .map_err(|source| CacheReadError::Json { path: config_path.clone(), source })?;
     let layers = blobs
         .iter()
         .enumerate()
@@ -288,7 +287,8 @@ fn blob(d: &Descriptor) -> LayerBlob {
 
 fn read_cacheconfig(dir: &Path, descriptor: &Descriptor) -> Result<CacheConfig, CacheReadError> {
     let (path, bytes) = read_blob(dir, descriptor)?;
-    let config: CacheConfig = serde_json::from_slice(&bytes).map_err(|source| CacheReadError::Json { path: path.clone(), source })?;
+    let config: CacheConfig =
+        serde_json::from_slice(&bytes).map_err(|source| CacheReadError::Json { path: path.clone(), source })?;
     config.check(&path)?;
     Ok(config)
 }
@@ -301,7 +301,11 @@ fn read_blob(dir: &Path, descriptor: &Descriptor) -> Result<(PathBuf, Vec<u8>), 
     if digest.algorithm().to_string() == "sha256" {
         let actual: String = Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect();
         if actual != digest.digest() {
-            return Err(CacheReadError::DigestMismatch { path, expected: digest.to_string(), actual: format!("sha256:{actual}") });
+            return Err(CacheReadError::DigestMismatch {
+                path,
+                expected: digest.to_string(),
+                actual: format!("sha256:{actual}"),
+            });
         }
     }
     Ok((path, bytes))

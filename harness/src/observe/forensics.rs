@@ -91,7 +91,8 @@ pub fn summarize(phase: &str, name: &str, cache: ExportedCache, steps: &[Step], 
             blobs: cache.config.blobs(r),
         })
         .collect();
-    let without: Vec<String> = cache.config.records.iter().filter(|r| !r.has_layers()).map(|r| r.digest.clone()).collect();
+    let without: Vec<String> =
+        cache.config.records.iter().filter(|r| !r.has_layers()).map(|r| r.digest.clone()).collect();
     let summary = CacheSummary {
         phase: phase.to_owned(),
         cache: name.to_owned(),

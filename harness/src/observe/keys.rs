@@ -145,7 +145,8 @@ impl KeyTexts {
         }
         let text = self.text(&key)?;
         if let Some(source) = std::str::from_utf8(text).ok().and_then(|t| t.strip_prefix("buildkit.source.v0:")) {
-            let identifier: serde_json::Value = serde_json::from_slice(self.text(source).unwrap_or_default()).unwrap_or_default();
+            let identifier: serde_json::Value =
+                serde_json::from_slice(self.text(source).unwrap_or_default()).unwrap_or_default();
             return Some(match identifier["Digest"].as_str() {
                 Some(manifest) => OpKey::Image { manifest: manifest.to_owned() },
                 None => OpKey::Other { kind: format!("source {source}") },
@@ -168,7 +169,12 @@ impl KeyTexts {
             "buildkit.file.v0" => OpKey::File {
                 actions: strings(&op["Actions"])
                     .iter()
-                    .map(|a| BASE64_STANDARD.decode(a).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_else(|_| a.clone()))
+                    .map(|a| {
+                        BASE64_STANDARD
+                            .decode(a)
+                            .map(|b| String::from_utf8_lossy(&b).into_owned())
+                            .unwrap_or_else(|_| a.clone())
+                    })
                     .collect(),
             },
             other => OpKey::Other { kind: other.to_owned() },
@@ -188,7 +194,9 @@ pub fn differences(before: &OpKey, after: &OpKey) -> Vec<String> {
                 out.push(format!("command: `{}` → `{}`", a1.join(" "), a2.join(" ")));
             }
             let map = |e: &[String]| -> std::collections::BTreeMap<String, String> {
-                e.iter().map(|v| v.split_once('=').map_or((v.clone(), String::new()), |(k, v)| (k.into(), v.into()))).collect()
+                e.iter()
+                    .map(|v| v.split_once('=').map_or((v.clone(), String::new()), |(k, v)| (k.into(), v.into())))
+                    .collect()
             };
             let (m_before, m_after) = (map(e1), map(e2));
             for key in m_before.keys().chain(m_after.keys()).collect::<std::collections::BTreeSet<_>>() {

@@ -143,7 +143,8 @@ fn forensics_of(
     let (keys, store) = match &build.key_dumps {
         Some(stem) => {
             let keys_path = stem.with_extension("keys.json");
-            let keys = KeyTexts::read(&keys_path).map_err(|e| context(format!("reading the keys phase `{}` recorded", p.phase))(&e))?;
+            let keys = KeyTexts::read(&keys_path)
+                .map_err(|e| context(format!("reading the keys phase `{}` recorded", p.phase))(&e))?;
             let store = records::read_store(&stem.with_extension("store.json"))
                 .map_err(|e| context(format!("reading the key store after phase `{}`", p.phase))(&e))?;
             (keys, Some(store))
@@ -151,11 +152,8 @@ fn forensics_of(
         None => (KeyTexts::default(), None),
     };
     if !build.imports.is_empty() {
-        let imported: Vec<&ReadCache> = build
-            .imports
-            .iter()
-            .filter_map(|i| read.iter().rev().find(|c| c.summary.cache == i.name))
-            .collect();
+        let imported: Vec<&ReadCache> =
+            build.imports.iter().filter_map(|i| read.iter().rev().find(|c| c.summary.cache == i.name)).collect();
         *misses = forensics::explain(steps, &imported, &keys, store.as_ref());
     }
     for export in &build.exports {

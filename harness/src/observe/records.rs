@@ -87,7 +87,9 @@ pub fn read_store(path: &Path) -> Result<KeyGraph, StoreReadError> {
         let width = r.parents.iter().map(|p| p.input + 1).max().unwrap_or(0);
         let mut inputs = vec![Vec::new(); width];
         for p in &r.parents {
-            let target = *index.get(&p.target).ok_or_else(|| fail(format!("record {} links to unknown record {}", r.id, p.target)))?;
+            let target = *index
+                .get(&p.target)
+                .ok_or_else(|| fail(format!("record {} links to unknown record {}", r.id, p.target)))?;
             inputs[p.input].push(target);
         }
         nodes.push(KeyNode { digest, inputs });
