@@ -183,3 +183,33 @@ async fn forensics_name_the_step_that_lost_its_layers_with_the_registry_backend(
     assert_eq!(lost, [r#"[build 3/3] RUN echo "1" > /bust"#, STABLE], "{text}");
     assert_eq!(leftovers("e2e-forensics").await, Vec::<String>::new());
 }
+
+/// The forum scenario: a proxy-only change stays CACHED; `bkcache explain` names the build arg that changed.
+#[tokio::test]
+async fn explain_names_the_build_arg_that_changed_a_steps_key() {
+    if !environment_ready().await {
+        return;
+    }
+    let run = bkcache_run(
+        &[
+            "scenarios/forum/forum-rebuild.toml",
+            "--builders",
+            &builders_file(),
+            "--builder",
+            "newest-overlayfs",
+            "--keep-artifacts",
+        ],
+        "e2e-explain",
+    );
+    assert_eq!(run.code(), Some(0));
+    let cells = run.cells();
+    assert_eq!(cells["newest-overlayfs"]["verdict"], "pass", "{:#}", cells["newest-overlayfs"]);
+    let dir = cells["newest-overlayfs"]["artifacts"].as_str().unwrap().to_owned();
+    let explain = std::process::Command::new(env!("CARGO_BIN_EXE_bkcache")).args(["explain", &dir]).output().unwrap();
+    let text = String::from_utf8_lossy(&explain.stdout);
+    assert!(explain.status.success(), "{}", String::from_utf8_lossy(&explain.stderr));
+    assert!(text.contains("phase `tree-changed`: 1 step(s) ran"), "{text}");
+    assert!(text.contains("env `GIT_TREE` (a build arg or ENV): `a` → `b`"), "{text}");
+    assert!(!text.contains("phase `proxy-changed`"), "the proxy-only build ran nothing: {text}");
+    assert_eq!(leftovers("e2e-explain").await, Vec::<String>::new());
+}
