@@ -92,8 +92,8 @@ fn the_project_scenarios_plan_one_cell_per_builder() {
     let stdout = String::from_utf8(out.stdout).unwrap();
     let cells: Vec<&str> = stdout.lines().map(|l| l.split_whitespace().next().unwrap()).collect();
     let builders = ["v0.24-overlayfs", "v0.24-stargz", "newest-overlayfs", "newest-stargz"];
-    // subfolders are part of the corpus, in path order (`issue-6893-family/` sorts before `issue-6893.toml`)
-    let scenarios = ["mode-min", "registry-backend", "same-base", "three-stage-chain", "issue-6893"];
+    // subfolders are part of the corpus, in path order (`forum/`, then `issue-6893-family/` before `issue-6893.toml`)
+    let scenarios = ["forum-rebuild", "mode-min", "registry-backend", "same-base", "three-stage-chain", "issue-6893"];
     let expected: Vec<String> = scenarios.iter().flat_map(|s| builders.map(|b| format!("{s}@{b}"))).collect();
     assert_eq!(cells, expected, "{stdout}");
     // #6893 is known on the stargz cells of issue-6893, registry-backend and same-base
