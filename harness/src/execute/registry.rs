@@ -3,6 +3,7 @@
 
 use super::http::{agent, blocking};
 use crate::errors::InfraError;
+use crate::observe::cache::sha256_digest;
 
 #[derive(Debug, Clone)]
 pub struct Registry {
@@ -137,11 +138,6 @@ impl Registry {
     }
 }
 
-/// Media types whose documents `fetch_layout` follows (manifests, and the cache config they point to).
-fn is_document(media_type: &str) -> bool {
-    media_type.contains("manifest") || media_type.contains("index") || media_type.ends_with("cacheconfig.v0")
-}
-
 impl Registry {
     /// Copies `repo:tag` (a registry cache or a pushed image) into an OCI layout at `dir`: its manifests,
     /// the cache config or image config they name, and an `index.json` pointing at the top one. Layer
@@ -177,14 +173,15 @@ impl Registry {
                     else {
                         continue;
                     };
-                    let is_config = child_type.contains("config");
-                    if !is_document(child_type) && !is_config {
+                    // a config (image or cache) is a blob; a manifest is followed further down
+                    let is_manifest = child_type.contains("manifest") || child_type.contains("index");
+                    if !is_manifest && !child_type.contains("config") {
                         continue;
                     }
-                    let kind = if is_config || child_type.ends_with("cacheconfig.v0") { "blobs" } else { "manifests" };
-                    let (_, body) = get(format!("{base}/{kind}/{digest}"))?;
+                    let (_, body) =
+                        get(format!("{base}/{}/{digest}", if is_manifest { "manifests" } else { "blobs" }))?;
                     write(digest, &body)?;
-                    if !is_config && kind == "manifests" {
+                    if is_manifest {
                         pending.push(body);
                     }
                 }
@@ -199,10 +196,4 @@ impl Registry {
         })
         .await
     }
-}
-
-fn sha256_digest(body: &[u8]) -> String {
-    use sha2::{Digest, Sha256};
-    let hex: String = Sha256::digest(body).iter().map(|b| format!("{b:02x}")).collect();
-    format!("sha256:{hex}")
 }

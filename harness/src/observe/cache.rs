@@ -311,6 +311,12 @@ fn read_blob(dir: &Path, descriptor: &Descriptor) -> Result<(PathBuf, Vec<u8>), 
     Ok((path, bytes))
 }
 
+/// `sha256:<hex>` of `bytes`: how OCI names content.
+pub fn sha256_digest(bytes: &[u8]) -> String {
+    let hex: String = Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect();
+    format!("sha256:{hex}")
+}
+
 fn read(path: &Path) -> Result<Vec<u8>, CacheReadError> {
     std::fs::read(path).map_err(|source| CacheReadError::Io { path: path.to_owned(), source })
 }

@@ -160,7 +160,8 @@ impl fmt::Display for MissCause {
     }
 }
 
-fn short(digest: &str) -> &str {
+/// A digest's first 12 hex digits, as people quote them.
+pub fn short(digest: &str) -> &str {
     let hex = digest.strip_prefix("sha256:").unwrap_or(digest);
     &hex[..hex.len().min(12)]
 }
@@ -171,6 +172,8 @@ pub fn explain(steps: &[Step], imported: &[&ReadCache], keys: &KeyTexts, own: Op
     let by_digest: std::collections::HashMap<&str, &Step> = steps.iter().map(|s| (s.digest.as_str(), s)).collect();
     let ran = |s: &Step| !s.cached && !s.is_internal() && !s.is_from();
     let own_aligned = own.map(|g| (g, align(g, steps, keys)));
+    let imported: Vec<(&ReadCache, Vec<Option<usize>>)> =
+        imported.iter().map(|c| (*c, align(&c.graph, steps, keys))).collect();
     let mut misses = Vec::new();
     for (index, step) in steps.iter().enumerate().filter(|(_, s)| ran(s)) {
         // the root-most ancestor that ran
@@ -186,7 +189,7 @@ pub fn explain(steps: &[Step], imported: &[&ReadCache], keys: &KeyTexts, own: Op
         }
         let cause = match ancestor {
             Some(ancestor) => MissCause::AncestorRan { ancestor },
-            None => own_cause(step, index, steps, imported, keys, own_aligned.as_ref()),
+            None => own_cause(step, index, &imported, keys, own_aligned.as_ref()),
         };
         misses.push(Miss { step: step.name.clone(), cause });
     }
@@ -196,8 +199,7 @@ pub fn explain(steps: &[Step], imported: &[&ReadCache], keys: &KeyTexts, own: Op
 fn own_cause(
     step: &Step,
     index: usize,
-    steps: &[Step],
-    imported: &[&ReadCache],
+    imported: &[(&ReadCache, Vec<Option<usize>>)],
     keys: &KeyTexts,
     own: Option<&(&KeyGraph, Vec<Option<usize>>)>,
 ) -> MissCause {
@@ -206,8 +208,7 @@ fn own_cause(
     }
     // records for the step: aligned with this build's graph, or labelled with its name by the export
     let mut found: Vec<(&ReadCache, usize)> = Vec::new();
-    for cache in imported {
-        let aligned = align(&cache.graph, steps, keys);
+    for (cache, aligned) in imported {
         for (n, entry) in cache.summary.entries.iter().enumerate() {
             if aligned[n] == Some(index) || entry.is_step && entry.label == step.name {
                 found.push((cache, n));
@@ -215,10 +216,11 @@ fn own_cause(
         }
     }
     if found.is_empty() {
-        if keys.is_empty() && imported.iter().all(|c| c.summary.entries.iter().all(|e| !e.is_step)) {
+        if keys.is_empty() && imported.iter().all(|(c, _)| c.summary.entries.iter().all(|e| !e.is_step)) {
             return MissCause::Unknown { why: "the builder recorded no key plaintexts to map records to steps".into() };
         }
-        let imported = imported.iter().map(|c| format!("{}: {} records", c.summary.cache, c.summary.records)).collect();
+        let imported =
+            imported.iter().map(|(c, _)| format!("{}: {} records", c.summary.cache, c.summary.records)).collect();
         return MissCause::NoRecord { imported };
     }
     let with_layers: Vec<&(&ReadCache, usize)> =

@@ -115,11 +115,8 @@ impl Observer {
         let mut read: Vec<ReadCache> = Vec::new();
         for (p, seen) in raw.phases.iter().zip(self.phases.iter_mut()) {
             let Some(build) = p.build.as_ref().filter(|b| b.succeeded) else { continue };
-            match forensics_of(p, build, seen, &mut read) {
-                Ok(()) => {}
-                Err(e) => {
-                    infrastructure.get_or_insert(e);
-                }
+            if let Err(e) = forensics_of(p, build, seen, &mut read) {
+                infrastructure.get_or_insert(e);
             }
         }
         Observations {
@@ -139,14 +136,14 @@ fn forensics_of(
     read: &mut Vec<ReadCache>,
 ) -> Result<(), InfraFailure> {
     let PhaseOutcome::Build { steps, misses, .. } = &mut seen.outcome else { return Ok(()) };
-    let context = |what: String| move |e: &(dyn std::error::Error + 'static)| InfraFailure::new(what, e);
+    let failure = |what: &str, e: &(dyn std::error::Error + 'static)| {
+        InfraFailure::new(format!("reading {what} of phase `{}`", p.phase), e)
+    };
     let (keys, store) = match &build.key_dumps {
         Some(stem) => {
-            let keys_path = stem.with_extension("keys.json");
-            let keys = KeyTexts::read(&keys_path)
-                .map_err(|e| context(format!("reading the keys phase `{}` recorded", p.phase))(&e))?;
-            let store = records::read_store(&stem.with_extension("store.json"))
-                .map_err(|e| context(format!("reading the key store after phase `{}`", p.phase))(&e))?;
+            let keys = KeyTexts::read(&stem.with_extension("keys.json")).map_err(|e| failure("the cache keys", &e))?;
+            let store =
+                records::read_store(&stem.with_extension("store.json")).map_err(|e| failure("the key store", &e))?;
             (keys, Some(store))
         }
         None => (KeyTexts::default(), None),
@@ -157,8 +154,7 @@ fn forensics_of(
         *misses = forensics::explain(steps, &imported, &keys, store.as_ref());
     }
     for export in &build.exports {
-        let cache = cache::read_layout(&export.dir)
-            .map_err(|e| context(format!("reading the cache phase `{}` exported", p.phase))(&e))?;
+        let cache = cache::read_layout(&export.dir).map_err(|e| failure("the exported cache", &e))?;
         read.push(forensics::summarize(&p.phase, &export.name, cache, steps, &keys));
     }
     Ok(())

@@ -3,13 +3,8 @@
 use std::fmt::Write as _;
 
 use crate::inspect::StepDiff;
-use crate::observe::forensics::CacheSummary;
+use crate::observe::forensics::{short, CacheSummary};
 use crate::observe::{Observations, PhaseOutcome};
-
-fn short(digest: &str) -> &str {
-    let hex = digest.strip_prefix("sha256:").unwrap_or(digest);
-    &hex[..hex.len().min(12)]
-}
 
 /// One cache: its records, each with the step it caches and its layers.
 pub fn cache(summary: &CacheSummary) -> String {
