@@ -3,6 +3,7 @@
 //! so records carry their steps), a cache's OCI layout directory, or a ref in the local registry.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde::Serialize;
 
@@ -85,7 +86,7 @@ pub struct StepDiff {
 pub enum RecordState {
     Missing,
     WithoutLayers,
-    WithLayers { blobs: Vec<String> },
+    WithLayers { blobs: Vec<Arc<str>> },
 }
 
 impl RecordState {

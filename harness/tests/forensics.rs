@@ -107,6 +107,24 @@ fn inline_caches_are_read_from_the_pushed_image() {
     assert!(matches!(cause(&bad, "[2/3] RUN echo stable > /stable"), MissCause::NoRecord { .. }));
 }
 
+#[test]
+fn a_record_whose_blob_is_gone_is_explained_by_buildkits_failed_load() {
+    // the layer blob of the stable step was deleted from the local cache between export and import:
+    // BuildKit found the record, failed to load it, and ran the step, with the build succeeding
+    let o = observe("missing-blob-newest-overlayfs");
+    match cause(&o, STABLE) {
+        MissCause::LoadFailed { error } => assert!(
+            error
+                .contains("content sha256:88461ebbf847339503e21dd8977de5eced5b69328e67111063bed63b89a1c6bf: not found"),
+            "{error}"
+        ),
+        other => panic!("{other:?}"),
+    }
+    // the cache still lists the deleted blob in a record's layers: read alone, it looks whole
+    let deleted = "sha256:88461ebbf847339503e21dd8977de5eced5b69328e67111063bed63b89a1c6bf";
+    assert!(o.caches[0].entries.iter().any(|e| e.blobs.iter().any(|b| &**b == deleted)));
+}
+
 fn summary(cell: &str) -> CacheSummary {
     observe(cell).caches.remove(0)
 }

@@ -33,7 +33,7 @@ pub enum CacheReadError {
     #[error("{path}: not the JSON expected: {source}", path = .path.display())]
     Json { path: PathBuf, source: serde_json::Error },
     #[error("{path}: not an OCI document: {source}", path = .path.display())]
-    Oci { path: PathBuf, source: oci_spec::OciSpecError },
+    Oci { path: PathBuf, source: serde_json::Error },
     #[error("{path}: {message}", path = .path.display())]
     Layout { path: PathBuf, message: String },
     #[error("{path}: content does not match its digest {expected} (it hashes to {actual})", path = .path.display())]
@@ -120,8 +120,8 @@ impl CacheRecord {
 }
 
 impl CacheConfig {
-    /// The blobs of a record's first result, bottom layer first.
-    pub fn blobs(&self, record: &CacheRecord) -> Vec<String> {
+    /// The layers (indexes into `layers`) of a record's first result, bottom layer first.
+    pub fn chain(&self, record: &CacheRecord) -> Vec<usize> {
         let mut indexes: Vec<usize> = match (record.results.first(), record.chains.first()) {
             (Some(result), _) => {
                 let mut chain = Vec::new();
@@ -137,7 +137,7 @@ impl CacheConfig {
             (None, None) => Vec::new(),
         };
         indexes.retain(|i| *i < self.layers.len());
-        indexes.into_iter().map(|i| self.layers[i].blob.clone()).collect()
+        indexes
     }
 
     /// Checks every index points inside the document.
@@ -207,7 +207,7 @@ const ESTARGZ_TOC: &str = "containerd.io/snapshot/stargz/toc.digest";
 /// Reads the cache in the OCI layout at `dir`.
 pub fn read_layout(dir: &Path) -> Result<ExportedCache, CacheReadError> {
     let index_path = dir.join("index.json");
-    let index: ImageIndex = parse_oci(&index_path, &read(&index_path)?, |b| ImageIndex::from_reader(b))?;
+    let index: ImageIndex = parse_oci(&index_path, &read(&index_path)?)?;
     let top = index
         .manifests()
         .first()
@@ -218,7 +218,7 @@ pub fn read_layout(dir: &Path) -> Result<ExportedCache, CacheReadError> {
     let (mut document_path, mut document_bytes) = (top_path, top_bytes);
     // an image index (inline cache of a multi-platform push): follow its first image manifest
     if document.get("config").is_none() && !lists_cacheconfig(&document) {
-        let index: ImageIndex = parse_oci(&document_path, &document_bytes, |b| ImageIndex::from_reader(b))?;
+        let index: ImageIndex = parse_oci(&document_path, &document_bytes)?;
         let first = index.manifests().first().ok_or_else(|| CacheReadError::Layout {
             path: document_path.clone(),
             message: format!("lists neither layers with a {CACHECONFIG_MEDIA_TYPE} nor a manifest"),
@@ -228,13 +228,13 @@ pub fn read_layout(dir: &Path) -> Result<ExportedCache, CacheReadError> {
             .map_err(|source| CacheReadError::Json { path: document_path.clone(), source })?;
     }
     if lists_cacheconfig(&document) {
-        let index: ImageIndex = parse_oci(&document_path, &document_bytes, |b| ImageIndex::from_reader(b))?;
+        let index: ImageIndex = parse_oci(&document_path, &document_bytes)?;
         let (config_descriptor, layers): (Vec<&Descriptor>, Vec<&Descriptor>) =
             index.manifests().iter().partition(|d| d.media_type().to_string() == CACHECONFIG_MEDIA_TYPE);
         let config = read_cacheconfig(dir, config_descriptor[0])?;
         return Ok(ExportedCache { format: CacheFormat::Index, config, blobs: layers.into_iter().map(blob).collect() });
     }
-    let manifest: ImageManifest = parse_oci(&document_path, &document_bytes, |b| ImageManifest::from_reader(b))?;
+    let manifest: ImageManifest = parse_oci(&document_path, &document_bytes)?;
     let blobs: Vec<LayerBlob> = manifest.layers().iter().map(blob).collect();
     if manifest.config().media_type().to_string() == CACHECONFIG_MEDIA_TYPE {
         let config = read_cacheconfig(dir, manifest.config())?;
@@ -321,10 +321,8 @@ fn read(path: &Path) -> Result<Vec<u8>, CacheReadError> {
     std::fs::read(path).map_err(|source| CacheReadError::Io { path: path.to_owned(), source })
 }
 
-fn parse_oci<T>(
-    path: &Path,
-    bytes: &[u8],
-    parse: impl FnOnce(&[u8]) -> Result<T, oci_spec::OciSpecError>,
-) -> Result<T, CacheReadError> {
-    parse(bytes).map_err(|source| CacheReadError::Oci { path: path.to_owned(), source })
+/// An OCI document, with oci-spec's types (parsed from the bytes at once: a cache index can list
+/// thousands of layers).
+fn parse_oci<T: serde::de::DeserializeOwned>(path: &Path, bytes: &[u8]) -> Result<T, CacheReadError> {
+    serde_json::from_slice(bytes).map_err(|source| CacheReadError::Oci { path: path.to_owned(), source })
 }

@@ -9,18 +9,22 @@
 //! - (b) a record is there but has no layers: nothing to restore (dropped at export: moby/buildkit#6893);
 //! - (c) a record with layers is there but this build keyed the step differently: the differing input
 //!   named from the two keys' plaintexts (a build arg in the environment, the command, a base's manifest);
-//! - (d) a record with layers and the same key is there, yet the step ran: BuildKit could not use it.
+//! - (d) BuildKit found a record but failed to load it (a blob it could not fetch): its error, from the
+//!   buildkitd log; or a record with layers and the same key is there, yet the step ran.
 //!
 //! A vertex digest (rawjson's `digest`, buildx's `#7 sha256:...`) names the step's LLB op in one build;
 //! a cache key is computed from the op *and* its inputs' keys (and file checksums for COPY), and is what
 //! a cache record is stored under. Two builds of an unchanged step have the same vertex digest but can
 //! have different keys (a base moved), and the other way round.
 
+use std::collections::HashMap;
 use std::fmt;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use super::cache::{CacheFormat, ExportedCache};
+use super::cache::{CacheFormat, ExportedCache, LayerBlob};
+use super::cache_loads::CacheLoadFailures;
 use super::keys::{differences, KeyTexts};
 use super::progress::Step;
 use super::records::{align, label, KeyGraph};
@@ -57,8 +61,15 @@ pub struct RecordEntry {
     /// Whether `label` is a step of the exporting build.
     pub is_step: bool,
     pub digest: String,
-    /// The layer blobs of its result, bottom first; empty: nothing to restore.
-    pub blobs: Vec<String>,
+    /// The layer blobs of its result, bottom first; empty: nothing to restore. Shared: a record's chain
+    /// repeats its parents' layers, and a cache can hold thousands of records.
+    pub blobs: Vec<Arc<str>>,
+    /// Their compressed size, as the cache's descriptors give it.
+    #[serde(default)]
+    pub bytes: u64,
+    /// How many of them are eStargz (a lazy snapshotter can mount them without fetching them).
+    #[serde(default)]
+    pub estargz: usize,
 }
 
 impl CacheSummary {
@@ -79,16 +90,27 @@ pub struct ReadCache {
 pub fn summarize(phase: &str, name: &str, cache: ExportedCache, steps: &[Step], keys: &KeyTexts) -> ReadCache {
     let graph = KeyGraph::from(&cache.config);
     let aligned = align(&graph, steps, keys);
+    // each layer's descriptor looked up once: a record's chain repeats its parents' layers
+    let described: HashMap<&str, &LayerBlob> = cache.blobs.iter().map(|b| (b.digest.as_str(), b)).collect();
+    let layer_blobs: Vec<Option<&LayerBlob>> =
+        cache.config.layers.iter().map(|l| described.get(l.blob.as_str()).copied()).collect();
+    let layer_digests: Vec<Arc<str>> = cache.config.layers.iter().map(|l| Arc::from(l.blob.as_str())).collect();
     let entries: Vec<RecordEntry> = cache
         .config
         .records
         .iter()
         .enumerate()
-        .map(|(n, r)| RecordEntry {
-            label: label(&graph, &aligned, steps, keys, n),
-            is_step: aligned[n].is_some(),
-            digest: r.digest.clone(),
-            blobs: cache.config.blobs(r),
+        .map(|(n, r)| {
+            let chain = cache.config.chain(r);
+            let layers = || chain.iter().filter_map(|i| layer_blobs[*i]);
+            RecordEntry {
+                label: label(&graph, &aligned, steps, keys, n),
+                is_step: aligned[n].is_some(),
+                digest: r.digest.clone(),
+                bytes: layers().map(|b| b.size).sum(),
+                estargz: layers().filter(|b| b.estargz).count(),
+                blobs: chain.iter().map(|i| layer_digests[*i].clone()).collect(),
+            }
         })
         .collect();
     let without: Vec<String> =
@@ -125,7 +147,9 @@ pub enum MissCause {
     NoLayers { cache: String, record: String },
     /// (c) A record with layers under another key.
     KeyDiffers { cache: String, differences: Vec<String> },
-    /// (d) A record with layers under the same key, unused.
+    /// (d) A record BuildKit failed to load (its error, from the buildkitd log).
+    LoadFailed { error: String },
+    /// (d) A record with layers under the same key, unused, and no failed load logged.
     NotUsed { cache: String, record: String },
     /// Cache records could not be mapped to steps (no key plaintexts), so only (a)/(b) by name apply.
     Unknown { why: String },
@@ -150,9 +174,13 @@ impl fmt::Display for MissCause {
                 "a record with layers is in `{cache}`, but this build's cache key differs: {}",
                 differences.join("; ")
             ),
+            MissCause::LoadFailed { error } => write!(
+                f,
+                "BuildKit found a record for it in the imported cache but failed to load it, and ran the step instead (buildkitd log): {error}"
+            ),
             MissCause::NotUsed { cache, record } => write!(
                 f,
-                "a record with layers and this build's key is in `{cache}` ({}), yet the step ran: BuildKit could not use it (blobs not fetched?)",
+                "a record with layers and this build's key is in `{cache}` ({}), yet the step ran and buildkitd logged no failed load: BuildKit did not use it",
                 short(record)
             ),
             MissCause::Unknown { why } => write!(f, "cannot tell: {why}"),
@@ -167,8 +195,15 @@ pub fn short(digest: &str) -> &str {
 }
 
 /// Explains every non-`FROM` step of a build that ran, given the caches it imported (their records
-/// labelled by the builds that exported them), the key plaintexts and the build's own key store.
-pub fn explain(steps: &[Step], imported: &[&ReadCache], keys: &KeyTexts, own: Option<&KeyGraph>) -> Vec<Miss> {
+/// labelled by the builds that exported them), the key plaintexts, the build's own key store and the
+/// loads buildkitd logged as failed.
+pub fn explain(
+    steps: &[Step],
+    imported: &[&ReadCache],
+    keys: &KeyTexts,
+    own: Option<&KeyGraph>,
+    loads: &CacheLoadFailures,
+) -> Vec<Miss> {
     let by_digest: std::collections::HashMap<&str, &Step> = steps.iter().map(|s| (s.digest.as_str(), s)).collect();
     let ran = |s: &Step| !s.cached && !s.is_internal() && !s.is_from();
     let own_aligned = own.map(|g| (g, align(g, steps, keys)));
@@ -189,7 +224,10 @@ pub fn explain(steps: &[Step], imported: &[&ReadCache], keys: &KeyTexts, own: Op
         }
         let cause = match ancestor {
             Some(ancestor) => MissCause::AncestorRan { ancestor },
-            None => own_cause(step, index, &imported, keys, own_aligned.as_ref()),
+            None => match loads.of(&step.name) {
+                Some(error) => MissCause::LoadFailed { error: error.to_owned() },
+                None => own_cause(step, index, &imported, keys, own_aligned.as_ref()),
+            },
         };
         misses.push(Miss { step: step.name.clone(), cause });
     }

@@ -1,10 +1,12 @@
 //! Observe: what one repetition's raw artifacts say, as typed facts for the judge. Nothing here runs
-//! anything; it reads what `execute` left (rawjson streams, exported caches, the buildkitd log).
+//! anything; it reads what `execute` left (rawjson streams, exported caches, key dumps, the buildkitd
+//! log).
 //!
 //! Observations serialize: each repetition's are kept as `observations.json` beside its artifacts, and
 //! the judge's table tests read observations captured that way from real runs.
 
 pub mod cache;
+pub mod cache_loads;
 pub mod forensics;
 pub mod keys;
 pub mod laziness;
@@ -14,6 +16,7 @@ pub mod records;
 use serde::{Deserialize, Serialize};
 
 use crate::execute::{RawBuild, RawPhase, RawRepetition};
+use cache_loads::CacheLoadFailures;
 use forensics::{CacheSummary, Miss, ReadCache};
 use keys::KeyTexts;
 use laziness::Laziness;
@@ -113,9 +116,10 @@ impl Observer {
         self.phases.extend(raw.phases[seen..].iter().map(phase));
         let mut infrastructure = raw.infrastructure.clone();
         let mut read: Vec<ReadCache> = Vec::new();
+        let loads = CacheLoadFailures::from_buildkitd_log(raw.buildkitd_log.as_deref().unwrap_or_default());
         for (p, seen) in raw.phases.iter().zip(self.phases.iter_mut()) {
             let Some(build) = p.build.as_ref().filter(|b| b.succeeded) else { continue };
-            if let Err(e) = forensics_of(p, build, seen, &mut read) {
+            if let Err(e) = forensics_of(p, build, seen, &mut read, &loads) {
                 infrastructure.get_or_insert(e);
             }
         }
@@ -134,6 +138,7 @@ fn forensics_of(
     build: &RawBuild,
     seen: &mut PhaseObservation,
     read: &mut Vec<ReadCache>,
+    loads: &CacheLoadFailures,
 ) -> Result<(), InfraFailure> {
     let PhaseOutcome::Build { steps, misses, .. } = &mut seen.outcome else { return Ok(()) };
     let failure = |what: &str, e: &(dyn std::error::Error + 'static)| {
@@ -151,7 +156,7 @@ fn forensics_of(
     if !build.imports.is_empty() {
         let imported: Vec<&ReadCache> =
             build.imports.iter().filter_map(|i| read.iter().rev().find(|c| c.summary.cache == i.name)).collect();
-        *misses = forensics::explain(steps, &imported, &keys, store.as_ref());
+        *misses = forensics::explain(steps, &imported, &keys, store.as_ref(), loads);
     }
     for export in &build.exports {
         let cache = cache::read_layout(&export.dir).map_err(|e| failure("the exported cache", &e))?;

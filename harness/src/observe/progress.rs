@@ -6,6 +6,8 @@
 //! none carries an error, and the build as a whole succeeded. Lines that are not JSON (buildx's own
 //! `ERROR: ...` summary) are kept as messages.
 
+use std::collections::HashMap;
+
 use serde::Deserialize;
 
 #[derive(Deserialize)]
@@ -111,6 +113,7 @@ struct Merged {
 /// Parses a rawjson stream. `build_succeeded` comes from buildx's exit status.
 pub fn parse(stream: &str, build_succeeded: bool) -> Progress {
     let mut merged: Vec<Merged> = Vec::new();
+    let mut index: HashMap<String, usize> = HashMap::new();
     let mut messages = Vec::new();
     for line in stream.lines().map(str::trim).filter(|l| !l.is_empty()) {
         let status = match serde_json::from_str::<SolveStatus>(line) {
@@ -121,13 +124,10 @@ pub fn parse(stream: &str, build_succeeded: bool) -> Progress {
             }
         };
         for v in status.vertexes {
-            let i = match merged.iter().position(|m| m.digest == v.digest) {
-                Some(i) => i,
-                None => {
-                    merged.push(Merged { digest: v.digest.clone(), ..Merged::default() });
-                    merged.len() - 1
-                }
-            };
+            let i = *index.entry(v.digest).or_insert_with_key(|digest| {
+                merged.push(Merged { digest: digest.clone(), ..Merged::default() });
+                merged.len() - 1
+            });
             let m = &mut merged[i];
             if !v.name.is_empty() {
                 m.name = v.name;

@@ -22,11 +22,25 @@ pub fn cache(summary: &CacheSummary) -> String {
     for e in &summary.entries {
         let layers = match e.blobs.len() {
             0 => "no layers".to_owned(),
-            n => format!("{n} layer(s), top {}", short(e.blobs.last().expect("n > 0"))),
+            n => format!(
+                "{n} layer(s), {}{}, top {}",
+                human_bytes(e.bytes),
+                if e.estargz > 0 { format!(", {} eStargz", e.estargz) } else { String::new() },
+                short(e.blobs.last().expect("n > 0"))
+            ),
         };
         let _ = writeln!(out, "  {}  {:<70}  {layers}", short(&e.digest), e.label);
     }
     out
+}
+
+/// `5.0 MiB`, `129 B`.
+fn human_bytes(bytes: u64) -> String {
+    match bytes {
+        0..1024 => format!("{bytes} B"),
+        1024..1_048_576 => format!("{:.1} KiB", bytes as f64 / 1024.0),
+        _ => format!("{:.1} MiB", bytes as f64 / 1_048_576.0),
+    }
 }
 
 /// Per step, how two caches hold it (only the differences unless `all`).
