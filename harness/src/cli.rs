@@ -54,6 +54,10 @@ enum Command {
     /// records mapped to the steps they cache, and each step of a cache-importing build that ran,
     /// explained.
     Explain(ExplainArgs),
+    /// Run one of your own builds (`docker buildx build` arguments after `--`) and keep what `explain`
+    /// needs: its rawjson steps, the caches it imports and exports, the builder's log. Capture the build
+    /// that exported the cache, then the one that imported it, into the same DIR.
+    Capture(CaptureArgs),
     /// What an exported cache holds, per step.
     #[command(subcommand)]
     Cache(CacheCommand),
@@ -66,6 +70,25 @@ struct ExplainArgs {
     /// Print JSON (the observations) instead of text.
     #[arg(long)]
     json: bool,
+}
+
+#[derive(Args)]
+struct CaptureArgs {
+    /// Where the captured builds go (created; each capture adds a phase).
+    dir: PathBuf,
+    /// This build's name in DIR [default: build-<n>].
+    #[arg(long)]
+    phase: Option<String>,
+    /// buildkitd's debug address, reachable from here, when the builder runs with
+    /// `--save-cache-debug --debugaddr=ADDR` (its key plaintexts map cache records to steps).
+    #[arg(long, value_name = "HOST:PORT")]
+    debug_addr: Option<String>,
+    /// The build's time limit, in seconds.
+    #[arg(long, default_value_t = 3600)]
+    timeout: u64,
+    /// What follows `docker buildx build` (bkcache adds `--progress=rawjson`).
+    #[arg(last = true, required = true, num_args = 1..)]
+    build: Vec<String>,
 }
 
 #[derive(Subcommand)]
@@ -207,6 +230,7 @@ pub async fn main() -> i32 {
         Command::Buildkit(BuildkitCommand::Build(args)) => buildkit_build(&args).await,
         Command::Gc(args) => gc(&args).await,
         Command::Explain(args) => explain(&args),
+        Command::Capture(args) => capture(&args).await,
         Command::Cache(CacheCommand::Inspect(args)) => cache_inspect(&args).await,
         Command::Cache(CacheCommand::Diff(args)) => cache_diff(&args).await,
     };
@@ -277,6 +301,31 @@ async fn buildkit_build(args: &BuildkitBuildArgs) -> Result<i32, Error> {
     let image = buildkit_image::ensure(&engine, &spec, pins.registry()).await?;
     println!("{} ({})", image.tag, if image.built { "built" } else { "reused" });
     Ok(EXIT_OK)
+}
+
+async fn capture(args: &CaptureArgs) -> Result<i32, Error> {
+    let timeout = std::time::Duration::from_secs(args.timeout);
+    let done = crate::execute::capture::capture(
+        &args.dir,
+        args.phase.as_deref(),
+        args.debug_addr.as_deref(),
+        &args.build,
+        timeout,
+    )
+    .await?;
+    let outcome = if done.succeeded { "succeeded" } else { "failed (BuildKit's error is in its rawjson)" };
+    println!("captured phase `{}` into {}: the build {outcome}", done.phase, args.dir.display());
+    for why in &done.skipped {
+        println!("  cache not captured: {why}");
+    }
+    if !done.builder_log {
+        println!("  no builder log: not a docker-container builder (failed cache loads cannot be named)");
+    }
+    if !done.key_dumps {
+        println!("  no key plaintexts (--debug-addr): records cannot be mapped to steps");
+    }
+    println!("then: bkcache explain {}", args.dir.display());
+    Ok(if done.succeeded { EXIT_OK } else { EXIT_REGRESSION })
 }
 
 fn explain(args: &ExplainArgs) -> Result<i32, Error> {

@@ -102,4 +102,6 @@ pub enum Error {
     BuildkitImage(#[from] crate::execute::buildkit_image::BuildkitImageError),
     #[error(transparent)]
     Inspect(#[from] crate::inspect::InspectError),
+    #[error(transparent)]
+    Capture(#[from] crate::execute::capture::CaptureError),
 }

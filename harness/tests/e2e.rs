@@ -213,3 +213,74 @@ async fn explain_names_the_build_arg_that_changed_a_steps_key() {
     assert!(!text.contains("phase `proxy-changed`"), "the proxy-only build ran nothing: {text}");
     assert_eq!(leftovers("e2e-explain").await, Vec::<String>::new());
 }
+
+/// A docker-container builder a test made by hand, as a user would; removed when dropped.
+struct UsersBuilder(String);
+
+impl Drop for UsersBuilder {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("docker").args(["buildx", "rm", "-f", &self.0]).output();
+    }
+}
+
+#[tokio::test]
+async fn capture_explains_a_users_own_builds_on_their_builder() {
+    if !environment_ready().await {
+        return;
+    }
+    let profiles = bkcache::profiles::Profiles::load(&common::repo().join("scenarios/builders.toml")).unwrap();
+    let image = &profiles.profiles.iter().find(|p| p.name == "newest-overlayfs").unwrap().image;
+    let registry = profiles.pins.registry().to_owned();
+    let work = tempfile::tempdir().unwrap();
+    let ctx = work.path().join("ctx");
+    std::fs::create_dir(&ctx).unwrap();
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "ARG BASE\nFROM ${BASE}\nARG GIT_TREE\nRUN echo \"deps for $GIT_TREE\" > /deps\nRUN echo app > /app\n",
+    )
+    .unwrap();
+    let config = work.path().join("buildkitd.toml");
+    std::fs::write(&config, format!("debug = true\n[registry.\"{registry}\"]\n  http = true\n")).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let debug_addr = format!("127.0.0.1:{port}");
+    let builder = UsersBuilder(format!("users-builder-{}", std::process::id()));
+    let created = std::process::Command::new("docker")
+        .args(["buildx", "create", "--name", &builder.0, "--driver", "docker-container", "--bootstrap"])
+        .args(["--driver-opt", "network=host", "--driver-opt", &format!("image={image}")])
+        .args(["--buildkitd-flags", &format!("--save-cache-debug --debugaddr={debug_addr}")])
+        .arg("--buildkitd-config")
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(created.status.success(), "{}", String::from_utf8_lossy(&created.stderr));
+    let out = work.path().join("captured");
+    let cache = work.path().join("cache").display().to_string();
+    let capture = |tree: &str, cache_flag: &str, cache_value: String| {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_bkcache"))
+            .current_dir(common::repo())
+            .arg("capture")
+            .arg(&out)
+            .args(["--debug-addr", &debug_addr, "--", "--builder", &builder.0])
+            .args(["--build-arg", &format!("BASE={registry}/bkcache/base-a:esgz")])
+            .args(["--build-arg", &format!("GIT_TREE={tree}"), cache_flag, &cache_value])
+            .args(["--output", "type=cacheonly"])
+            .arg(&ctx)
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    };
+    capture("a", "--cache-to", format!("type=local,dest={cache},mode=max"));
+    let pruned =
+        std::process::Command::new("docker").args(["buildx", "prune", "-af", "--builder", &builder.0]).output();
+    assert!(pruned.unwrap().status.success());
+    capture("b", "--cache-from", format!("type=local,src={cache}"));
+
+    let explain = std::process::Command::new(env!("CARGO_BIN_EXE_bkcache")).arg("explain").arg(&out).output().unwrap();
+    let text = String::from_utf8_lossy(&explain.stdout);
+    assert!(explain.status.success(), "{}", String::from_utf8_lossy(&explain.stderr));
+    // the export's records carry its steps; the import's misses are named, root first
+    assert!(text.contains(r#"[2/3] RUN echo "deps for a" > /deps"#), "{text}");
+    assert!(text.contains("phase `build-2`: 2 step(s) ran, 0 CACHED"), "{text}");
+    assert!(text.contains("env `GIT_TREE` (a build arg or ENV): `a` → `b`"), "{text}");
+    assert!(text.contains(r#"it ran because `[2/3] RUN echo "deps for b" > /deps`"#), "{text}");
+}

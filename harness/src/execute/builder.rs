@@ -56,7 +56,7 @@ impl Builder {
 
     /// What buildkitd logged in this life.
     pub async fn buildkitd_log(&self, engine: &Engine) -> Result<String, InfraError> {
-        let log = engine.container_logs(&self.container()).await?;
+        let log = engine.container_logs(&self.container(), 0).await?;
         Ok(log.lines().skip(self.log_lines_before).flat_map(|l| [l, "\n"]).collect())
     }
 }
@@ -221,7 +221,7 @@ fn write_config(work_dir: &Path, config: &str) -> Result<std::path::PathBuf, Inf
 async fn reset(mut builder: Builder, config: &str, engine: &Engine) -> Result<Builder, InfraError> {
     let container = builder.container();
     engine.stop_container(&container).await?;
-    builder.log_lines_before = engine.container_logs(&container).await?.lines().count();
+    builder.log_lines_before = engine.container_logs(&container, 0).await?.lines().count();
     engine.upload_file(&container, CONFIG_DIR, "buildkitd.toml", config.as_bytes()).await?;
     engine.start_container(&container).await?;
     let previous = root(builder.life);

@@ -140,8 +140,9 @@ impl Engine {
     }
 
     /// Everything a container wrote to stdout and stderr so far.
-    pub async fn container_logs(&self, container: &str) -> Result<String, InfraError> {
-        let options = LogsOptions { stdout: true, stderr: true, tail: "all".into(), ..Default::default() };
+    /// What `container` logged since `since` (unix seconds; 0: all of it).
+    pub async fn container_logs(&self, container: &str, since: i32) -> Result<String, InfraError> {
+        let options = LogsOptions { stdout: true, stderr: true, tail: "all".into(), since, ..Default::default() };
         let mut stream = self.docker.logs(container, Some(options));
         let mut text = String::new();
         while let Some(chunk) = stream.next().await {

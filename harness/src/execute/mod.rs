@@ -15,6 +15,7 @@
 pub mod builder;
 pub mod buildkit_image;
 pub mod buildx;
+pub mod capture;
 pub mod docker;
 pub mod gc;
 pub mod http;

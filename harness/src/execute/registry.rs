@@ -3,7 +3,7 @@
 
 use super::http::{agent, blocking};
 use crate::errors::InfraError;
-use crate::observe::cache::sha256_digest;
+use crate::observe::cache::{child_documents, sha256_digest};
 
 #[derive(Debug, Clone)]
 pub struct Registry {
@@ -166,22 +166,11 @@ impl Registry {
             write(&top_digest, &top)?;
             let mut pending = vec![top];
             while let Some(document) = pending.pop() {
-                let parsed: serde_json::Value = serde_json::from_slice(&document).unwrap_or_default();
-                let children = parsed["manifests"].as_array().into_iter().flatten().chain(parsed.get("config"));
-                for child in children {
-                    let (Some(child_type), Some(digest)) = (child["mediaType"].as_str(), child["digest"].as_str())
-                    else {
-                        continue;
-                    };
-                    // a config (image or cache) is a blob; a manifest is followed further down
-                    let is_manifest = child_type.contains("manifest") || child_type.contains("index");
-                    if !is_manifest && !child_type.contains("config") {
-                        continue;
-                    }
-                    let (_, body) =
-                        get(format!("{base}/{}/{digest}", if is_manifest { "manifests" } else { "blobs" }))?;
-                    write(digest, &body)?;
-                    if is_manifest {
+                for child in child_documents(&document) {
+                    let kind = if child.is_manifest { "manifests" } else { "blobs" };
+                    let (_, body) = get(format!("{base}/{kind}/{}", child.digest))?;
+                    write(&child.digest, &body)?;
+                    if child.is_manifest {
                         pending.push(body);
                     }
                 }

@@ -204,6 +204,29 @@ pub struct ExportedCache {
 
 const ESTARGZ_TOC: &str = "containerd.io/snapshot/stargz/toc.digest";
 
+/// A document another one names: a manifest or index (followed further down) or a config blob (an
+/// image config or a cacheconfig). Layers are not documents: they say nothing of what a cache holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChildDocument {
+    pub digest: String,
+    pub is_manifest: bool,
+}
+
+/// The documents `document` (an index or a manifest) names, in order. Anything that does not parse
+/// names none: the reader of the copy reports it, naming the file.
+pub fn child_documents(document: &[u8]) -> Vec<ChildDocument> {
+    let parsed: serde_json::Value = serde_json::from_slice(document).unwrap_or_default();
+    let children = parsed["manifests"].as_array().into_iter().flatten().chain(parsed.get("config"));
+    children
+        .filter_map(|child| {
+            let (media_type, digest) = (child["mediaType"].as_str()?, child["digest"].as_str()?);
+            let is_manifest = media_type.contains("manifest") || media_type.contains("index");
+            (is_manifest || media_type.contains("config"))
+                .then(|| ChildDocument { digest: digest.to_owned(), is_manifest })
+        })
+        .collect()
+}
+
 /// Reads the cache in the OCI layout at `dir`.
 pub fn read_layout(dir: &Path) -> Result<ExportedCache, CacheReadError> {
     let index_path = dir.join("index.json");

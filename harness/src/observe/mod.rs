@@ -154,8 +154,17 @@ fn forensics_of(
         None => (KeyTexts::default(), None),
     };
     if !build.imports.is_empty() {
-        let imported: Vec<&ReadCache> =
-            build.imports.iter().filter_map(|i| read.iter().rev().find(|c| c.summary.cache == i.name)).collect();
+        // a cache no earlier phase exported (a capture of the importing build alone) is read as it was
+        let mut unexported = Vec::new();
+        for import in build.imports.iter().filter(|i| !read.iter().any(|c| c.summary.cache == i.name)) {
+            let cache = cache::read_layout(&import.dir).map_err(|e| failure("an imported cache", &e))?;
+            unexported.push(forensics::summarize("", &import.name, cache, &[], &KeyTexts::default()));
+        }
+        let imported: Vec<&ReadCache> = build
+            .imports
+            .iter()
+            .filter_map(|i| read.iter().chain(&unexported).rev().find(|c| c.summary.cache == i.name))
+            .collect();
         *misses = forensics::explain(steps, &imported, &keys, store.as_ref(), loads);
     }
     for export in &build.exports {
