@@ -8,6 +8,7 @@ bash "$CI_DIR/install-engine.sh"
 bash "$CI_DIR/build-buildx.sh"
 bash "$CI_DIR/start-registry.sh"
 bash "$CI_DIR/install-nextest.sh"
+bash "$CI_DIR/install-actionlint.sh"
 log "building bkcache"
 (cd "$REPO_ROOT" && cargo build --quiet --release --locked -p bkcache)
 bkcache="$REPO_ROOT/target/release/bkcache"

@@ -61,6 +61,26 @@ enum Command {
     /// What an exported cache holds, per step.
     #[command(subcommand)]
     Cache(CacheCommand),
+    /// Reports built from result files.
+    #[command(subcommand)]
+    Report(ReportCommand),
+}
+
+#[derive(Subcommand)]
+enum ReportCommand {
+    /// One report from the result files of a run's shards (`bkcache run --results-dir`, or the cells
+    /// test target's BKCACHE_RESULTS_DIR): the verdicts one run of all their cells would have given.
+    /// Run it where the shards ran (scenario paths are re-read as recorded).
+    Merge(MergeArgs),
+}
+
+#[derive(Args)]
+struct MergeArgs {
+    /// Directories of result files.
+    #[arg(required = true)]
+    dirs: Vec<PathBuf>,
+    #[command(flatten)]
+    reports: ReportPaths,
 }
 
 #[derive(Args)]
@@ -188,10 +208,9 @@ struct PlanArgs {
     repeat: Option<u32>,
 }
 
+/// The report files to write.
 #[derive(Args)]
-struct RunArgs {
-    #[command(flatten)]
-    plan: PlanArgs,
+struct ReportPaths {
     /// Write the JSON report here.
     #[arg(long)]
     report_json: Option<PathBuf>,
@@ -201,6 +220,17 @@ struct RunArgs {
     /// Write a JUnit XML report (one test case per cell) here.
     #[arg(long)]
     junit: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct RunArgs {
+    #[command(flatten)]
+    plan: PlanArgs,
+    #[command(flatten)]
+    reports: ReportPaths,
+    /// Also write one result file per cell and repetition here, for `bkcache report merge`.
+    #[arg(long)]
+    results_dir: Option<PathBuf>,
     /// How many repetitions run at once, each on its own builder [default: the number of CPUs].
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..=256))]
     jobs: Option<u16>,
@@ -233,6 +263,7 @@ pub async fn main() -> i32 {
         Command::Capture(args) => capture(&args).await,
         Command::Cache(CacheCommand::Inspect(args)) => cache_inspect(&args).await,
         Command::Cache(CacheCommand::Diff(args)) => cache_diff(&args).await,
+        Command::Report(ReportCommand::Merge(args)) => report_merge(&args),
     };
     outcome.unwrap_or_else(|e| {
         eprintln!("error: {e}");
@@ -383,11 +414,20 @@ async fn gc(args: &GcArgs) -> Result<i32, Error> {
     Ok(EXIT_OK)
 }
 
+fn report_merge(args: &MergeArgs) -> Result<i32, Error> {
+    let report = crate::results::merge(&args.dirs)?;
+    let mut reports = ReportFiles::open(&args.reports, &report.run_id)?;
+    reports.write(&report)?;
+    print!("{}", report::terminal::summary(&report));
+    Ok(report::exit_code(&report))
+}
+
 async fn run(args: &RunArgs) -> Result<i32, Error> {
     let plan = session::plan(&args.plan.options())?;
     let run_id = args.run_id.clone().unwrap_or_else(default_run_id);
     // every report file is opened before any builder exists: one that cannot be written is found now
-    let mut reports = ReportFiles::open(args, &run_id)?;
+    let mut reports = ReportFiles::open(&args.reports, &run_id)?;
+    let plan_record = crate::results::PlanRecord::of(&args.plan.options());
     let options = RunOptions {
         run_id,
         artifacts_dir: args.artifacts_dir.clone(),
@@ -406,7 +446,11 @@ async fn run(args: &RunArgs) -> Result<i32, Error> {
     let outcome = match prepared {
         Ok(true) => {
             let report = session.run(interrupted(), report::terminal::live).await;
-            reports.write(&report).map(|()| report::exit_code(&report))
+            let results = match &args.results_dir {
+                Some(dir) => crate::results::write(dir, &plan_record, &report).map_err(Error::from),
+                None => Ok(()),
+            };
+            results.and_then(|()| reports.write(&report)).map(|()| report::exit_code(&report))
         }
         Ok(false) => {
             reports.discard();
@@ -434,7 +478,7 @@ struct ReportFiles {
 impl ReportFiles {
     /// Creates the report files and writes into each a valid report of a run that has not finished, so
     /// a run killed outright (SIGKILL) leaves reports that say so rather than empty files.
-    fn open(args: &RunArgs, run_id: &str) -> Result<Self, Error> {
+    fn open(args: &ReportPaths, run_id: &str) -> Result<Self, Error> {
         let open = |path: &Option<PathBuf>, flag: &str| -> Result<Option<(PathBuf, File)>, ConfigError> {
             path.as_ref()
                 .map(|p| {
@@ -497,7 +541,7 @@ fn write_to(path: &Path, file: &mut File, text: &str) -> Result<(), InfraError> 
 }
 
 /// Resolves on Ctrl-C or SIGTERM, naming which.
-async fn interrupted() -> &'static str {
+pub async fn interrupted() -> &'static str {
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
     tokio::select! {
         _ = tokio::signal::ctrl_c() => "interrupted",

@@ -5,6 +5,7 @@
 //! → [`plan`] (cells) → [`session`] (the library API), which runs each repetition of a cell through
 //! [`execute`] (builder, phases: raw artifacts) → [`observe`] (typed observations) → [`judge`] (pure:
 //! verdict and reasons; flaky aggregation) and emits [`events`] that the [`report`]ers consume.
+//! [`results`] writes per-repetition result files and merges shards' files into one report.
 //! [`inspect`] loads caches and repetitions from artifacts or the registry for `explain` and `cache`.
 //! [`errors`] holds the errors; [`names`] the checked names every path, ref and option is built from;
 //! [`buildkitd`] what profiles may pass to buildkitd; [`cli`] only parses arguments and maps outcomes to
@@ -24,6 +25,7 @@ pub mod pins;
 pub mod plan;
 pub mod profiles;
 pub mod report;
+pub mod results;
 pub mod scenario;
 pub mod session;
 pub mod toml_file;

@@ -178,3 +178,26 @@ fn an_inline_cache_needs_a_push_no_mode_and_is_named_after_its_phase() {
     let err = list_error(&format!("dockerfile = \"Dockerfile\"\n{importing}"));
     assert!(err.contains("imports cache `inline:export` that no earlier phase exports"), "{err}");
 }
+
+#[test]
+fn report_merge_refuses_what_is_not_one_runs_results() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = bkcache(&["report", "merge", dir.path().to_str().unwrap()], &repo());
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no result files"), "{out:?}");
+    std::fs::write(dir.path().join("x.json"), "{}").unwrap();
+    let out = bkcache(&["report", "merge", dir.path().to_str().unwrap()], &repo());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(err.contains("x.json: not a bkcache result file") && err.contains("fix:"), "{err}");
+}
+
+#[test]
+fn capture_refuses_a_progress_mode_it_cannot_read_before_building() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = bkcache(&["capture", "out", "--", "--progress", "plain", "."], dir.path());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(err.contains("--progress plain") && err.contains("fix: leave --progress out"), "{err}");
+    assert!(!dir.path().join("out").exists(), "nothing was captured");
+}

@@ -284,3 +284,69 @@ async fn capture_explains_a_users_own_builds_on_their_builder() {
     assert!(text.contains("env `GIT_TREE` (a build arg or ENV): `a` → `b`"), "{text}");
     assert!(text.contains(r#"it ran because `[2/3] RUN echo "deps for b" > /deps`"#), "{text}");
 }
+
+/// `(scenario@builder, verdict)` of every cell of a JSON report, sorted.
+fn verdicts(report: &Value) -> Vec<(String, String)> {
+    let mut v: Vec<(String, String)> = report["cells"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                format!("{}@{}", c["scenario"].as_str().unwrap(), c["builder"].as_str().unwrap()),
+                c["verdict"].to_string(),
+            )
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+#[tokio::test]
+async fn cells_sharded_by_nextest_and_merged_give_the_verdicts_of_one_run() {
+    if !environment_ready().await {
+        return;
+    }
+    const SCENARIOS: &str = "issue-6893,mode-min";
+    let work = tempfile::tempdir().unwrap();
+    let artifacts = work.path().join("artifacts");
+    for shard in [1, 2] {
+        let mut nextest = std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+        // the inner nextest is a run of its own, not a test of this one
+        for (key, _) in std::env::vars().filter(|(k, _)| k.starts_with("NEXTEST")) {
+            nextest.env_remove(key);
+        }
+        let output = nextest
+            .args(["nextest", "run", "--locked", "--profile", "cells", "--partition", &format!("count:{shard}/2")])
+            .env("BKCACHE_SCENARIO", SCENARIOS)
+            .env("BKCACHE_RESULTS_DIR", work.path().join(format!("shard-{shard}")))
+            .env("BKCACHE_ARTIFACTS_DIR", &artifacts)
+            .current_dir(common::repo())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(output.status.success(), "shard {shard}:\n{stderr}");
+        assert!(stderr.contains("4 tests run: 4 passed"), "shard {shard}: each shard runs half the 8 cells:\n{stderr}");
+    }
+    let merged_json = work.path().join("merged.json");
+    let merge = std::process::Command::new(env!("CARGO_BIN_EXE_bkcache"))
+        .args(["report", "merge"])
+        .args([work.path().join("shard-1"), work.path().join("shard-2")])
+        .arg("--report-json")
+        .arg(&merged_json)
+        .current_dir(common::repo())
+        .output()
+        .unwrap();
+    assert_eq!(merge.status.code(), Some(0), "{}", String::from_utf8_lossy(&merge.stderr));
+    let merged: Value = serde_json::from_str(&std::fs::read_to_string(&merged_json).unwrap()).unwrap();
+
+    let single = bkcache_run(&["scenarios", "--scenario", "issue-6893", "--scenario", "mode-min"], "e2e-cells");
+    assert_eq!(single.code(), Some(0));
+    let expected = verdicts(&single.report);
+    assert_eq!(expected.len(), 8);
+    assert_eq!(verdicts(&merged), expected);
+    assert_eq!(leftovers("e2e-cells").await, Vec::<String>::new());
+    // the shards' builders are gone too (their run ids are `cells-<pid>`)
+    let ls = std::process::Command::new("docker").args(["buildx", "ls"]).output().unwrap();
+    assert!(!String::from_utf8_lossy(&ls.stdout).contains("bkcache-cells-"));
+}

@@ -76,7 +76,7 @@ pub enum BuildkitImageError {
 }
 
 /// The image that was asked for, and whether it had to be built.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct EnsuredImage {
     pub tag: String,
     pub version: String,
