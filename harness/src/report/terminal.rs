@@ -122,11 +122,18 @@ pub fn summary(report: &RunReport) -> String {
     }
     let issues = ordered(results.iter().flat_map(|r| r.cell.known_issues.iter().map(|k| k.id.0.as_str())));
     for id in issues {
-        let on = |v: Verdict| -> Vec<&str> {
+        // builders when one scenario names the issue; cells (`scenario@builder`) when several do
+        let scenarios = ordered(
+            results
+                .iter()
+                .filter(|r| r.cell.known_issues.iter().any(|k| k.id.0 == id))
+                .map(|r| r.cell.scenario.name.as_str()),
+        );
+        let on = |v: Verdict| -> Vec<String> {
             results
                 .iter()
                 .filter(|r| r.verdict.verdict == v && r.verdict.known_issues.iter().any(|k| k.0 == id))
-                .map(|r| r.cell.profile.name.as_str())
+                .map(|r| if scenarios.len() > 1 { r.cell.name() } else { r.cell.profile.name.to_string() })
                 .collect()
         };
         let (reproduced, fixed) = (on(Verdict::KnownFailure), on(Verdict::UnexpectedPass));
