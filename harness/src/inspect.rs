@@ -3,13 +3,13 @@
 //! so records carry their steps), a cache's OCI layout directory, or a ref in the local registry.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use serde::Serialize;
 
 use crate::errors::InfraError;
 use crate::execute::registry::Registry;
 use crate::execute::{RawRepetition, RAW_FILE};
+use crate::observe::chain::LayerChain;
 use crate::observe::forensics::{self, CacheSummary, RecordEntry};
 use crate::observe::keys::KeyTexts;
 use crate::observe::{cache, Observations, Observer};
@@ -86,7 +86,7 @@ pub struct StepDiff {
 pub enum RecordState {
     Missing,
     WithoutLayers,
-    WithLayers { blobs: Vec<Arc<str>> },
+    WithLayers { blobs: LayerChain },
 }
 
 impl RecordState {

@@ -122,7 +122,7 @@ fn a_record_whose_blob_is_gone_is_explained_by_buildkits_failed_load() {
     }
     // the cache still lists the deleted blob in a record's layers: read alone, it looks whole
     let deleted = "sha256:88461ebbf847339503e21dd8977de5eced5b69328e67111063bed63b89a1c6bf";
-    assert!(o.caches[0].entries.iter().any(|e| e.blobs.iter().any(|b| &**b == deleted)));
+    assert!(o.caches[0].entries.iter().any(|e| e.blobs.blobs().contains(&deleted)));
 }
 
 fn summary(cell: &str) -> CacheSummary {

@@ -152,6 +152,23 @@ fn parse_args(args: &[String]) -> Result<BuildArgs, CaptureError> {
     Ok(parsed)
 }
 
+/// `--debug-addr`: a `host:port` the debug endpoints' URLs are built from.
+fn check_debug_addr(addr: &str) -> Result<(), CaptureError> {
+    let fits = addr.rsplit_once(':').is_some_and(|(host, port)| {
+        port.parse::<u16>().is_ok_and(|p| p > 0)
+            && !host.is_empty()
+            && host.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '[' | ']' | ':'))
+    });
+    match fits {
+        true => Ok(()),
+        false => Err(CaptureError::Argument {
+            arg: format!("--debug-addr {addr}"),
+            problem: "is not a host:port".into(),
+            fix: "give the address buildkitd's --debugaddr listens on, e.g. 127.0.0.1:6060".into(),
+        }),
+    }
+}
+
 /// Copies the documents of the OCI layout at `src` (index, manifests, configs; no layers) to `dst`.
 fn copy_layout(src: &Path, dst: &Path) -> Result<(), InfraError> {
     let read = |path: PathBuf| std::fs::read(&path).map_err(InfraError::io(format!("reading {}", path.display())));
@@ -222,15 +239,16 @@ pub async fn capture(
     timeout: Duration,
 ) -> Result<Captured, CaptureError> {
     let parsed = parse_args(args)?;
+    let phase = phase.map(|p| Name::parse(NameKind::Phase, p)).transpose()?;
+    if let Some(addr) = debug_addr {
+        check_debug_addr(addr)?;
+    }
     std::fs::create_dir_all(dir).map_err(InfraError::io(format!("creating {}", dir.display())))?;
     let mut raw = match dir.join(RAW_FILE).is_file() {
         true => RawRepetition::load(dir)?,
         false => RawRepetition::default(),
     };
-    let phase = match phase {
-        Some(p) => Name::parse(NameKind::Phase, p)?.to_string(),
-        None => format!("build-{}", raw.phases.len() + 1),
-    };
+    let phase = phase.map_or_else(|| format!("build-{}", raw.phases.len() + 1), |p| p.to_string());
     if raw.phases.iter().any(|p| p.phase == phase) {
         return Err(CaptureError::PhaseExists { dir: dir.to_owned(), phase });
     }
@@ -322,6 +340,16 @@ mod tests {
             [CacheLocation::Registry { host: "myreg.example".into(), repo: "app".into(), tag: "cache".into() }]
         );
         assert!(matches!(&other.exports[0], CacheLocation::Other(v) if v.starts_with("gha")));
+    }
+
+    #[test]
+    fn debug_addresses_are_host_and_port() {
+        for good in ["127.0.0.1:6060", "localhost:6060", "[::1]:6060"] {
+            assert!(check_debug_addr(good).is_ok(), "{good}");
+        }
+        for bad in ["127.0.0.1", "127.0.0.1:0", "h/x:6060", ":6060", "127.0.0.1:6060/debug"] {
+            assert!(check_debug_addr(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -120,26 +120,6 @@ impl CacheRecord {
 }
 
 impl CacheConfig {
-    /// The layers (indexes into `layers`) of a record's first result, bottom layer first.
-    pub fn chain(&self, record: &CacheRecord) -> Vec<usize> {
-        let mut indexes: Vec<usize> = match (record.results.first(), record.chains.first()) {
-            (Some(result), _) => {
-                let mut chain = Vec::new();
-                let mut next = Some(result.layer);
-                while let Some(i) = next.filter(|i| *i < self.layers.len() && chain.len() <= self.layers.len()) {
-                    chain.push(i);
-                    next = usize::try_from(self.layers[i].parent).ok();
-                }
-                chain.reverse();
-                chain
-            }
-            (None, Some(chain)) => chain.layers.clone(),
-            (None, None) => Vec::new(),
-        };
-        indexes.retain(|i| *i < self.layers.len());
-        indexes
-    }
-
     /// Checks every index points inside the document.
     fn check(&self, path: &Path) -> Result<(), CacheReadError> {
         let bad = |message: String| Err(CacheReadError::Layout { path: path.to_owned(), message });
@@ -212,17 +192,43 @@ pub struct ChildDocument {
     pub is_manifest: bool,
 }
 
+/// A document's outline: its `config` and `manifests` descriptors, nothing else parsed (a cache index
+/// can list thousands of layers).
+#[derive(Deserialize, Default)]
+struct Outline {
+    #[serde(default)]
+    config: Option<OutlineDescriptor>,
+    #[serde(default)]
+    manifests: Vec<OutlineDescriptor>,
+}
+
+#[derive(Deserialize)]
+struct OutlineDescriptor {
+    #[serde(default, rename = "mediaType")]
+    media_type: String,
+    #[serde(default)]
+    digest: String,
+}
+
+impl Outline {
+    fn lists_cacheconfig(&self) -> bool {
+        self.manifests.iter().any(|d| d.media_type == CACHECONFIG_MEDIA_TYPE)
+    }
+}
+
 /// The documents `document` (an index or a manifest) names, in order. Anything that does not parse
 /// names none: the reader of the copy reports it, naming the file.
 pub fn child_documents(document: &[u8]) -> Vec<ChildDocument> {
-    let parsed: serde_json::Value = serde_json::from_slice(document).unwrap_or_default();
-    let children = parsed["manifests"].as_array().into_iter().flatten().chain(parsed.get("config"));
-    children
+    let outline: Outline = serde_json::from_slice(document).unwrap_or_default();
+    outline
+        .manifests
+        .into_iter()
+        .chain(outline.config)
         .filter_map(|child| {
-            let (media_type, digest) = (child["mediaType"].as_str()?, child["digest"].as_str()?);
+            let media_type = &child.media_type;
             let is_manifest = media_type.contains("manifest") || media_type.contains("index");
             (is_manifest || media_type.contains("config"))
-                .then(|| ChildDocument { digest: digest.to_owned(), is_manifest })
+                .then_some(ChildDocument { digest: child.digest, is_manifest })
         })
         .collect()
 }
@@ -236,11 +242,11 @@ pub fn read_layout(dir: &Path) -> Result<ExportedCache, CacheReadError> {
         .first()
         .ok_or_else(|| CacheReadError::Layout { path: index_path.clone(), message: "lists no manifest".into() })?;
     let (top_path, top_bytes) = read_blob(dir, top)?;
-    let mut document: serde_json::Value =
+    let mut document: Outline =
         serde_json::from_slice(&top_bytes).map_err(|source| CacheReadError::Json { path: top_path.clone(), source })?;
     let (mut document_path, mut document_bytes) = (top_path, top_bytes);
     // an image index (inline cache of a multi-platform push): follow its first image manifest
-    if document.get("config").is_none() && !lists_cacheconfig(&document) {
+    if document.config.is_none() && !document.lists_cacheconfig() {
         let index: ImageIndex = parse_oci(&document_path, &document_bytes)?;
         let first = index.manifests().first().ok_or_else(|| CacheReadError::Layout {
             path: document_path.clone(),
@@ -250,7 +256,7 @@ pub fn read_layout(dir: &Path) -> Result<ExportedCache, CacheReadError> {
         document = serde_json::from_slice(&document_bytes)
             .map_err(|source| CacheReadError::Json { path: document_path.clone(), source })?;
     }
-    if lists_cacheconfig(&document) {
+    if document.lists_cacheconfig() {
         let index: ImageIndex = parse_oci(&document_path, &document_bytes)?;
         let (config_descriptor, layers): (Vec<&Descriptor>, Vec<&Descriptor>) =
             index.manifests().iter().partition(|d| d.media_type().to_string() == CACHECONFIG_MEDIA_TYPE);
@@ -293,10 +299,6 @@ pub fn read_layout(dir: &Path) -> Result<ExportedCache, CacheReadError> {
     let config = CacheConfig { layers, records };
     config.check(&config_path)?;
     Ok(ExportedCache { format: CacheFormat::Inline, config, blobs })
-}
-
-fn lists_cacheconfig(document: &serde_json::Value) -> bool {
-    document["manifests"].as_array().into_iter().flatten().any(|d| d["mediaType"] == CACHECONFIG_MEDIA_TYPE)
 }
 
 fn blob(d: &Descriptor) -> LayerBlob {

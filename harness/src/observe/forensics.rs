@@ -19,12 +19,12 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
 use super::cache::{CacheFormat, ExportedCache, LayerBlob};
 use super::cache_loads::CacheLoadFailures;
+use super::chain::{record_chains, LayerChain};
 use super::keys::{differences, KeyTexts};
 use super::progress::Step;
 use super::records::{align, label, KeyGraph};
@@ -61,9 +61,8 @@ pub struct RecordEntry {
     /// Whether `label` is a step of the exporting build.
     pub is_step: bool,
     pub digest: String,
-    /// The layer blobs of its result, bottom first; empty: nothing to restore. Shared: a record's chain
-    /// repeats its parents' layers, and a cache can hold thousands of records.
-    pub blobs: Vec<Arc<str>>,
+    /// The layer blobs of its result, bottom first; empty: nothing to restore.
+    pub blobs: LayerChain,
     /// Their compressed size, as the cache's descriptors give it.
     #[serde(default)]
     pub bytes: u64,
@@ -90,27 +89,23 @@ pub struct ReadCache {
 pub fn summarize(phase: &str, name: &str, cache: ExportedCache, steps: &[Step], keys: &KeyTexts) -> ReadCache {
     let graph = KeyGraph::from(&cache.config);
     let aligned = align(&graph, steps, keys);
-    // each layer's descriptor looked up once: a record's chain repeats its parents' layers
     let described: HashMap<&str, &LayerBlob> = cache.blobs.iter().map(|b| (b.digest.as_str(), b)).collect();
     let layer_blobs: Vec<Option<&LayerBlob>> =
         cache.config.layers.iter().map(|l| described.get(l.blob.as_str()).copied()).collect();
-    let layer_digests: Vec<Arc<str>> = cache.config.layers.iter().map(|l| Arc::from(l.blob.as_str())).collect();
+    let chains = record_chains(&cache.config, &layer_blobs);
     let entries: Vec<RecordEntry> = cache
         .config
         .records
         .iter()
+        .zip(chains)
         .enumerate()
-        .map(|(n, r)| {
-            let chain = cache.config.chain(r);
-            let layers = || chain.iter().filter_map(|i| layer_blobs[*i]);
-            RecordEntry {
-                label: label(&graph, &aligned, steps, keys, n),
-                is_step: aligned[n].is_some(),
-                digest: r.digest.clone(),
-                bytes: layers().map(|b| b.size).sum(),
-                estargz: layers().filter(|b| b.estargz).count(),
-                blobs: chain.iter().map(|i| layer_digests[*i].clone()).collect(),
-            }
+        .map(|(n, (r, blobs))| RecordEntry {
+            label: label(&graph, &aligned, steps, keys, n),
+            is_step: aligned[n].is_some(),
+            digest: r.digest.clone(),
+            bytes: blobs.bytes(),
+            estargz: blobs.estargz(),
+            blobs,
         })
         .collect();
     let without: Vec<String> =

@@ -7,6 +7,7 @@
 
 pub mod cache;
 pub mod cache_loads;
+pub mod chain;
 pub mod forensics;
 pub mod keys;
 pub mod laziness;

@@ -26,7 +26,7 @@ pub fn cache(summary: &CacheSummary) -> String {
                 "{n} layer(s), {}{}, top {}",
                 human_bytes(e.bytes),
                 if e.estargz > 0 { format!(", {} eStargz", e.estargz) } else { String::new() },
-                short(e.blobs.last().expect("n > 0"))
+                short(e.blobs.top().expect("n > 0"))
             ),
         };
         let _ = writeln!(out, "  {}  {:<70}  {layers}", short(&e.digest), e.label);
