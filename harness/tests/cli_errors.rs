@@ -97,6 +97,7 @@ fn the_project_scenarios_plan_one_cell_per_builder() {
     let scenarios = [
         "inline-vs-max",
         "shared-run",
+        "two-local-exports",
         "forum-rebuild",
         "mode-min",
         "registry-backend",
@@ -104,12 +105,15 @@ fn the_project_scenarios_plan_one_cell_per_builder() {
         "three-stage-chain",
         "issue-6893",
         "inline-chain",
+        "min-vs-max",
+        "prune-until",
         "two-cache-from",
     ];
     let expected: Vec<String> = scenarios.iter().flat_map(|s| builders.map(|b| format!("{s}@{b}"))).collect();
     assert_eq!(cells, expected, "{stdout}");
-    // #6893 is known on the stargz cells of issue-6893, registry-backend, same-base and inline-vs-max
-    assert_eq!(stdout.matches("moby/buildkit#6893").count(), 8, "{stdout}");
+    // #6893 is known on the stargz cells of issue-6893, registry-backend, same-base and inline-vs-max,
+    // and on newest-stargz of min-vs-max
+    assert_eq!(stdout.matches("moby/buildkit#6893").count(), 9, "{stdout}");
 }
 
 #[test]

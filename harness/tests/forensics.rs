@@ -227,3 +227,40 @@ fn sha256(bytes: &[u8]) -> String {
     use sha2::Digest;
     sha2::Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
 }
+
+/// Copies a fixture repetition (files and directories) into a temporary directory.
+fn copy_fixture(name: &str) -> tempfile::TempDir {
+    fn copy(src: &Path, dst: &Path) {
+        std::fs::create_dir_all(dst).unwrap();
+        for entry in std::fs::read_dir(src).unwrap() {
+            let entry = entry.unwrap();
+            let to = dst.join(entry.file_name());
+            if entry.file_type().unwrap().is_dir() {
+                copy(&entry.path(), &to);
+            } else {
+                std::fs::copy(entry.path(), &to).unwrap();
+            }
+        }
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    copy(&fixture(name), tmp.path());
+    tmp
+}
+
+#[test]
+fn a_cache_buildkit_wrote_unreadable_is_an_observation_not_an_infrastructure_failure() {
+    // as two local exports in one build leave the first: index.json naming a manifest it lacks
+    let dir = copy_fixture("issue-6893-newest-overlayfs");
+    let blobs = dir.path().join("cache/main/blobs/sha256");
+    let index = std::fs::read_to_string(dir.path().join("cache/main/index.json")).unwrap();
+    let top = index.split("sha256:").nth(1).unwrap()[..64].to_owned();
+    std::fs::remove_file(blobs.join(&top)).unwrap();
+    let o = inspect::observe_repetition(dir.path()).unwrap();
+    assert_eq!(o.infrastructure, None);
+    assert!(o.caches[0].unreadable.as_deref().is_some_and(|e| e.contains(&top)), "{:?}", o.caches[0]);
+    // the step that ran in the real build is now explained by the unreadable cache
+    match cause(&o, r#"[build 3/3] RUN echo "2" > /bust"#) {
+        MissCause::NoRecord { imported } => assert!(imported[0].starts_with("local:main: unreadable"), "{imported:?}"),
+        other => panic!("{other:?}"),
+    }
+}

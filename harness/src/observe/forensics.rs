@@ -22,7 +22,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use super::cache::{CacheFormat, ExportedCache, LayerBlob};
+use super::cache::{CacheFormat, CacheReadError, ExportedCache, LayerBlob};
 use super::cache_loads::CacheLoadFailures;
 use super::chain::{record_chains, LayerChain};
 use super::keys::{differences, KeyTexts};
@@ -48,6 +48,10 @@ pub struct CacheSummary {
     /// Every record, labelled with the step it caches.
     #[serde(default)]
     pub entries: Vec<RecordEntry>,
+    /// Why the cache BuildKit wrote could not be read (an index naming a manifest it lacks...): what
+    /// BuildKit did, so an observation, with no records.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unreadable: Option<String>,
 }
 
 fn default_format() -> CacheFormat {
@@ -120,8 +124,17 @@ pub fn summarize(phase: &str, name: &str, cache: ExportedCache, steps: &[Step], 
         records_without_layers: without.len(),
         records_without_layers_digests: without,
         entries,
+        unreadable: None,
     };
     ReadCache { summary, cache, graph }
+}
+
+/// A cache BuildKit exported that cannot be read: no records, and why.
+pub fn unreadable(phase: &str, name: &str, error: &CacheReadError) -> ReadCache {
+    let cache = ExportedCache { format: CacheFormat::Index, config: Default::default(), blobs: Vec::new() };
+    let mut read = summarize(phase, name, cache, &[], &KeyTexts::default());
+    read.summary.unreadable = Some(error.to_string());
+    read
 }
 
 /// Why a step of a build that imported cache ran.
@@ -252,8 +265,13 @@ fn own_cause(
         if keys.is_empty() && imported.iter().all(|(c, _)| c.summary.entries.iter().all(|e| !e.is_step)) {
             return MissCause::Unknown { why: "the builder recorded no key plaintexts to map records to steps".into() };
         }
-        let imported =
-            imported.iter().map(|(c, _)| format!("{}: {} records", c.summary.cache, c.summary.records)).collect();
+        let imported = imported
+            .iter()
+            .map(|(c, _)| match &c.summary.unreadable {
+                Some(error) => format!("{}: unreadable, {error}", c.summary.cache),
+                None => format!("{}: {} records", c.summary.cache, c.summary.records),
+            })
+            .collect();
         return MissCause::NoRecord { imported };
     }
     let with_layers: Vec<&(&ReadCache, usize)> =

@@ -9,6 +9,14 @@ use crate::observe::{Observations, PhaseOutcome};
 /// One cache: its records, each with the step it caches and its layers.
 pub fn cache(summary: &CacheSummary) -> String {
     let mut out = String::new();
+    if let Some(error) = &summary.unreadable {
+        let _ = writeln!(
+            out,
+            "{} (exported by phase `{}`): BuildKit wrote it unreadable: {error}",
+            summary.cache, summary.phase
+        );
+        return out;
+    }
     let _ = writeln!(
         out,
         "{} ({}{}): {} records, {} with layers; {} layers",

@@ -74,7 +74,10 @@ pub fn live(event: Event<'_>) {
 }
 
 fn cache_line(c: &CacheSummary) -> String {
-    format!("{}/{} records w/ layers", c.records_with_layers, c.records)
+    match &c.unreadable {
+        Some(_) => format!("{} unreadable", c.cache),
+        None => format!("{}/{} records w/ layers", c.records_with_layers, c.records),
+    }
 }
 
 fn table_cell(r: &CellResult) -> String {
