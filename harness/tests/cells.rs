@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use bkcache::plan::Filter;
 use bkcache::report;
 use bkcache::results::{self, PlanRecord};
-use bkcache::session::{self, PlanOptions, RunOptions, Session};
+use bkcache::session::{self, Plan, PlanOptions, RunOptions, Session};
 use libtest_mimic::{Arguments, Failed, Trial};
 
 fn env(name: &str) -> Option<String> {
@@ -45,10 +45,8 @@ fn plan_options() -> Result<PlanOptions, String> {
     })
 }
 
-/// Runs the cell named `name` as `bkcache run` would, and writes its result files.
-fn run_cell(options: &PlanOptions, name: &str) -> Result<(), Failed> {
-    let mut plan = session::plan(options).map_err(|e| e.to_string())?;
-    plan.cells.retain(|c| c.name() == name);
+/// Runs `plan` (one cell) as `bkcache run` would, and writes its result files.
+fn run_cell(options: &PlanOptions, plan: Plan) -> Result<(), Failed> {
     let run = RunOptions {
         run_id: format!("cells-{}", std::process::id()),
         artifacts_dir: PathBuf::from(env("BKCACHE_ARTIFACTS_DIR").unwrap_or_else(|| "target/bkcache-artifacts".into())),
@@ -90,8 +88,8 @@ fn main() {
             .cells
             .iter()
             .map(|cell| {
-                let (options, name) = (options.clone(), cell.name());
-                Trial::test(cell.name(), move || run_cell(&options, &name))
+                let (options, profiles, cell) = (options.clone(), plan.profiles.clone(), cell.clone());
+                Trial::test(cell.name(), move || run_cell(&options, Plan { profiles, cells: vec![cell] }))
             })
             .collect(),
         // a plan that does not load is one failing test that says why, not an empty list

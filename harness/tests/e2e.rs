@@ -8,7 +8,7 @@ mod common;
 
 use std::path::PathBuf;
 
-use common::{bkcache_run, builders_file, environment_ready, leftovers, variant};
+use common::{bkcache_ok, bkcache_run, builders_file, environment_ready, leftovers, variant};
 use serde_json::Value;
 
 fn steps_named<'a>(cell: &'a Value, phase: &str, matches: impl Fn(&str) -> bool) -> Vec<&'a Value> {
@@ -168,13 +168,7 @@ async fn forensics_name_the_step_that_lost_its_layers_with_the_registry_backend(
         .to_string()
         .contains("no record for it in the imported cache (registry:main"));
     let dir = |b: &str| cells[b]["artifacts"].as_str().unwrap().to_owned();
-    let diff = std::process::Command::new(env!("CARGO_BIN_EXE_bkcache"))
-        .args(["cache", "diff", &dir("newest-stargz"), &dir("newest-overlayfs")])
-        .current_dir(common::repo())
-        .output()
-        .unwrap();
-    assert!(diff.status.success(), "{}", String::from_utf8_lossy(&diff.stderr));
-    let text = String::from_utf8_lossy(&diff.stdout);
+    let text = bkcache_ok(["cache", "diff", &dir("newest-stargz"), &dir("newest-overlayfs")]);
     let lost: Vec<&str> = text
         .lines()
         .filter(|l| l.contains("A: present, no layers") && l.contains("B: ") && l.contains("layer(s)"))
@@ -205,9 +199,7 @@ async fn explain_names_the_build_arg_that_changed_a_steps_key() {
     let cells = run.cells();
     assert_eq!(cells["newest-overlayfs"]["verdict"], "pass", "{:#}", cells["newest-overlayfs"]);
     let dir = cells["newest-overlayfs"]["artifacts"].as_str().unwrap().to_owned();
-    let explain = std::process::Command::new(env!("CARGO_BIN_EXE_bkcache")).args(["explain", &dir]).output().unwrap();
-    let text = String::from_utf8_lossy(&explain.stdout);
-    assert!(explain.status.success(), "{}", String::from_utf8_lossy(&explain.stderr));
+    let text = bkcache_ok(["explain", &dir]);
     assert!(text.contains("phase `tree-changed`: 1 step(s) ran"), "{text}");
     assert!(text.contains("env `GIT_TREE` (a build arg or ENV): `a` → `b`"), "{text}");
     assert!(!text.contains("phase `proxy-changed`"), "the proxy-only build ran nothing: {text}");
@@ -255,19 +247,28 @@ async fn capture_explains_a_users_own_builds_on_their_builder() {
     assert!(created.status.success(), "{}", String::from_utf8_lossy(&created.stderr));
     let out = work.path().join("captured");
     let cache = work.path().join("cache").display().to_string();
+    let (out_dir, ctx_dir) = (out.display().to_string(), ctx.display().to_string());
     let capture = |tree: &str, cache_flag: &str, cache_value: String| {
-        let output = std::process::Command::new(env!("CARGO_BIN_EXE_bkcache"))
-            .current_dir(common::repo())
-            .arg("capture")
-            .arg(&out)
-            .args(["--debug-addr", &debug_addr, "--", "--builder", &builder.0])
-            .args(["--build-arg", &format!("BASE={registry}/bkcache/base-a:esgz")])
-            .args(["--build-arg", &format!("GIT_TREE={tree}"), cache_flag, &cache_value])
-            .args(["--output", "type=cacheonly"])
-            .arg(&ctx)
-            .output()
-            .unwrap();
-        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        let base = format!("BASE={registry}/bkcache/base-a:esgz");
+        let tree = format!("GIT_TREE={tree}");
+        bkcache_ok([
+            "capture",
+            &out_dir,
+            "--debug-addr",
+            &debug_addr,
+            "--",
+            "--builder",
+            &builder.0,
+            "--build-arg",
+            &base,
+            "--build-arg",
+            &tree,
+            cache_flag,
+            &cache_value,
+            "--output",
+            "type=cacheonly",
+            &ctx_dir,
+        ]);
     };
     capture("a", "--cache-to", format!("type=local,dest={cache},mode=max"));
     let pruned =
@@ -275,9 +276,7 @@ async fn capture_explains_a_users_own_builds_on_their_builder() {
     assert!(pruned.unwrap().status.success());
     capture("b", "--cache-from", format!("type=local,src={cache}"));
 
-    let explain = std::process::Command::new(env!("CARGO_BIN_EXE_bkcache")).arg("explain").arg(&out).output().unwrap();
-    let text = String::from_utf8_lossy(&explain.stdout);
-    assert!(explain.status.success(), "{}", String::from_utf8_lossy(&explain.stderr));
+    let text = bkcache_ok(["explain", &out_dir]);
     // the export's records carry its steps; the import's misses are named, root first
     assert!(text.contains(r#"[2/3] RUN echo "deps for a" > /deps"#), "{text}");
     assert!(text.contains("phase `build-2`: 2 step(s) ran, 0 CACHED"), "{text}");
@@ -310,6 +309,7 @@ async fn cells_sharded_by_nextest_and_merged_give_the_verdicts_of_one_run() {
     const SCENARIOS: &str = "issue-6893,mode-min";
     let work = tempfile::tempdir().unwrap();
     let artifacts = work.path().join("artifacts");
+    let results = |k: u32| work.path().join(format!("shard-{k}")).display().to_string();
     for shard in [1, 2] {
         let mut nextest = std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
         // the inner nextest is a run of its own, not a test of this one
@@ -319,7 +319,7 @@ async fn cells_sharded_by_nextest_and_merged_give_the_verdicts_of_one_run() {
         let output = nextest
             .args(["nextest", "run", "--locked", "--profile", "cells", "--partition", &format!("count:{shard}/2")])
             .env("BKCACHE_SCENARIO", SCENARIOS)
-            .env("BKCACHE_RESULTS_DIR", work.path().join(format!("shard-{shard}")))
+            .env("BKCACHE_RESULTS_DIR", results(shard))
             .env("BKCACHE_ARTIFACTS_DIR", &artifacts)
             .current_dir(common::repo())
             .output()
@@ -329,15 +329,7 @@ async fn cells_sharded_by_nextest_and_merged_give_the_verdicts_of_one_run() {
         assert!(stderr.contains("4 tests run: 4 passed"), "shard {shard}: each shard runs half the 8 cells:\n{stderr}");
     }
     let merged_json = work.path().join("merged.json");
-    let merge = std::process::Command::new(env!("CARGO_BIN_EXE_bkcache"))
-        .args(["report", "merge"])
-        .args([work.path().join("shard-1"), work.path().join("shard-2")])
-        .arg("--report-json")
-        .arg(&merged_json)
-        .current_dir(common::repo())
-        .output()
-        .unwrap();
-    assert_eq!(merge.status.code(), Some(0), "{}", String::from_utf8_lossy(&merge.stderr));
+    bkcache_ok(["report", "merge", &results(1), &results(2), "--report-json", &merged_json.display().to_string()]);
     let merged: Value = serde_json::from_str(&std::fs::read_to_string(&merged_json).unwrap()).unwrap();
 
     let single = bkcache_run(&["scenarios", "--scenario", "issue-6893", "--scenario", "mode-min"], "e2e-cells");

@@ -113,6 +113,14 @@ impl Run {
     }
 }
 
+/// Runs the real binary from the repository root with `args`; its stdout, after asserting it succeeded.
+pub fn bkcache_ok<S: AsRef<std::ffi::OsStr>>(args: impl IntoIterator<Item = S>) -> String {
+    let output =
+        Command::new(env!("CARGO_BIN_EXE_bkcache")).args(args).current_dir(repo()).output().expect("run bkcache");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
 pub fn bkcache_run(args: &[&str], run_id: &str) -> Run {
     let artifacts = tempfile::tempdir().unwrap();
     let report = artifacts.path().join("report.json");
