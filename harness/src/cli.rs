@@ -170,6 +170,23 @@ struct GcArgs {
 enum BuildkitCommand {
     /// Build (or reuse) the image of a BuildKit release plus patches; prints its tag.
     Build(BuildkitBuildArgs),
+    /// The releases the Go module proxy lists, whether each builds here (as learnt from building its
+    /// image or from `--check`), and whether its image exists.
+    Releases(ReleasesArgs),
+}
+
+#[derive(Args)]
+struct ReleasesArgs {
+    /// Which releases: a range such as ">=0.24.0, <0.27.0", or releases `v0.24.0,v0.25.0`
+    /// [default: from BUILDKIT_BASELINE on].
+    releases: Option<String>,
+    /// Find out for the releases not known yet whether their dependencies are served (downloads the
+    /// packages the build needs; compiles nothing).
+    #[arg(long)]
+    check: bool,
+    /// The pins file (BUILDKIT_BASELINE, the registry images are named under).
+    #[arg(long, default_value = "ci/versions.env")]
+    pins: PathBuf,
 }
 
 #[derive(Args)]
@@ -199,9 +216,10 @@ struct PlanArgs {
     /// Only these scenarios, by name (repeatable).
     #[arg(long = "scenario")]
     only_scenarios: Vec<String>,
-    /// Release testing: run every scenario on this BuildKit release (built from the Go module on
-    /// demand) with each snapshotter, instead of the builders file's profiles.
-    #[arg(long, value_name = "VERSION")]
+    /// Release testing: run every scenario on these BuildKit releases (built from the Go module on
+    /// demand) with each snapshotter, instead of the builders file's profiles: `v0.24.0,v0.25.0`, or
+    /// a range of the releases the Go module proxy lists (`">=0.24.0, <0.27.0"`).
+    #[arg(long, value_name = "RELEASES")]
     buildkit: Option<String>,
     /// Run each cell N times, each from a fresh builder's state (overrides the scenarios' `repeat`).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=MAX_REPEAT as i64))]
@@ -254,10 +272,11 @@ pub async fn main() -> i32 {
     let cli = Cli::parse();
     init_tracing(cli.verbose);
     let outcome = match cli.command {
-        Command::List(args) => list(&args),
-        Command::Lint(args) => lint(&args),
+        Command::List(args) => list(&args).await,
+        Command::Lint(args) => lint(&args).await,
         Command::Run(args) => run(&args).await,
         Command::Buildkit(BuildkitCommand::Build(args)) => buildkit_build(&args).await,
+        Command::Buildkit(BuildkitCommand::Releases(args)) => buildkit_releases(&args).await,
         Command::Gc(args) => gc(&args).await,
         Command::Explain(args) => explain(&args),
         Command::Capture(args) => capture(&args).await,
@@ -282,8 +301,26 @@ fn init_tracing(verbose: u8) {
 }
 
 impl PlanArgs {
-    fn options(&self) -> PlanOptions {
-        PlanOptions {
+    /// The plan options, with `--buildkit` resolved (a range asks the Go module proxy).
+    async fn options(&self) -> Result<PlanOptions, Error> {
+        let buildkit = match &self.buildkit {
+            Some(text) => {
+                let resolved = session::releases(text).await?;
+                for (version, reason) in &resolved.skipped {
+                    eprintln!("skipping BuildKit {version}: it does not build here: {reason}");
+                }
+                if resolved.versions.is_empty() {
+                    return Err(ConfigError::Usage {
+                        message: format!("--buildkit {text}: no release that builds here matches"),
+                        fix: "see `bkcache buildkit releases`".into(),
+                    }
+                    .into());
+                }
+                resolved.versions
+            }
+            None => Vec::new(),
+        };
+        Ok(PlanOptions {
             paths: self.paths.clone(),
             builders: self.builders.clone(),
             filter: Filter {
@@ -292,13 +329,13 @@ impl PlanArgs {
                 ignore_scenario_builders: false,
                 repeat: self.repeat,
             },
-            buildkit: self.buildkit.clone(),
-        }
+            buildkit,
+        })
     }
 }
 
-fn list(args: &PlanArgs) -> Result<i32, Error> {
-    let plan = session::plan(&args.options())?;
+async fn list(args: &PlanArgs) -> Result<i32, Error> {
+    let plan = session::plan(&args.options().await?)?;
     for cell in &plan.cells {
         let known: Vec<String> = cell.known_issues.iter().map(|k| k.id.to_string()).collect();
         let known = if known.is_empty() { String::new() } else { format!("  known issue: {}", known.join(", ")) };
@@ -313,8 +350,8 @@ fn list(args: &PlanArgs) -> Result<i32, Error> {
     Ok(EXIT_OK)
 }
 
-fn lint(args: &PlanArgs) -> Result<i32, Error> {
-    let plan = session::plan(&args.options())?;
+async fn lint(args: &PlanArgs) -> Result<i32, Error> {
+    let plan = session::plan(&args.options().await?)?;
     let scenarios = report::ordered(plan.cells.iter().map(|c| c.scenario.name.as_str()));
     println!("{} scenarios, {} cells: no lint findings", scenarios.len(), plan.cells.len());
     Ok(EXIT_OK)
@@ -331,6 +368,53 @@ async fn buildkit_build(args: &BuildkitBuildArgs) -> Result<i32, Error> {
     let engine = Engine::connect().await?;
     let image = buildkit_image::ensure(&engine, &spec, pins.registry()).await?;
     println!("{} ({})", image.tag, if image.built { "built" } else { "reused" });
+    Ok(EXIT_OK)
+}
+
+async fn buildkit_releases(args: &ReleasesArgs) -> Result<i32, Error> {
+    use crate::execute::releases::{self, BuildStatuses, Selection};
+    let pins = Pins::load(&args.pins)?;
+    let text = match &args.releases {
+        Some(text) => text.clone(),
+        None => format!(">={}", pins.get("BUILDKIT_BASELINE").unwrap_or("v0.24.0").trim_start_matches('v')),
+    };
+    let selection = Selection::parse(&text)?;
+    let versions: Vec<String> = match &selection {
+        Selection::Versions(v) => v.clone(),
+        // every listed one, those known not to build included: this command says why they do not
+        Selection::Range(req) => {
+            releases::listed().await?.iter().filter(|v| req.matches(v)).map(|v| format!("v{v}")).collect()
+        }
+    };
+    let mut known = BuildStatuses::load();
+    // the image column needs the engine; without it the rest is still worth printing
+    let engine = Engine::connect().await.ok();
+    let mut table = comfy_table::Table::new();
+    table.load_preset(comfy_table::presets::NOTHING);
+    table.set_header(["release", "image", "builds here"]);
+    for version in &versions {
+        if args.check && known.get(version).is_none() {
+            eprintln!("checking {version} ...");
+            known.record(version, releases::check(version).await)?;
+        }
+        let spec = BuildkitSpec { version: version.clone(), patches: Vec::new() };
+        let image = match &engine {
+            Some(engine) if engine.has_image(&spec.tag(pins.registry())).await? => "present",
+            Some(_) => "-",
+            None => "?",
+        };
+        let builds = match known.get(version) {
+            Some(s) if s.builds => format!("yes ({})", s.how),
+            Some(s) => format!("no ({}): {}", s.how, s.reason.lines().last().unwrap_or_default()),
+            None if image == "present" => "yes (its image is here)".to_owned(),
+            None => "not known (--check finds out)".to_owned(),
+        };
+        table.add_row([version.as_str(), image, &builds]);
+    }
+    println!("{table}");
+    if engine.is_none() {
+        println!("(image: ? = the docker engine is not reachable)");
+    }
     Ok(EXIT_OK)
 }
 
@@ -423,11 +507,12 @@ fn report_merge(args: &MergeArgs) -> Result<i32, Error> {
 }
 
 async fn run(args: &RunArgs) -> Result<i32, Error> {
-    let plan = session::plan(&args.plan.options())?;
+    let plan_options = args.plan.options().await?;
+    let plan = session::plan(&plan_options)?;
     let run_id = args.run_id.clone().unwrap_or_else(default_run_id);
     // every report file is opened before any builder exists: one that cannot be written is found now
     let mut reports = ReportFiles::open(&args.reports, &run_id)?;
-    let plan_record = crate::results::PlanRecord::of(&args.plan.options());
+    let plan_record = crate::results::PlanRecord::of(&plan_options);
     let options = RunOptions {
         run_id,
         artifacts_dir: args.artifacts_dir.clone(),

@@ -128,29 +128,33 @@ impl Profiles {
         Ok(Profiles { pins, profiles })
     }
 
-    /// The profiles for testing one release: `<version>-<snapshotter>` for the eager and the lazy
-    /// snapshotter, images built from the Go module on demand.
-    pub fn for_release(&self, version: &str) -> Result<Profiles, ConfigError> {
-        let version = buildkit_version(version).map_err(|problem| ConfigError::Usage {
-            message: format!("--buildkit {version}: {problem}"),
-            fix: "give a BuildKit release such as v0.25.2".into(),
-        })?;
-        let spec = BuildkitSpec { version: version.clone(), patches: Vec::new() };
-        let profiles = [Snapshotter::Overlayfs, Snapshotter::Stargz]
-            .into_iter()
-            .map(|snapshotter| {
+    /// The profiles for testing releases: `<version>-<snapshotter>` for each release with the eager and
+    /// the lazy snapshotter, images built from the Go module on demand.
+    pub fn for_releases(&self, versions: &[String]) -> Result<Profiles, ConfigError> {
+        let mut profiles = Vec::new();
+        for version in versions {
+            let checked = buildkit_version(version).and_then(|v| {
+                // the longest profile name this makes: `<version>-overlayfs`
+                Name::parse(NameKind::Profile, &format!("{v}-overlayfs")).map(|_| v).map_err(|e| e.to_string())
+            });
+            let version = checked.map_err(|problem| ConfigError::Usage {
+                message: format!("--buildkit {version}: {problem}"),
+                fix: "give a BuildKit release such as v0.25.2".into(),
+            })?;
+            let spec = BuildkitSpec { version: version.clone(), patches: Vec::new() };
+            for snapshotter in [Snapshotter::Overlayfs, Snapshotter::Stargz] {
                 let name = Name::parse(NameKind::Profile, &format!("{version}-{}", snapshotter.as_str()))
-                    .expect("a checked version and a snapshotter make a valid name");
-                Arc::new(BuilderProfile {
+                    .expect("checked above");
+                profiles.push(Arc::new(BuilderProfile {
                     name,
                     image: spec.tag(self.pins.registry()),
                     buildkit: Some(spec.clone()),
                     snapshotter,
                     buildkitd_flags: Vec::new(),
                     buildkitd_config: toml::Table::new(),
-                })
-            })
-            .collect();
+                }));
+            }
+        }
         Ok(Profiles { pins: self.pins.clone(), profiles })
     }
 

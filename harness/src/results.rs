@@ -21,7 +21,7 @@ use crate::plan::{slug, Filter};
 use crate::session::{self, CellResult, PlanOptions, RepetitionResult, RunReport};
 
 /// The file format's version: a merge refuses files of another.
-const FORMAT: u32 = 1;
+const FORMAT: u32 = 2;
 
 /// How a run was planned, as a result file keeps it (paths as given, relative to where the run ran).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -31,7 +31,8 @@ pub struct PlanRecord {
     pub scenarios: Vec<String>,
     pub profiles: Vec<String>,
     pub repeat: Option<u32>,
-    pub buildkit: Option<String>,
+    /// The releases of a release-testing run (resolved: a range is recorded as the releases it meant).
+    pub buildkit: Vec<String>,
 }
 
 impl PlanRecord {

@@ -18,6 +18,7 @@ use crate::execute::buildkit_image::{self, EnsuredImage};
 use crate::execute::docker::Engine;
 use crate::execute::locks::{self, Held};
 use crate::execute::registry::Registry;
+use crate::execute::releases;
 use crate::execute::{self, Machine, Progress, RawRepetition, Workspace};
 use crate::judge::{self, CellVerdict, Judgement, Verdict};
 use crate::observe::{InfraFailure, Observations, Observer};
@@ -32,8 +33,8 @@ pub struct PlanOptions {
     /// Default: `builders.toml` beside the first scenario path.
     pub builders: Option<PathBuf>,
     pub filter: Filter,
-    /// Release testing: this BuildKit release with each snapshotter instead of the builders file.
-    pub buildkit: Option<String>,
+    /// Release testing: these BuildKit releases with each snapshotter instead of the builders file.
+    pub buildkit: Vec<String>,
 }
 
 /// The checked plan: profiles and the cells, every scenario linted.
@@ -57,13 +58,17 @@ pub fn plan(options: &PlanOptions) -> Result<Plan, ConfigError> {
     }
     let profiles = Profiles::load(&builders)?;
     let scenarios = scenario::load_all(&files, &profiles)?;
-    let profiles = match &options.buildkit {
-        Some(version) => profiles.for_release(version)?,
-        None => profiles,
-    };
-    let filter = Filter { ignore_scenario_builders: options.buildkit.is_some(), ..options.filter.clone() };
+    let profiles = if options.buildkit.is_empty() { profiles } else { profiles.for_releases(&options.buildkit)? };
+    let filter = Filter { ignore_scenario_builders: !options.buildkit.is_empty(), ..options.filter.clone() };
     let cells = plan::plan(scenarios, &profiles, &filter)?;
     Ok(Plan { profiles, cells })
+}
+
+/// The releases `--buildkit` names (`v0.24.0,v0.25.0` or a range such as `>=0.24.0`); a range leaves
+/// out the releases known not to build here, and says which (`skipped`).
+pub async fn releases(text: &str) -> Result<releases::Resolved, Error> {
+    let selection = releases::Selection::parse(text)?;
+    Ok(releases::resolve(&selection, &releases::BuildStatuses::load()).await?)
 }
 
 /// How to run.
@@ -126,6 +131,11 @@ pub struct RunReport {
     pub duration: Duration,
 }
 
+/// BuildKit images built at once: a Go build uses every core, so two overlap one's module downloads and
+/// linking with the other's compiling and no more. The same image is never built twice at once, even by
+/// two runs (`locks::own_image`).
+const IMAGE_BUILDS: usize = 2;
+
 pub struct Session {
     machine: Machine,
     /// Marks this run alive for `bkcache gc` and keeps its id from a second live run.
@@ -172,13 +182,21 @@ impl Session {
     pub async fn prepare(&mut self, mut on_event: impl FnMut(Event<'_>)) -> Result<(), Error> {
         let mut seen = BTreeSet::new();
         let registry = self.machine.registry.addr.clone();
-        for spec in self.cells.iter().filter_map(|c| c.profile.buildkit.as_ref()) {
-            if seen.insert(spec.tag(&registry)) {
-                let image = buildkit_image::ensure(&self.machine.engine, spec, &registry).await?;
-                on_event(EventKind::ImageReady { image: &image }.now());
-                self.images.push(image);
-            }
+        let specs: Vec<_> = self
+            .cells
+            .iter()
+            .filter_map(|c| c.profile.buildkit.as_ref())
+            .filter(|spec| seen.insert(spec.tag(&registry)))
+            .collect();
+        let engine = &self.machine.engine;
+        let mut builds = stream::iter(specs.into_iter().map(|spec| buildkit_image::ensure(engine, spec, &registry)))
+            .buffered(IMAGE_BUILDS);
+        while let Some(image) = builds.next().await {
+            let image = image?;
+            on_event(EventKind::ImageReady { image: &image }.now());
+            self.images.push(image);
         }
+        drop(builds);
         self.machine.registry.ping().await?;
         let bases: BTreeSet<String> = self
             .cells

@@ -7,8 +7,8 @@
 //!
 //! Chosen by environment variables (paths relative to the workspace root):
 //! `BKCACHE_SCENARIOS` (space-separated paths, default `scenarios`), `BKCACHE_BUILDERS` (builders file),
-//! `BKCACHE_BUILDER` / `BKCACHE_SCENARIO` (comma-separated filters), `BKCACHE_BUILDKIT` (a release, as
-//! `bkcache run --buildkit`), `BKCACHE_REPEAT`, `BKCACHE_RESULTS_DIR` (default
+//! `BKCACHE_BUILDER` / `BKCACHE_SCENARIO` (comma-separated filters), `BKCACHE_BUILDKIT` (releases or a range,
+//! as `bkcache run --buildkit`), `BKCACHE_REPEAT`, `BKCACHE_RESULTS_DIR` (default
 //! `target/bkcache-results`), `BKCACHE_ARTIFACTS_DIR` (default `target/bkcache-artifacts`).
 
 use std::path::{Path, PathBuf};
@@ -28,6 +28,13 @@ fn list(name: &str) -> Vec<String> {
 }
 
 fn plan_options() -> Result<PlanOptions, String> {
+    let buildkit = match env("BKCACHE_BUILDKIT") {
+        Some(text) => {
+            let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
+            runtime.block_on(bkcache::session::releases(&text)).map_err(|e| e.to_string())?.versions
+        }
+        None => Vec::new(),
+    };
     let repeat = match env("BKCACHE_REPEAT") {
         Some(n) => Some(n.parse().map_err(|e| format!("BKCACHE_REPEAT `{n}`: {e}"))?),
         None => None,
@@ -41,7 +48,7 @@ fn plan_options() -> Result<PlanOptions, String> {
             repeat,
             ..Filter::default()
         },
-        buildkit: env("BKCACHE_BUILDKIT"),
+        buildkit,
     })
 }
 

@@ -39,7 +39,7 @@ fn cell(scenario: &str, builder: &str, edit: impl Fn(String) -> String) -> Cell 
         paths: vec![path],
         builders: Some(repo().join("scenarios/builders.toml")),
         filter: Filter { builders: vec![builder.into()], ..Filter::default() },
-        buildkit: None,
+        buildkit: Vec::new(),
     };
     let plan = session::plan(&options).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(plan.cells.len(), 1);

@@ -14,6 +14,7 @@ use sha2::{Digest, Sha256};
 use tokio::process::Command;
 
 use super::docker::Engine;
+use super::releases::{self, BuildStatus};
 use crate::errors::InfraError;
 
 pub const LABEL_VERSION: &str = "io.bkcache.buildkit.version";
@@ -95,18 +96,29 @@ pub async fn ensure(engine: &Engine, spec: &BuildkitSpec, registry: &str) -> Res
     tracing::info!(%tag, patches = ?spec.patch_names(), "building BuildKit image");
     let work = tempfile::tempdir().map_err(InfraError::io("creating a build directory"))?;
     let src = work.path().join("src");
-    let module = module_dir(&spec.version).await?;
-    // a writable copy: the module cache is read-only, and patches change the source
-    let copy = async {
-        run(Command::new("cp").arg("-r").arg(&module).arg(&src), "copying the module source").await?;
-        run(Command::new("chmod").args(["-R", "u+w"]).arg(&src), "making the source writable").await
+    let built = async {
+        let module = module_dir(&spec.version).await?;
+        writable_copy(&module, &src)
+            .await
+            .map_err(|detail| BuildkitImageError::GoBuild { version: spec.version.clone(), detail })?;
+        for patch in &spec.patches {
+            apply(&src, patch, &spec.version).await?;
+        }
+        go_build(&src, &work.path().join("bin"), spec).await
     };
-    copy.await.map_err(|detail| BuildkitImageError::GoBuild { version: spec.version.clone(), detail })?;
-    for patch in &spec.patches {
-        apply(&src, patch, &spec.version).await?;
+    let built = built.await;
+    // what an unpatched build teaches about the release (a patch's failure says nothing about it)
+    if spec.patches.is_empty() {
+        match &built {
+            Ok(()) => releases::BuildStatuses::record_quietly(&spec.version, BuildStatus::new(true, "", "image")),
+            Err(e @ (BuildkitImageError::ModuleUnavailable { .. } | BuildkitImageError::GoBuild { .. })) => {
+                releases::BuildStatuses::record_quietly(&spec.version, BuildStatus::new(false, e.to_string(), "image"))
+            }
+            Err(_) => {}
+        }
     }
+    built?;
     let bin = work.path().join("bin");
-    go_build(&src, &bin, spec).await?;
     let rootfs = rootfs_tar(&bin).await?;
     let mut labels = BTreeMap::from([(LABEL_VERSION, spec.version.clone())]);
     labels.insert(LABEL_PATCHES, spec.patch_names().join(","));
@@ -126,7 +138,16 @@ async fn run(cmd: &mut Command, what: &str) -> Result<String, String> {
     }
 }
 
-async fn module_dir(version: &str) -> Result<PathBuf, BuildkitImageError> {
+/// A writable copy of the module source: the module cache is read-only, and patches change the source.
+pub(crate) async fn writable_copy(module: &Path, src: &Path) -> Result<(), String> {
+    run(Command::new("cp").arg("-r").arg(module).arg(src), "copying the module source").await?;
+    run(Command::new("chmod").args(["-R", "u+w"]).arg(src), "making the source writable").await.map(|_| ())
+}
+
+/// The build tags of a static buildkitd.
+pub(crate) const GO_TAGS: &str = "osusergo netgo static_build";
+
+pub(crate) async fn module_dir(version: &str) -> Result<PathBuf, BuildkitImageError> {
     let unavailable = |detail: String| BuildkitImageError::ModuleUnavailable { version: version.to_owned(), detail };
     let json = run(
         Command::new("go").args(["mod", "download", "-json", &format!("github.com/moby/buildkit@{version}")]),
@@ -172,7 +193,7 @@ async fn go_build(src: &Path, bin: &Path, spec: &BuildkitSpec) -> Result<(), Bui
     cmd.current_dir(src)
         .env("CGO_ENABLED", "0")
         .env("GOFLAGS", "-mod=mod")
-        .args(["build", "-trimpath", "-tags", "osusergo netgo static_build", "-ldflags", &ldflags, "-o"])
+        .args(["build", "-trimpath", "-tags", GO_TAGS, "-ldflags", &ldflags, "-o"])
         .arg(format!("{}/", bin.display()))
         .args(["./cmd/buildkitd", "./cmd/buildctl"]);
     run(&mut cmd, "go build").await.map(|_| ()).map_err(|detail| BuildkitImageError::GoBuild {

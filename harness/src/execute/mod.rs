@@ -23,6 +23,7 @@ pub mod keys;
 pub mod locks;
 pub mod phase;
 pub mod registry;
+pub mod releases;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

@@ -9,6 +9,7 @@
 //! into `known-failure`, and their absence into `unexpected-pass` ("fixed?").
 
 mod aggregate;
+pub mod compare;
 
 pub use aggregate::{aggregate, BrokenCount, CellVerdict};
 

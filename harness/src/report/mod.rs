@@ -1,6 +1,7 @@
 //! Reporters: they consume the session's events (live lines, and the final [`RunReport`] a
 //! `RunFinished` / `RunInterrupted` event carries) and never run anything themselves.
 
+pub mod compare;
 pub mod forensics;
 pub mod json;
 pub mod junit;
@@ -8,6 +9,7 @@ pub mod markdown;
 pub mod terminal;
 
 use crate::judge::Verdict;
+use crate::profiles::BuilderProfile;
 use crate::session::{CellResult, RunReport};
 
 /// Unique values in first-seen order: reports list scenarios, builders and issues in plan order.
@@ -19,6 +21,26 @@ pub(crate) fn ordered<'a>(items: impl Iterator<Item = &'a str>) -> Vec<&'a str> 
         }
     }
     out
+}
+
+/// Like [`ordered`], for owned strings.
+pub(crate) fn ordered_owned(items: impl Iterator<Item = String>) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for i in items {
+        if !out.contains(&i) {
+            out.push(i);
+        }
+    }
+    out
+}
+
+/// A profile's BuildKit build (release + patch set): a row of the Markdown tables and the long layout.
+pub(crate) fn build_label(profile: &BuilderProfile) -> String {
+    match &profile.buildkit {
+        Some(spec) if spec.patches.is_empty() => format!("{} (no patch)", spec.version),
+        Some(spec) => format!("{} + {}", spec.version, spec.patch_names().join(" + ")),
+        None => profile.image.clone(),
+    }
 }
 
 /// The cell's verdict in words, with its repetition count when it ran more than once:
@@ -40,6 +62,19 @@ pub(crate) fn verdict_words(r: &CellResult) -> String {
         format!("{label} {}/{}", v.finished, v.planned)
     } else {
         label
+    }
+}
+
+/// A verdict in a word or two, for the compact table: `pass`, `FAIL`, `known`, `fixed?`, `flaky 3/5`.
+pub(crate) fn verdict_word(r: &CellResult) -> String {
+    match r.verdict.verdict {
+        Verdict::Pass => "pass".into(),
+        Verdict::Fail => "FAIL".into(),
+        Verdict::KnownFailure => "known".into(),
+        Verdict::UnexpectedPass => "fixed?".into(),
+        Verdict::Flaky => format!("flaky {}", r.verdict.rate()),
+        Verdict::Error => "ERROR".into(),
+        Verdict::Interrupted => "interrupted".into(),
     }
 }
 

@@ -7,8 +7,10 @@ use std::fmt::Write as _;
 
 use comfy_table::{presets::UTF8_FULL, Table};
 
-use super::{issue_list, ordered, verdict_words};
+use super::compare;
+use super::{build_label, issue_list, ordered, ordered_owned, verdict_word, verdict_words};
 use crate::events::{Event, EventKind};
+use crate::judge::compare::Change;
 use crate::judge::Verdict;
 use crate::observe::forensics::CacheSummary;
 use crate::observe::PhaseOutcome;
@@ -102,24 +104,84 @@ fn table_cell(r: &CellResult) -> String {
     text
 }
 
-/// The final table and the details of every cell that did not pass.
-pub fn summary(report: &RunReport) -> String {
-    let results = &report.cells;
+/// The terminal width the results table must fit in.
+pub const WIDTH: usize = 100;
+
+fn width(text: &str) -> usize {
+    text.lines().map(|l| l.chars().count()).max().unwrap_or(0)
+}
+
+/// Scenario rows × builder columns, each cell rendered by `render`.
+fn matrix(results: &[CellResult], header: impl Fn(&str) -> String, render: impl Fn(&CellResult) -> String) -> String {
     let builders = ordered(results.iter().map(|r| r.cell.profile.name.as_str()));
     let scenarios = ordered(results.iter().map(|r| r.cell.scenario.name.as_str()));
     let mut table = Table::new();
     table.load_preset(UTF8_FULL);
-    table.set_header(std::iter::once("scenario").chain(builders.iter().copied()));
+    table.set_header(std::iter::once("scenario".to_owned()).chain(builders.iter().map(|b| header(b))));
     for s in &scenarios {
         let row = builders.iter().map(|b| {
             results
                 .iter()
                 .find(|r| r.cell.scenario.name == *s && r.cell.profile.name == *b)
-                .map_or_else(|| "-".to_owned(), table_cell)
+                .map_or_else(|| "-".to_owned(), &render)
         });
         table.add_row(std::iter::once(s.to_string()).chain(row));
     }
-    let mut out = format!("{table}\n");
+    format!("{table}\n")
+}
+
+/// Per scenario, BuildKit builds × snapshotters: as many builds as a release matrix has, in 100 columns.
+fn long_layout(results: &[CellResult]) -> String {
+    let mut out = String::new();
+    for s in ordered(results.iter().map(|r| r.cell.scenario.name.as_str())) {
+        let cells: Vec<&CellResult> = results.iter().filter(|r| r.cell.scenario.name == s).collect();
+        let builds = ordered_owned(cells.iter().map(|r| build_label(&r.cell.profile)));
+        let snapshotters = ordered(cells.iter().map(|r| r.cell.profile.snapshotter.as_str()));
+        let mut table = Table::new();
+        table.load_preset(UTF8_FULL);
+        table.set_content_arrangement(comfy_table::ContentArrangement::Dynamic).set_width(WIDTH as u16);
+        table.set_header(std::iter::once(s).chain(snapshotters.iter().copied()));
+        for build in &builds {
+            let row = snapshotters.iter().map(|snap| {
+                cells
+                    .iter()
+                    .find(|r| build_label(&r.cell.profile) == *build && r.cell.profile.snapshotter.as_str() == *snap)
+                    .map_or_else(
+                        || "-".to_owned(),
+                        |r| {
+                            let issues = issue_list(r).map(|i| format!(" ({i})")).unwrap_or_default();
+                            format!("{}{issues}", verdict_words(r))
+                        },
+                    )
+            });
+            table.add_row(std::iter::once(build.clone()).chain(row));
+        }
+        let _ = writeln!(out, "{table}");
+    }
+    out
+}
+
+/// The results table that fits in [`WIDTH`] columns: the full one (verdict, cache, laziness per cell);
+/// else verdicts in a word under wrapped builder names; else, for big matrices, one table per scenario.
+pub fn results_table(results: &[CellResult]) -> String {
+    let full = matrix(results, str::to_owned, table_cell);
+    if width(&full) <= WIDTH {
+        return full;
+    }
+    // `v0.24.0-overlayfs` over two lines: `v0.24.0` / `overlayfs`
+    let compact =
+        matrix(results, |b| b.rsplit_once('-').map_or(b.to_owned(), |(l, r)| format!("{l}\n{r}")), verdict_word);
+    if width(&compact) <= WIDTH {
+        return format!("{compact}(known = known failure reproduced, fixed? = unexpected pass; details below)\n");
+    }
+    long_layout(results)
+}
+
+/// The final table and the details of every cell that did not pass.
+pub fn summary(report: &RunReport) -> String {
+    let results = &report.cells;
+    let mut out = results_table(results);
+    comparisons(&mut out, results);
     for r in results.iter().filter(|r| r.verdict.verdict != Verdict::Pass) {
         details(&mut out, r);
     }
@@ -165,6 +227,51 @@ pub fn summary(report: &RunReport) -> String {
         count(Verdict::Interrupted)
     );
     out
+}
+
+/// Each release against the previous one and each patch set against its base, a line each.
+fn comparisons(out: &mut String, results: &[CellResult]) {
+    let cells = |list: &[&CellResult]| -> String {
+        let names: Vec<String> =
+            list.iter().map(|r| format!("{} {}", r.cell.scenario.name, r.cell.profile.snapshotter.as_str())).collect();
+        if names.is_empty() {
+            "none".into()
+        } else {
+            names.join(", ")
+        }
+    };
+    for d in compare::release_deltas(results) {
+        if let Some(prev) = &d.previous {
+            let _ = writeln!(
+                out,
+                "{} against {prev}: new failures: {}; fixed: {}; flaky: {}",
+                d.version,
+                cells(&d.new_failures),
+                cells(&d.fixed),
+                cells(&d.flaky)
+            );
+        }
+        for (r, _) in d.build_failures.iter().filter(|(_, stands_out)| *stands_out) {
+            let _ = writeln!(
+                out,
+                "  !! {}: BuildKit failed a build of {} {} that the neighbouring releases built",
+                d.version,
+                r.cell.scenario.name,
+                r.cell.profile.snapshotter.as_str()
+            );
+        }
+    }
+    for p in compare::patch_impacts(results) {
+        let _ = writeln!(
+            out,
+            "patch set {}: fixed {}, broke {}, unchanged {}, unknown {}",
+            p.build,
+            p.count(Change::Fixed),
+            p.count(Change::Broke),
+            p.count(Change::Unchanged),
+            p.count(Change::Unknown)
+        );
+    }
 }
 
 fn details(out: &mut String, r: &CellResult) {
