@@ -61,6 +61,9 @@ enum Command {
     /// What an exported cache holds, per step.
     #[command(subcommand)]
     Cache(CacheCommand),
+    /// The first BuildKit release (or commit) where a scenario's cell goes bad, by binary search between
+    /// a good and a bad one; images are built on demand, versions that do not build are skipped.
+    Bisect(BisectArgs),
     /// Reports built from result files.
     #[command(subcommand)]
     Report(ReportCommand),
@@ -81,6 +84,41 @@ struct MergeArgs {
     dirs: Vec<PathBuf>,
     #[command(flatten)]
     reports: ReportPaths,
+}
+
+#[derive(Args)]
+struct BisectArgs {
+    /// The scenario file (one scenario).
+    scenario: PathBuf,
+    /// A release (or, with --commits, a version or commit) where the cell is good.
+    #[arg(long)]
+    good: String,
+    /// A later one where it is bad.
+    #[arg(long)]
+    bad: String,
+    /// The snapshotter of the cell.
+    #[arg(long, value_enum, default_value = "stargz")]
+    snapshotter: crate::profiles::Snapshotter,
+    /// Bisect these commits instead of the releases between: a file of hashes as `git rev-list
+    /// --first-parent GOOD..BAD` prints them (newest first), each built as the Go proxy's pseudo-version.
+    #[arg(long)]
+    commits: Option<PathBuf>,
+    /// Run the cell N times per version: bad when any repetition is.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=MAX_REPEAT as i64))]
+    repeat: Option<u32>,
+    /// What makes a version bad: `broke` (an expectation broke, known issues aside), `build-failure`
+    /// (BuildKit failed a build), or `step:<text>` (an expectation on a step naming the text broke).
+    #[arg(long, default_value = "broke", value_parser = crate::bisect::BadWhen::parse)]
+    bad_when: crate::bisect::BadWhen,
+    /// Builder profiles file (only its pins are used: the registry, the bases).
+    #[arg(long, default_value = "scenarios/builders.toml")]
+    builders: PathBuf,
+    /// Where probes that do not pass keep their artifacts.
+    #[arg(long, default_value = "bkcache-artifacts")]
+    artifacts_dir: PathBuf,
+    /// The run id probes are named after (`<id>-<n>`) [default: generated].
+    #[arg(long, value_parser = crate::names::parse_run_id)]
+    run_id: Option<String>,
 }
 
 #[derive(Args)]
@@ -283,6 +321,7 @@ pub async fn main() -> i32 {
         Command::Cache(CacheCommand::Inspect(args)) => cache_inspect(&args).await,
         Command::Cache(CacheCommand::Diff(args)) => cache_diff(&args).await,
         Command::Report(ReportCommand::Merge(args)) => report_merge(&args),
+        Command::Bisect(args) => bisect(&args).await,
     };
     outcome.unwrap_or_else(|e| {
         eprintln!("error: {e}");
@@ -368,6 +407,56 @@ async fn buildkit_build(args: &BuildkitBuildArgs) -> Result<i32, Error> {
     let engine = Engine::connect().await?;
     let image = buildkit_image::ensure(&engine, &spec, pins.registry()).await?;
     println!("{} ({})", image.tag, if image.built { "built" } else { "reused" });
+    Ok(EXIT_OK)
+}
+
+async fn bisect(args: &BisectArgs) -> Result<i32, Error> {
+    let commits = match &args.commits {
+        Some(path) => crate::toml_file::read_input(path)?
+            .lines()
+            .map(|l| l.split_whitespace().next().unwrap_or_default().to_owned())
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .collect(),
+        None => Vec::new(),
+    };
+    let options = crate::bisect::BisectOptions {
+        scenario: args.scenario.clone(),
+        builders: Some(args.builders.clone()),
+        snapshotter: args.snapshotter,
+        good: args.good.clone(),
+        bad: args.bad.clone(),
+        commits,
+        repeat: args.repeat,
+        bad_when: args.bad_when.clone(),
+        run: RunOptions {
+            run_id: args.run_id.clone().unwrap_or_else(default_run_id),
+            artifacts_dir: args.artifacts_dir.clone(),
+            keep_all_artifacts: false,
+            jobs: 1,
+            fresh_builders: false,
+        },
+    };
+    let started = std::time::Instant::now();
+    let outcome = crate::bisect::bisect(&options, interrupted, |step| {
+        let probe = match &step.probe {
+            crate::bisect::Probe::Good => "good".to_owned(),
+            crate::bisect::Probe::Bad => "bad".to_owned(),
+            crate::bisect::Probe::Skip(why) => format!("skip ({why})"),
+        };
+        println!("{:<42} {:<5} {:<40} {:.0}s", step.version, probe, step.verdict, step.duration.as_secs_f64());
+    })
+    .await?;
+    let took = started.elapsed().as_secs_f64();
+    if outcome.untestable.is_empty() {
+        println!("first bad: {} (last good: {}); {took:.0}s", outcome.first_bad, outcome.last_good);
+    } else {
+        println!(
+            "first bad: one of {}, {} (untestable between them; last good: {}); {took:.0}s",
+            outcome.untestable.join(", "),
+            outcome.first_bad,
+            outcome.last_good
+        );
+    }
     Ok(EXIT_OK)
 }
 

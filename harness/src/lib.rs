@@ -11,6 +11,7 @@
 //! [`buildkitd`] what profiles may pass to buildkitd; [`cli`] only parses arguments and maps outcomes to
 //! exit codes.
 
+pub mod bisect;
 pub mod buildkitd;
 pub mod cli;
 pub mod dockerfile;

@@ -14,7 +14,7 @@ use crate::names::{Name, NameKind};
 use crate::pins::Pins;
 use crate::toml_file::TomlFile;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum Snapshotter {
     Overlayfs,

@@ -106,6 +106,31 @@ pub async fn listed() -> Result<Vec<semver::Version>, InfraError> {
     Ok(parse_listing(&listing.versions))
 }
 
+/// The version the Go module proxy gives a commit: its release when it is tagged, else a pseudo-version
+/// (`v0.25.0-rc1.0.20250911200811-051818cf383e`) that builds like a release.
+pub async fn pseudo_version(commit: &str) -> Result<String, InfraError> {
+    let command = format!("go list -m -json {MODULE}@{commit}");
+    let failed = |stderr: String| InfraError::Command { command: command.clone(), status: "failed".into(), stderr };
+    if commit.is_empty() || !commit.chars().all(|c| c.is_ascii_hexdigit()) {
+        return Err(failed(format!("`{commit}` is not a commit hash")));
+    }
+    let out = Command::new("go")
+        .args(["list", "-m", "-json", &format!("{MODULE}@{commit}")])
+        .output()
+        .await
+        .map_err(InfraError::io(format!("running `{command}`")))?;
+    if !out.status.success() {
+        return Err(failed(String::from_utf8_lossy(&out.stderr).trim().to_owned()));
+    }
+    #[derive(Deserialize)]
+    struct Info {
+        #[serde(rename = "Version")]
+        version: String,
+    }
+    let info: Info = serde_json::from_slice(&out.stdout).map_err(|e| failed(e.to_string()))?;
+    Ok(info.version)
+}
+
 fn parse_listing(versions: &[String]) -> Vec<semver::Version> {
     let mut out: Vec<semver::Version> = versions
         .iter()

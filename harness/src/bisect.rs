@@ -1,0 +1,358 @@
+//! `bkcache bisect`: the first BuildKit release (or commit) where a cell goes bad, by binary search
+//! between a good and a bad one. Each probe is a whole `bkcache run` of one cell (its image built on
+//! demand); a version whose image does not build, or whose cell cannot test, is skipped the way
+//! `git bisect skip` does, and the answer then names every version it could be.
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use crate::errors::{ConfigError, Error};
+use crate::execute::buildkit_image::BuildkitImageError;
+use crate::execute::releases;
+use crate::judge::compare::{behaviour, Behaviour};
+use crate::judge::{ErrorCause, Reason, Verdict};
+use crate::plan::Filter;
+use crate::profiles::Snapshotter;
+use crate::session::{self, CellResult, PlanOptions, RunOptions, Session};
+
+/// What makes a probe bad.
+#[derive(Debug, Clone, PartialEq)]
+pub enum BadWhen {
+    /// An expectation broke (known issues aside) in some repetition.
+    Broke,
+    /// A step expectation naming this text (a step name or matcher) broke in some repetition.
+    Step(String),
+    /// BuildKit failed a build in some repetition.
+    BuildFailure,
+}
+
+impl BadWhen {
+    /// `broke`, `build-failure` or `step:<text>`.
+    pub fn parse(text: &str) -> Result<BadWhen, String> {
+        match text {
+            "broke" => Ok(BadWhen::Broke),
+            "build-failure" => Ok(BadWhen::BuildFailure),
+            _ => match text.strip_prefix("step:") {
+                Some(step) if !step.trim().is_empty() => Ok(BadWhen::Step(step.trim().to_owned())),
+                _ => Err(format!("`{text}`: use `broke`, `build-failure` or `step:<step name>`")),
+            },
+        }
+    }
+
+    /// Whether a probe's cell is bad; `None` when it could not test.
+    pub fn is_bad(&self, r: &CellResult) -> Option<bool> {
+        if matches!(r.verdict.verdict, Verdict::Error | Verdict::Interrupted) {
+            return None;
+        }
+        let reasons = || r.repetitions.iter().flat_map(|rep| rep.judgement.reasons.iter());
+        Some(match self {
+            BadWhen::Broke => behaviour(&r.verdict) != Behaviour::Held,
+            BadWhen::BuildFailure => reasons().any(|x| matches!(x, Reason::BuildFailed { .. })),
+            BadWhen::Step(text) => reasons().any(|x| match x {
+                Reason::StepRan { step, expected, .. } | Reason::StepCached { step, expected, .. } => {
+                    step.contains(text.as_str()) || expected.contains(text.as_str())
+                }
+                _ => false,
+            }),
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Probe {
+    Good,
+    Bad,
+    /// Not testable at this version, and why.
+    Skip(String),
+}
+
+/// The binary search over versions ordered oldest first: the first is good, the last bad.
+#[derive(Debug, Clone)]
+pub struct Search {
+    pub versions: Vec<String>,
+    probes: Vec<Option<Probe>>,
+}
+
+/// Where the search ended: the last good and first bad version, and the skipped versions between
+/// them (any of which may be the first bad one).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outcome {
+    pub last_good: String,
+    pub first_bad: String,
+    pub untestable: Vec<String>,
+}
+
+impl Search {
+    pub fn new(versions: Vec<String>) -> Search {
+        let probes = vec![None; versions.len()];
+        Search { versions, probes }
+    }
+
+    pub fn record(&mut self, index: usize, probe: Probe) {
+        self.probes[index] = Some(probe);
+    }
+
+    /// The first bad probe, and the last good one before it.
+    fn bounds(&self) -> (usize, usize) {
+        let last = self.versions.len() - 1;
+        let hi = (0..=last).find(|&i| self.probes[i] == Some(Probe::Bad)).unwrap_or(last);
+        let lo = (0..hi).rev().find(|&i| self.probes[i] == Some(Probe::Good)).unwrap_or(0);
+        (lo, hi)
+    }
+
+    /// The next version to probe: the untried one nearest the middle of the bounds; `None` when done.
+    pub fn next(&self) -> Option<usize> {
+        let (lo, hi) = self.bounds();
+        let middle = (lo + hi) / 2;
+        (lo + 1..hi).filter(|&i| self.probes[i].is_none()).min_by_key(|&i| i.abs_diff(middle))
+    }
+
+    pub fn outcome(&self) -> Outcome {
+        let (lo, hi) = self.bounds();
+        Outcome {
+            last_good: self.versions[lo].clone(),
+            first_bad: self.versions[hi].clone(),
+            untestable: self.versions[lo + 1..hi].to_vec(),
+        }
+    }
+}
+
+/// One probe as it is printed.
+#[derive(Debug, Clone)]
+pub struct Step {
+    pub version: String,
+    pub probe: Probe,
+    /// The cell's verdict in words (empty when skipped before running).
+    pub verdict: String,
+    pub duration: Duration,
+}
+
+pub struct BisectOptions {
+    pub scenario: PathBuf,
+    pub builders: Option<PathBuf>,
+    pub snapshotter: Snapshotter,
+    pub good: String,
+    pub bad: String,
+    /// Commit hashes as `git rev-list` prints them (newest first), instead of the releases between.
+    pub commits: Vec<String>,
+    pub repeat: Option<u32>,
+    pub bad_when: BadWhen,
+    pub run: RunOptions,
+}
+
+/// The versions to search, oldest first: `good`, the releases (or commits) between, `bad`.
+pub async fn versions(options: &BisectOptions) -> Result<Vec<String>, Error> {
+    if !options.commits.is_empty() {
+        // with --commits the ends may be commits too
+        let (good, bad) = (version_of(&options.good).await?, version_of(&options.bad).await?);
+        let mut out = vec![good];
+        for hash in options.commits.iter().rev() {
+            let version = releases::pseudo_version(hash).await?;
+            if !out.contains(&version) && version != bad {
+                out.push(version);
+            }
+        }
+        out.push(bad);
+        return Ok(out);
+    }
+    let mut out = vec![options.good.clone()];
+    let parse = |v: &str| semver::Version::parse(v.strip_prefix('v')?).ok();
+    let (Some(good), Some(bad)) = (parse(&options.good), parse(&options.bad)) else {
+        return Err(usage("--good and --bad must be releases (vX.Y.Z) unless --commits is given"));
+    };
+    if good >= bad {
+        return Err(usage("--good must be older than --bad"));
+    }
+    let listed = releases::listed().await?;
+    out.extend(listed.iter().filter(|v| **v > good && **v < bad).map(|v| format!("v{v}")));
+    out.push(options.bad.clone());
+    Ok(out)
+}
+
+/// A release as given, or a commit's version.
+async fn version_of(text: &str) -> Result<String, Error> {
+    match crate::profiles::buildkit_version(text) {
+        Ok(v) => Ok(v),
+        Err(_) => Ok(releases::pseudo_version(text).await?),
+    }
+}
+
+fn usage(message: &str) -> Error {
+    ConfigError::Usage { message: message.to_owned(), fix: "see `bkcache bisect --help`".into() }.into()
+}
+
+/// Runs the search, calling `on_step` after each probe. The good and bad ends are probed first: a
+/// search whose ends do not hold is refused with what they gave.
+pub async fn bisect<I, F>(options: &BisectOptions, interrupt: impl Fn() -> I, mut on_step: F) -> Result<Outcome, Error>
+where
+    I: Future<Output = &'static str>,
+    F: FnMut(&Step),
+{
+    let mut search = Search::new(versions(options).await?);
+    let ends = [(0, Probe::Good), (search.versions.len() - 1, Probe::Bad)];
+    for (i, want) in ends {
+        let step = probe(options, &search.versions[i], i, interrupt()).await?;
+        on_step(&step);
+        if step.probe != want {
+            let which = if want == Probe::Good { "--good" } else { "--bad" };
+            return Err(usage(&format!(
+                "{which} {} is not {}: the cell gave {} ({:?})",
+                step.version,
+                if want == Probe::Good { "good" } else { "bad" },
+                step.verdict,
+                step.probe
+            )));
+        }
+        search.record(i, step.probe);
+    }
+    while let Some(i) = search.next() {
+        let step = probe(options, &search.versions[i], i, interrupt()).await?;
+        on_step(&step);
+        search.record(i, step.probe);
+    }
+    Ok(search.outcome())
+}
+
+/// One probe: the scenario's cell on `version` with the chosen snapshotter, as `bkcache run` runs it.
+async fn probe(
+    options: &BisectOptions,
+    version: &str,
+    index: usize,
+    interrupt: impl Future<Output = &'static str>,
+) -> Result<Step, Error> {
+    let started = Instant::now();
+    let profile = format!("{version}-{}", options.snapshotter.as_str());
+    let plan = session::plan(&PlanOptions {
+        paths: vec![options.scenario.clone()],
+        builders: options.builders.clone(),
+        filter: Filter { builders: vec![profile], repeat: options.repeat, ..Filter::default() },
+        buildkit: vec![version.to_owned()],
+    })?;
+    if plan.cells.len() != 1 {
+        return Err(usage(&format!(
+            "{} has {} scenarios: bisect one (--scenario-file a single .toml)",
+            options.scenario.display(),
+            plan.cells.len()
+        )));
+    }
+    let run = RunOptions { run_id: format!("{}-{index}", options.run.run_id), ..options.run.clone() };
+    let mut session = Session::connect(plan, run).await?;
+    let step = match session.prepare(|_| {}).await {
+        Err(Error::BuildkitImage(
+            e @ (BuildkitImageError::ModuleUnavailable { .. } | BuildkitImageError::GoBuild { .. }),
+        )) => Ok(Step {
+            version: version.to_owned(),
+            probe: Probe::Skip(format!("does not build: {}", e.to_string().lines().next().unwrap_or_default())),
+            verdict: String::new(),
+            duration: started.elapsed(),
+        }),
+        Err(e) => Err(e),
+        Ok(()) => {
+            let report = session.run(interrupt, |_| {}).await;
+            match (report.interrupted, report.cells.first()) {
+                (Some(signal), _) => Err(usage(&format!("interrupted by {signal}"))),
+                (None, None) => Err(usage("the plan had no cell")),
+                (None, Some(r)) => {
+                    // the machine failing is not a verdict on the version: stop, as `run` would
+                    let infra = r.judgement().and_then(|j| {
+                        j.errors.iter().find_map(|e| match e {
+                            ErrorCause::Infrastructure { failure } => Some(failure.to_string()),
+                            _ => None,
+                        })
+                    });
+                    if let Some(failure) = infra {
+                        Err(crate::errors::InfraError::Command {
+                            command: format!("bisect probe {version}"),
+                            status: "error".into(),
+                            stderr: failure,
+                        }
+                        .into())
+                    } else {
+                        let probe = match options.bad_when.is_bad(r) {
+                            Some(true) => Probe::Bad,
+                            Some(false) => Probe::Good,
+                            None => Probe::Skip(format!(
+                                "cannot test: {}",
+                                r.judgement()
+                                    .and_then(|j| j.errors.first())
+                                    .map(ToString::to_string)
+                                    .unwrap_or_default()
+                            )),
+                        };
+                        Ok(Step {
+                            version: version.to_owned(),
+                            probe,
+                            verdict: crate::report::verdict_words(r),
+                            duration: started.elapsed(),
+                        })
+                    }
+                }
+            }
+        }
+    };
+    for e in session.clean_up().await {
+        eprintln!("warning: clean-up: {e}");
+    }
+    step
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(truth: &[bool]) -> (Outcome, Vec<usize>) {
+        let versions: Vec<String> = (0..truth.len()).map(|i| format!("v0.{i}.0")).collect();
+        let mut search = Search::new(versions);
+        search.record(0, Probe::Good);
+        search.record(truth.len() - 1, Probe::Bad);
+        let mut probed = Vec::new();
+        while let Some(i) = search.next() {
+            probed.push(i);
+            search.record(i, if truth[i] { Probe::Bad } else { Probe::Good });
+        }
+        (search.outcome(), probed)
+    }
+
+    #[test]
+    fn finds_the_first_bad_version_in_log2_probes() {
+        for first_bad in 1..17 {
+            let truth: Vec<bool> = (0..17).map(|i| i >= first_bad).collect();
+            let (outcome, probed) = run(&truth);
+            assert_eq!(outcome.first_bad, format!("v0.{first_bad}.0"));
+            assert_eq!(outcome.last_good, format!("v0.{}.0", first_bad - 1));
+            assert!(outcome.untestable.is_empty());
+            assert!(probed.len() <= 4, "{first_bad}: {probed:?}");
+        }
+    }
+
+    #[test]
+    fn skipped_versions_widen_the_answer_like_git_bisect_skip() {
+        let versions: Vec<String> = (0..6).map(|i| format!("v0.{i}.0")).collect();
+        let mut search = Search::new(versions);
+        search.record(0, Probe::Good);
+        search.record(5, Probe::Bad);
+        // truth: v0.3.0 is the first bad; v0.2.0 and v0.3.0 do not build
+        while let Some(i) = search.next() {
+            let probe = match i {
+                2 | 3 => Probe::Skip("does not build".into()),
+                1 => Probe::Good,
+                _ => Probe::Bad,
+            };
+            search.record(i, probe);
+        }
+        let outcome = search.outcome();
+        assert_eq!((outcome.last_good.as_str(), outcome.first_bad.as_str()), ("v0.1.0", "v0.4.0"));
+        assert_eq!(outcome.untestable, vec!["v0.2.0".to_owned(), "v0.3.0".to_owned()]);
+    }
+
+    #[test]
+    fn bad_when_parses() {
+        assert_eq!(BadWhen::parse("broke").unwrap(), BadWhen::Broke);
+        assert_eq!(BadWhen::parse("build-failure").unwrap(), BadWhen::BuildFailure);
+        assert_eq!(BadWhen::parse("step:RUN echo stable").unwrap(), BadWhen::Step("RUN echo stable".into()));
+        for bad in ["", "step:", "steps:x", "fail"] {
+            assert!(BadWhen::parse(bad).is_err(), "{bad}");
+        }
+    }
+}
