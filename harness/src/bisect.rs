@@ -7,14 +7,14 @@ use std::future::Future;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use crate::errors::{ConfigError, Error};
+use crate::errors::{ConfigError, Error, InfraError};
 use crate::execute::buildkit_image::BuildkitImageError;
 use crate::execute::releases;
 use crate::judge::compare::{behaviour, Behaviour};
 use crate::judge::{ErrorCause, Reason, Verdict};
 use crate::plan::Filter;
 use crate::profiles::Snapshotter;
-use crate::session::{self, CellResult, PlanOptions, RunOptions, Session};
+use crate::session::{self, CellResult, PlanOptions, RunOptions, RunReport, Session};
 
 /// What makes a probe bad.
 #[derive(Debug, Clone, PartialEq)]
@@ -238,63 +238,43 @@ async fn probe(
     }
     let run = RunOptions { run_id: format!("{}-{index}", options.run.run_id), ..options.run.clone() };
     let mut session = Session::connect(plan, run).await?;
-    let step = match session.prepare(|_| {}).await {
+    let judged = match session.prepare(|_| {}).await {
         Err(Error::BuildkitImage(
             e @ (BuildkitImageError::ModuleUnavailable { .. } | BuildkitImageError::GoBuild { .. }),
-        )) => Ok(Step {
-            version: version.to_owned(),
-            probe: Probe::Skip(format!("does not build: {}", e.to_string().lines().next().unwrap_or_default())),
-            verdict: String::new(),
-            duration: started.elapsed(),
-        }),
-        Err(e) => Err(e),
-        Ok(()) => {
-            let report = session.run(interrupt, |_| {}).await;
-            match (report.interrupted, report.cells.first()) {
-                (Some(signal), _) => Err(usage(&format!("interrupted by {signal}"))),
-                (None, None) => Err(usage("the plan had no cell")),
-                (None, Some(r)) => {
-                    // the machine failing is not a verdict on the version: stop, as `run` would
-                    let infra = r.judgement().and_then(|j| {
-                        j.errors.iter().find_map(|e| match e {
-                            ErrorCause::Infrastructure { failure } => Some(failure.to_string()),
-                            _ => None,
-                        })
-                    });
-                    if let Some(failure) = infra {
-                        Err(crate::errors::InfraError::Command {
-                            command: format!("bisect probe {version}"),
-                            status: "error".into(),
-                            stderr: failure,
-                        }
-                        .into())
-                    } else {
-                        let probe = match options.bad_when.is_bad(r) {
-                            Some(true) => Probe::Bad,
-                            Some(false) => Probe::Good,
-                            None => Probe::Skip(format!(
-                                "cannot test: {}",
-                                r.judgement()
-                                    .and_then(|j| j.errors.first())
-                                    .map(ToString::to_string)
-                                    .unwrap_or_default()
-                            )),
-                        };
-                        Ok(Step {
-                            version: version.to_owned(),
-                            probe,
-                            verdict: crate::report::verdict_words(r),
-                            duration: started.elapsed(),
-                        })
-                    }
-                }
-            }
+        )) => {
+            let why = format!("does not build: {}", e.to_string().lines().next().unwrap_or_default());
+            Ok((Probe::Skip(why), String::new()))
         }
+        Err(e) => Err(e),
+        Ok(()) => classify(&options.bad_when, version, &session.run(interrupt, |_| {}).await),
     };
     for e in session.clean_up().await {
         eprintln!("warning: clean-up: {e}");
     }
-    step
+    let (probe, verdict) = judged?;
+    Ok(Step { version: version.to_owned(), probe, verdict, duration: started.elapsed() })
+}
+
+/// A probe's run as good, bad or skipped, with the cell's verdict in words. The machine failing is
+/// not a verdict on the version: it stops the search, as it stops `run`.
+fn classify(bad_when: &BadWhen, version: &str, report: &RunReport) -> Result<(Probe, String), Error> {
+    if let Some(signal) = report.interrupted {
+        return Err(usage(&format!("interrupted by {signal}")));
+    }
+    let Some(r) = report.cells.first() else { return Err(usage("the plan had no cell")) };
+    let errors = r.judgement().map(|j| j.errors.as_slice()).unwrap_or_default();
+    if let Some(failure) = errors.iter().find_map(|e| match e {
+        ErrorCause::Infrastructure { failure } => Some(failure),
+        _ => None,
+    }) {
+        return Err(InfraError::Probe { version: version.to_owned(), failure: failure.to_string() }.into());
+    }
+    let probe = match bad_when.is_bad(r) {
+        Some(true) => Probe::Bad,
+        Some(false) => Probe::Good,
+        None => Probe::Skip(format!("cannot test: {}", errors.first().map(ToString::to_string).unwrap_or_default())),
+    };
+    Ok((probe, crate::report::verdict_words(r)))
 }
 
 #[cfg(test)]

@@ -82,6 +82,8 @@ pub enum InfraError {
     RegistryGc { container: String, detail: String },
     #[error("builder {builder} could not be reset: {reason}")]
     BuilderReset { builder: String, reason: String },
+    #[error("the machine failed while probing BuildKit {version}: {failure}")]
+    Probe { version: String, failure: String },
 }
 
 impl InfraError {

@@ -196,7 +196,6 @@ impl Session {
             on_event(EventKind::ImageReady { image: &image }.now());
             self.images.push(image);
         }
-        drop(builds);
         self.machine.registry.ping().await?;
         let bases: BTreeSet<String> = self
             .cells

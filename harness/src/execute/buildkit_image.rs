@@ -147,6 +147,14 @@ pub(crate) async fn writable_copy(module: &Path, src: &Path) -> Result<(), Strin
 /// The build tags of a static buildkitd.
 pub(crate) const GO_TAGS: &str = "osusergo netgo static_build";
 
+/// `go` in a copy of the module source, set up as the image build runs it (static, modules resolved
+/// through the proxy).
+pub(crate) fn go_in(src: &Path) -> Command {
+    let mut cmd = Command::new("go");
+    cmd.current_dir(src).env("CGO_ENABLED", "0").env("GOFLAGS", "-mod=mod");
+    cmd
+}
+
 pub(crate) async fn module_dir(version: &str) -> Result<PathBuf, BuildkitImageError> {
     let unavailable = |detail: String| BuildkitImageError::ModuleUnavailable { version: version.to_owned(), detail };
     let json = run(
@@ -189,11 +197,8 @@ async fn go_build(src: &Path, bin: &Path, spec: &BuildkitSpec) -> Result<(), Bui
     let ldflags = format!(
         "-s -w -X github.com/moby/buildkit/version.Version={version} -X github.com/moby/buildkit/version.Revision=bkcache -extldflags -static"
     );
-    let mut cmd = Command::new("go");
-    cmd.current_dir(src)
-        .env("CGO_ENABLED", "0")
-        .env("GOFLAGS", "-mod=mod")
-        .args(["build", "-trimpath", "-tags", GO_TAGS, "-ldflags", &ldflags, "-o"])
+    let mut cmd = go_in(src);
+    cmd.args(["build", "-trimpath", "-tags", GO_TAGS, "-ldflags", &ldflags, "-o"])
         .arg(format!("{}/", bin.display()))
         .args(["./cmd/buildkitd", "./cmd/buildctl"]);
     run(&mut cmd, "go build").await.map(|_| ()).map_err(|detail| BuildkitImageError::GoBuild {

@@ -228,10 +228,7 @@ async fn check_dependencies(version: &str) -> Result<(), String> {
     let work = tempfile::tempdir().map_err(|e| e.to_string())?;
     let src = work.path().join("src");
     super::buildkit_image::writable_copy(&module, &src).await?;
-    let out = Command::new("go")
-        .current_dir(&src)
-        .env("CGO_ENABLED", "0")
-        .env("GOFLAGS", "-mod=mod")
+    let out = super::buildkit_image::go_in(&src)
         .args(["list", "-deps", "-tags", super::buildkit_image::GO_TAGS, "./cmd/buildkitd", "./cmd/buildctl"])
         .output()
         .await

@@ -13,8 +13,13 @@ fn release(r: &CellResult) -> Option<semver::Version> {
     semver::Version::parse(spec.version.strip_prefix('v')?).ok()
 }
 
+/// Where a cell stands in a comparison: its scenario and snapshotter (the build is what varies).
+pub fn place(r: &CellResult) -> (&str, &str) {
+    (r.cell.scenario.name.as_str(), r.cell.profile.snapshotter.as_str())
+}
+
 fn same_place(a: &CellResult, b: &CellResult) -> bool {
-    a.cell.scenario.name == b.cell.scenario.name && a.cell.profile.snapshotter == b.cell.profile.snapshotter
+    place(a) == place(b)
 }
 
 /// BuildKit failed one of the cell's builds (in the repetition that speaks for it).
@@ -28,6 +33,8 @@ pub fn build_failed(r: &CellResult) -> Option<&str> {
 /// One release against the release before it in the run.
 pub struct ReleaseDelta<'a> {
     pub version: String,
+    /// The cells that ran on this release.
+    pub cells: Vec<&'a CellResult>,
     pub previous: Option<String>,
     pub new_failures: Vec<&'a CellResult>,
     pub fixed: Vec<&'a CellResult>,
@@ -56,6 +63,7 @@ pub fn release_deltas(results: &[CellResult]) -> Vec<ReleaseDelta<'_>> {
         let next = versions.get(i + 1).map(&on).unwrap_or_default();
         let mut delta = ReleaseDelta {
             version: format!("v{version}"),
+            cells: cells.clone(),
             previous: i.checked_sub(1).map(|p| format!("v{}", versions[p])),
             new_failures: Vec::new(),
             fixed: Vec::new(),

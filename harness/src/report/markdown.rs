@@ -5,7 +5,7 @@
 use std::fmt::Write as _;
 
 use super::compare;
-use super::{build_label, issue_list, ordered, ordered_owned, verdict_word, verdict_words};
+use super::{build_label, issue_list, ordered, verdict_word, verdict_words};
 use crate::judge::compare::Change;
 use crate::judge::Verdict;
 use crate::session::{CellResult, RunReport};
@@ -63,14 +63,34 @@ pub fn render(report: &RunReport) -> String {
     out
 }
 
+/// `scenario` snapshotter, for lists.
 fn place(r: &CellResult) -> String {
-    format!("`{}` {}", r.cell.scenario.name, r.cell.profile.snapshotter.as_str())
+    let (scenario, snapshotter) = compare::place(r);
+    format!("`{scenario}` {snapshotter}")
 }
 
 /// The first broken expectation or error, for one-line lists.
 fn first_reason(r: &CellResult) -> String {
     let Some(j) = r.judgement() else { return String::new() };
     j.reasons.first().map(ToString::to_string).or_else(|| j.errors.first().map(ToString::to_string)).unwrap_or_default()
+}
+
+/// A comparison table: one row per scenario and snapshotter, one column per build; `cell` renders the
+/// entry of a row's place in a column (`None`: that build has no such cell).
+fn comparison_table<C>(
+    out: &mut String,
+    places: Vec<(&str, &str)>,
+    columns: &[C],
+    title: impl Fn(&C) -> &str,
+    cell: impl Fn(&C, (&str, &str)) -> Option<String>,
+) {
+    let titles: Vec<&str> = columns.iter().map(&title).collect();
+    let _ = writeln!(out, "| scenario | snapshotter | {} |", titles.join(" | "));
+    let _ = writeln!(out, "|---|---|{}", "---|".repeat(columns.len()));
+    for place in places {
+        let texts: Vec<String> = columns.iter().map(|c| cell(c, place).unwrap_or_else(|| "-".to_owned())).collect();
+        let _ = writeln!(out, "| {} | {} | {} |", place.0, place.1, texts.join(" | "));
+    }
 }
 
 /// Scenario × snapshotter rows, one column per release, then each release against the one before it.
@@ -80,46 +100,18 @@ fn release_report(out: &mut String, results: &[CellResult]) {
         return;
     }
     let _ = writeln!(out, "## Release report\n");
-    let _ = writeln!(
+    let places = ordered(results.iter().map(compare::place));
+    comparison_table(
         out,
-        "| scenario | snapshotter | {} |",
-        deltas.iter().map(|d| d.version.as_str()).collect::<Vec<_>>().join(" | ")
+        places,
+        &deltas,
+        |d| d.version.as_str(),
+        |d, place| {
+            let r = d.cells.iter().find(|r| compare::place(r) == place)?;
+            let word = verdict_word(r);
+            Some(if compare::build_failed(r).is_some() { format!("**{word}: build failed**") } else { word })
+        },
     );
-    let _ = writeln!(out, "|---|---|{}", "---|".repeat(deltas.len()));
-    let places = ordered_owned(
-        results.iter().map(|r| format!("{}\u{0}{}", r.cell.scenario.name, r.cell.profile.snapshotter.as_str())),
-    );
-    for key in &places {
-        let (scenario, snapshotter) = key.split_once('\u{0}').expect("joined above");
-        let texts: Vec<String> = deltas
-            .iter()
-            .map(|d| {
-                results
-                    .iter()
-                    .find(|r| {
-                        r.cell.scenario.name == scenario
-                            && r.cell.profile.snapshotter.as_str() == snapshotter
-                            && r.cell
-                                .profile
-                                .buildkit
-                                .as_ref()
-                                .is_some_and(|s| s.patches.is_empty() && s.version == d.version)
-                    })
-                    .map_or_else(
-                        || "-".to_owned(),
-                        |r| {
-                            let word = verdict_word(r);
-                            if compare::build_failed(r).is_some() {
-                                format!("**{word}: build failed**")
-                            } else {
-                                word
-                            }
-                        },
-                    )
-            })
-            .collect();
-        let _ = writeln!(out, "| {scenario} | {snapshotter} | {} |", texts.join(" | "));
-    }
     out.push('\n');
     for d in &deltas {
         match &d.previous {
@@ -172,29 +164,20 @@ fn patch_impact(out: &mut String, results: &[CellResult]) {
         out,
         "Each patch set against its unpatched base (same release, same snapshotter); known issues aside.\n"
     );
-    let _ = writeln!(
+    let places = ordered(impacts.iter().flat_map(|p| p.rows.iter().map(|row| compare::place(row.base))));
+    comparison_table(
         out,
-        "| scenario | snapshotter | {} |",
-        impacts.iter().map(|p| p.build.as_str()).collect::<Vec<_>>().join(" | ")
-    );
-    let _ = writeln!(out, "|---|---|{}", "---|".repeat(impacts.len()));
-    let places = ordered_owned(impacts.iter().flat_map(|p| p.rows.iter().map(|row| place(row.base))));
-    for key in &places {
-        let texts: Vec<String> = impacts
-            .iter()
-            .map(|p| {
-                p.rows.iter().find(|row| place(row.base) == *key).map_or_else(
-                    || "-".to_owned(),
-                    |row| match row.change {
-                        Change::Unchanged => format!("unchanged ({})", verdict_word(row.patched)),
-                        c => format!("**{}** ({} → {})", c.as_str(), verdict_word(row.base), verdict_word(row.patched)),
-                    },
-                )
+        places,
+        &impacts,
+        |p| p.build.as_str(),
+        |p, place| {
+            let row = p.rows.iter().find(|row| compare::place(row.base) == place)?;
+            Some(match row.change {
+                Change::Unchanged => format!("unchanged ({})", verdict_word(row.patched)),
+                c => format!("**{}** ({} → {})", c.as_str(), verdict_word(row.base), verdict_word(row.patched)),
             })
-            .collect();
-        let (scenario, snapshotter) = key.rsplit_once(' ').expect("place has a snapshotter");
-        let _ = writeln!(out, "| {} | {snapshotter} | {} |", scenario.trim_matches('`'), texts.join(" | "));
-    }
+        },
+    );
     let totals: Vec<String> = impacts
         .iter()
         .map(|p| {

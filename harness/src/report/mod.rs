@@ -13,19 +13,8 @@ use crate::profiles::BuilderProfile;
 use crate::session::{CellResult, RunReport};
 
 /// Unique values in first-seen order: reports list scenarios, builders and issues in plan order.
-pub(crate) fn ordered<'a>(items: impl Iterator<Item = &'a str>) -> Vec<&'a str> {
-    let mut out: Vec<&str> = Vec::new();
-    for i in items {
-        if !out.contains(&i) {
-            out.push(i);
-        }
-    }
-    out
-}
-
-/// Like [`ordered`], for owned strings.
-pub(crate) fn ordered_owned(items: impl Iterator<Item = String>) -> Vec<String> {
-    let mut out: Vec<String> = Vec::new();
+pub(crate) fn ordered<T: PartialEq>(items: impl Iterator<Item = T>) -> Vec<T> {
+    let mut out: Vec<T> = Vec::new();
     for i in items {
         if !out.contains(&i) {
             out.push(i);

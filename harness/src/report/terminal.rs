@@ -8,7 +8,7 @@ use std::fmt::Write as _;
 use comfy_table::{presets::UTF8_FULL, Table};
 
 use super::compare;
-use super::{build_label, issue_list, ordered, ordered_owned, verdict_word, verdict_words};
+use super::{build_label, issue_list, ordered, verdict_word, verdict_words};
 use crate::events::{Event, EventKind};
 use crate::judge::compare::Change;
 use crate::judge::Verdict;
@@ -135,7 +135,7 @@ fn long_layout(results: &[CellResult]) -> String {
     let mut out = String::new();
     for s in ordered(results.iter().map(|r| r.cell.scenario.name.as_str())) {
         let cells: Vec<&CellResult> = results.iter().filter(|r| r.cell.scenario.name == s).collect();
-        let builds = ordered_owned(cells.iter().map(|r| build_label(&r.cell.profile)));
+        let builds = ordered(cells.iter().map(|r| build_label(&r.cell.profile)));
         let snapshotters = ordered(cells.iter().map(|r| r.cell.profile.snapshotter.as_str()));
         let mut table = Table::new();
         table.load_preset(UTF8_FULL);
