@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use crate::errors::{ConfigError, Error, InfraError};
-use crate::execute::buildkit_image::BuildkitImageError;
+use crate::execute::buildkit_image::{BuildkitImageError, Source};
 use crate::execute::releases;
 use crate::judge::compare::{behaviour, Behaviour};
 use crate::judge::{ErrorCause, Reason, Verdict};
@@ -136,6 +136,8 @@ pub struct BisectOptions {
     pub bad: String,
     /// Commit hashes as `git rev-list` prints them (newest first), instead of the releases between.
     pub commits: Vec<String>,
+    /// Where the versions' source comes from; a clone also names the commits' versions.
+    pub source: Source,
     pub repeat: Option<u32>,
     pub bad_when: BadWhen,
     pub run: RunOptions,
@@ -145,10 +147,10 @@ pub struct BisectOptions {
 pub async fn versions(options: &BisectOptions) -> Result<Vec<String>, Error> {
     if !options.commits.is_empty() {
         // with --commits the ends may be commits too
-        let (good, bad) = (version_of(&options.good).await?, version_of(&options.bad).await?);
+        let (good, bad) = (version_of(options, &options.good).await?, version_of(options, &options.bad).await?);
         let mut out = vec![good];
         for hash in options.commits.iter().rev() {
-            let version = releases::pseudo_version(hash).await?;
+            let version = commit_version(options, hash).await?;
             if !out.contains(&version) && version != bad {
                 out.push(version);
             }
@@ -171,11 +173,19 @@ pub async fn versions(options: &BisectOptions) -> Result<Vec<String>, Error> {
 }
 
 /// A release as given, or a commit's version.
-async fn version_of(text: &str) -> Result<String, Error> {
+async fn version_of(options: &BisectOptions, text: &str) -> Result<String, Error> {
     match crate::profiles::buildkit_version(text) {
         Ok(v) => Ok(v),
-        Err(_) => Ok(releases::pseudo_version(text).await?),
+        Err(_) => commit_version(options, text).await,
     }
+}
+
+/// A commit's version: from the clone when building from one, else as the Go module proxy gives it.
+async fn commit_version(options: &BisectOptions, commit: &str) -> Result<String, Error> {
+    Ok(match &options.source {
+        Source::Git(repo) => releases::git_version(repo, commit).await?,
+        Source::ModuleProxy => releases::pseudo_version(commit).await?,
+    })
 }
 
 fn usage(message: &str) -> Error {
@@ -228,6 +238,7 @@ async fn probe(
         builders: options.builders.clone(),
         filter: Filter { builders: vec![profile], repeat: options.repeat, ..Filter::default() },
         buildkit: vec![version.to_owned()],
+        buildkit_source: options.source.clone(),
     })?;
     if plan.cells.len() != 1 {
         return Err(usage(&format!(
@@ -240,7 +251,9 @@ async fn probe(
     let mut session = Session::connect(plan, run).await?;
     let judged = match session.prepare(|_| {}).await {
         Err(Error::BuildkitImage(
-            e @ (BuildkitImageError::ModuleUnavailable { .. } | BuildkitImageError::GoBuild { .. }),
+            e @ (BuildkitImageError::ModuleUnavailable { .. }
+            | BuildkitImageError::NotInClone { .. }
+            | BuildkitImageError::GoBuild { .. }),
         )) => {
             let why = format!("does not build: {}", e.to_string().lines().next().unwrap_or_default());
             Ok((Probe::Skip(why), String::new()))

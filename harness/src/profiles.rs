@@ -9,7 +9,7 @@ use toml::Spanned;
 
 use crate::buildkitd;
 use crate::errors::ConfigError;
-use crate::execute::buildkit_image::{BuildkitSpec, Patch};
+use crate::execute::buildkit_image::{BuildkitSpec, Patch, Source};
 use crate::names::{Name, NameKind};
 use crate::pins::Pins;
 use crate::toml_file::TomlFile;
@@ -130,7 +130,7 @@ impl Profiles {
 
     /// The profiles for testing releases: `<version>-<snapshotter>` for each release with the eager and
     /// the lazy snapshotter, images built from the Go module on demand.
-    pub fn for_releases(&self, versions: &[String]) -> Result<Profiles, ConfigError> {
+    pub fn for_releases(&self, versions: &[String], source: &Source) -> Result<Profiles, ConfigError> {
         let mut profiles = Vec::new();
         for version in versions {
             let checked = buildkit_version(version).and_then(|v| {
@@ -141,7 +141,7 @@ impl Profiles {
                 message: format!("--buildkit {version}: {problem}"),
                 fix: "give a BuildKit release such as v0.25.2".into(),
             })?;
-            let spec = BuildkitSpec { version: version.clone(), patches: Vec::new() };
+            let spec = BuildkitSpec { version: version.clone(), source: source.clone(), patches: Vec::new() };
             for snapshotter in [Snapshotter::Overlayfs, Snapshotter::Stargz] {
                 let name = Name::parse(NameKind::Profile, &format!("{version}-{}", snapshotter.as_str()))
                     .expect("checked above");
@@ -219,7 +219,7 @@ fn resolve(
                     })
                 })
                 .collect::<Result<_, _>>()?;
-            let spec = BuildkitSpec { version: version_text, patches };
+            let spec = BuildkitSpec { version: version_text, source: Source::ModuleProxy, patches };
             (spec.tag(pins.registry()), Some(spec))
         }
         (None, Some(image)) if doc.patches.is_empty() => {

@@ -14,7 +14,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::errors::{ConfigError, Error, InfraError};
-use crate::execute::buildkit_image::EnsuredImage;
+use crate::execute::buildkit_image::{EnsuredImage, Source};
 use crate::judge;
 use crate::observe::Observations;
 use crate::plan::{slug, Filter};
@@ -58,6 +58,8 @@ impl PlanRecord {
                 ..Filter::default()
             },
             buildkit: self.buildkit.clone(),
+            // the source only matters to building images, which a merge never does
+            buildkit_source: Source::ModuleProxy,
         }
     }
 }

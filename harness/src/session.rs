@@ -14,7 +14,7 @@ use futures_util::{stream, StreamExt};
 use crate::errors::{ConfigError, Error, InfraError};
 use crate::events::{Event, EventKind};
 use crate::execute::builder::Janitor;
-use crate::execute::buildkit_image::{self, EnsuredImage};
+use crate::execute::buildkit_image::{self, EnsuredImage, Source};
 use crate::execute::docker::Engine;
 use crate::execute::locks::{self, Held};
 use crate::execute::registry::Registry;
@@ -35,6 +35,8 @@ pub struct PlanOptions {
     pub filter: Filter,
     /// Release testing: these BuildKit releases with each snapshotter instead of the builders file.
     pub buildkit: Vec<String>,
+    /// Where those releases' (or commits') source comes from.
+    pub buildkit_source: Source,
 }
 
 /// The checked plan: profiles and the cells, every scenario linted.
@@ -58,7 +60,11 @@ pub fn plan(options: &PlanOptions) -> Result<Plan, ConfigError> {
     }
     let profiles = Profiles::load(&builders)?;
     let scenarios = scenario::load_all(&files, &profiles)?;
-    let profiles = if options.buildkit.is_empty() { profiles } else { profiles.for_releases(&options.buildkit)? };
+    let profiles = if options.buildkit.is_empty() {
+        profiles
+    } else {
+        profiles.for_releases(&options.buildkit, &options.buildkit_source)?
+    };
     let filter = Filter { ignore_scenario_builders: !options.buildkit.is_empty(), ..options.filter.clone() };
     let cells = plan::plan(scenarios, &profiles, &filter)?;
     Ok(Plan { profiles, cells })

@@ -49,6 +49,7 @@ fn plan_options() -> Result<PlanOptions, String> {
             ..Filter::default()
         },
         buildkit,
+        buildkit_source: Default::default(),
     })
 }
 

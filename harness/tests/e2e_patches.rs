@@ -198,7 +198,11 @@ async fn a_broken_patch_is_a_clear_error_and_leaves_no_image() {
     let broken = dir.path().join("patches/exporter-reroot-cache-opts.patch");
     let text = std::fs::read_to_string(&broken).unwrap().replace(" \tv := e.record\n", " \tv := e.recordThatIsNot\n");
     std::fs::write(&broken, text).unwrap();
-    let spec = BuildkitSpec { version: "v0.33.1".into(), patches: vec![Patch::read(&broken).unwrap()] };
+    let spec = BuildkitSpec {
+        version: "v0.33.1".into(),
+        source: Default::default(),
+        patches: vec![Patch::read(&broken).unwrap()],
+    };
     let tag = spec.tag("127.0.0.1:5000");
 
     let out = Command::new(env!("CARGO_BIN_EXE_bkcache"))

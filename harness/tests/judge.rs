@@ -40,6 +40,7 @@ fn cell(scenario: &str, builder: &str, edit: impl Fn(String) -> String) -> Cell 
         builders: Some(repo().join("scenarios/builders.toml")),
         filter: Filter { builders: vec![builder.into()], ..Filter::default() },
         buildkit: Vec::new(),
+        buildkit_source: Default::default(),
     };
     let plan = session::plan(&options).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(plan.cells.len(), 1);

@@ -1,5 +1,6 @@
-//! BuildKit images made here, from the `github.com/moby/buildkit` Go module at a release plus optional
-//! patches: static buildkitd and buildctl, runc, busybox. No registry is needed to make one.
+//! BuildKit images made here, from the `github.com/moby/buildkit` Go module at a release (or a local
+//! clone of moby/buildkit at a release or commit) plus optional patches: static buildkitd and buildctl,
+//! runc, busybox. No registry is needed to make one.
 //!
 //! The tag is derived from the version and the patches' content
 //! (`<registry>/bkcache/buildkit:v0.33.1` or `...:v0.33.1-p<hash>`), so unchanged inputs are never
@@ -20,11 +21,33 @@ use crate::errors::InfraError;
 pub const LABEL_VERSION: &str = "io.bkcache.buildkit.version";
 pub const LABEL_PATCHES: &str = "io.bkcache.buildkit.patches";
 
-/// What to build: a release and the patches to apply on top, in order.
+/// What to build: a release (or a commit's pseudo-version), where its source comes from, and the
+/// patches to apply on top, in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BuildkitSpec {
     pub version: String,
+    pub source: Source,
     pub patches: Vec<Patch>,
+}
+
+/// Where a version's source comes from. Both give the same tree for a version, so the image tag does
+/// not say which was used.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Source {
+    /// `go mod download github.com/moby/buildkit@<version>`; dependencies from the proxy too.
+    #[default]
+    ModuleProxy,
+    /// A clone of moby/buildkit (a git directory): `git archive` of the release tag or of the commit a
+    /// pseudo-version names, built with its own `vendor/`, so no proxy is needed at all. This is how
+    /// commits are built where the proxy serves releases only.
+    Git(PathBuf),
+}
+
+impl BuildkitSpec {
+    /// A release with nothing on top, from the Go module proxy.
+    pub fn release(version: String) -> BuildkitSpec {
+        BuildkitSpec { version, source: Source::ModuleProxy, patches: Vec::new() }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,6 +91,8 @@ impl BuildkitSpec {
 pub enum BuildkitImageError {
     #[error("the Go module proxy does not serve github.com/moby/buildkit@{version}: {detail}\n  fix: pick a release `go list -m -versions github.com/moby/buildkit` lists")]
     ModuleUnavailable { version: String, detail: String },
+    #[error("{repo} has no `{rev}` for BuildKit {version}: {detail}\n  fix: fetch moby/buildkit's history into that clone (`git fetch --tags`)", repo = .repo.display())]
+    NotInClone { repo: PathBuf, version: String, rev: String, detail: String },
     #[error("patch {patch} does not apply to BuildKit {version}:\n{detail}\n  fix: rebase the patch on {version} (no image was built)", patch = .patch.display())]
     PatchDoesNotApply { patch: PathBuf, version: String, detail: String },
     #[error("building BuildKit {version} failed: {detail}")]
@@ -97,18 +122,23 @@ pub async fn ensure(engine: &Engine, spec: &BuildkitSpec, registry: &str) -> Res
     let work = tempfile::tempdir().map_err(InfraError::io("creating a build directory"))?;
     let src = work.path().join("src");
     let built = async {
-        let module = module_dir(&spec.version).await?;
-        writable_copy(&module, &src)
-            .await
-            .map_err(|detail| BuildkitImageError::GoBuild { version: spec.version.clone(), detail })?;
+        match &spec.source {
+            Source::ModuleProxy => {
+                let module = module_dir(&spec.version).await?;
+                writable_copy(&module, &src)
+                    .await
+                    .map_err(|detail| BuildkitImageError::GoBuild { version: spec.version.clone(), detail })?;
+            }
+            Source::Git(repo) => git_export(repo, &spec.version, &src).await?,
+        }
         for patch in &spec.patches {
             apply(&src, patch, &spec.version).await?;
         }
         go_build(&src, &work.path().join("bin"), spec).await
     };
     let built = built.await;
-    // what an unpatched build teaches about the release (a patch's failure says nothing about it)
-    if spec.patches.is_empty() {
+    // what an unpatched build from the proxy teaches about the release (a patch's failure says nothing)
+    if spec.patches.is_empty() && spec.source == Source::ModuleProxy {
         match &built {
             Ok(()) => releases::BuildStatuses::record_quietly(&spec.version, BuildStatus::new(true, "", "image")),
             Err(e @ (BuildkitImageError::ModuleUnavailable { .. } | BuildkitImageError::GoBuild { .. })) => {
@@ -147,12 +177,39 @@ pub(crate) async fn writable_copy(module: &Path, src: &Path) -> Result<(), Strin
 /// The build tags of a static buildkitd.
 pub(crate) const GO_TAGS: &str = "osusergo netgo static_build";
 
-/// `go` in a copy of the module source, set up as the image build runs it (static, modules resolved
-/// through the proxy).
+/// `go` in a copy of the module source, set up as the image build runs it: static, with the source's
+/// own `vendor/` when it has one (a git export), else modules resolved through the proxy.
 pub(crate) fn go_in(src: &Path) -> Command {
     let mut cmd = Command::new("go");
-    cmd.current_dir(src).env("CGO_ENABLED", "0").env("GOFLAGS", "-mod=mod");
+    let modules = if src.join("vendor/modules.txt").is_file() { "-mod=vendor" } else { "-mod=mod" };
+    cmd.current_dir(src).env("CGO_ENABLED", "0").env("GOFLAGS", modules);
     cmd
+}
+
+/// The tree of `version` in a moby/buildkit clone, written to `src`: the commit a pseudo-version names,
+/// else the release tag.
+async fn git_export(repo: &Path, version: &str, src: &Path) -> Result<(), BuildkitImageError> {
+    let rev = releases::pseudo_version_commit(version).unwrap_or(version).to_owned();
+    let missing = |detail: String| BuildkitImageError::NotInClone {
+        repo: repo.to_owned(),
+        version: version.to_owned(),
+        rev: rev.clone(),
+        detail: detail.trim().to_owned(),
+    };
+    let tree = format!("{rev}^{{tree}}");
+    run(Command::new("git").arg("-C").arg(repo).args(["rev-parse", "--verify", "--quiet", &tree]), "git rev-parse")
+        .await
+        .map_err(missing)?;
+    tokio::fs::create_dir_all(src).await.map_err(InfraError::io("creating the source directory"))?;
+    let tar = src.with_extension("tar");
+    let mut archive = Command::new("git");
+    archive.arg("-C").arg(repo).args(["archive", "--format=tar", "-o"]).arg(&tar).arg(&tree);
+    run(&mut archive, "git archive").await.map_err(missing)?;
+    run(Command::new("tar").arg("-xf").arg(&tar).arg("-C").arg(src), "unpacking the git archive")
+        .await
+        .map_err(|detail| BuildkitImageError::GoBuild { version: version.to_owned(), detail })?;
+    tokio::fs::remove_file(&tar).await.map_err(InfraError::io("removing the git archive"))?;
+    Ok(())
 }
 
 pub(crate) async fn module_dir(version: &str) -> Result<PathBuf, BuildkitImageError> {

@@ -131,6 +131,66 @@ pub async fn pseudo_version(commit: &str) -> Result<String, InfraError> {
     Ok(info.version)
 }
 
+/// The version the go command gives `commit` of a moby/buildkit clone, worked out from the clone the
+/// way the go command does it from a repository: the highest v0/v1 release tag on the commit itself,
+/// else a pseudo-version on the highest such tag among its ancestors, stamped with the commit time (UTC).
+pub async fn git_version(repo: &Path, commit: &str) -> Result<String, InfraError> {
+    let git = |args: &[&str]| {
+        let mut cmd = Command::new("git");
+        cmd.arg("-C").arg(repo).args(args).env("TZ", "UTC");
+        (cmd, format!("git -C {} {}", repo.display(), args.join(" ")))
+    };
+    async fn output((mut cmd, command): (Command, String)) -> Result<String, InfraError> {
+        let out = cmd.output().await.map_err(InfraError::io(format!("running `{command}`")))?;
+        if !out.status.success() {
+            let stderr = String::from_utf8_lossy(&out.stderr).trim().to_owned();
+            return Err(InfraError::Command { command, status: out.status.to_string(), stderr });
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+    if commit.is_empty() || !commit.chars().all(|c| c.is_ascii_hexdigit()) {
+        return Err(InfraError::Command {
+            command: format!("git -C {} rev-parse", repo.display()),
+            status: "refused".into(),
+            stderr: format!("`{commit}` is not a commit hash"),
+        });
+    }
+    let rev = format!("{commit}^{{commit}}");
+    let stamp = output(git(&["log", "-1", "--date=format-local:%Y%m%d%H%M%S", "--format=%H %cd", &rev])).await?;
+    let (hash, time) = stamp.trim().split_once(' ').unwrap_or_default();
+    let releases = |tags: String| -> Vec<semver::Version> {
+        tags.lines()
+            .filter_map(|t| semver::Version::parse(t.trim().strip_prefix('v')?).ok())
+            .filter(|v| v.major <= 1 && v.build.is_empty())
+            .collect()
+    };
+    if let Some(tagged) = releases(output(git(&["tag", "--points-at", hash, "--list", "v*"])).await?).into_iter().max()
+    {
+        return Ok(format!("v{tagged}"));
+    }
+    let base = releases(output(git(&["tag", "--merged", hash, "--list", "v*"])).await?).into_iter().max();
+    Ok(pseudo_version_on(base.as_ref(), time, hash))
+}
+
+/// Go's pseudo-version forms: `v0.0.0-<time>-<hash12>` with no tag below, `vX.Y.(Z+1)-0.<time>-<hash12>`
+/// on a release, `vX.Y.Z-pre.0.<time>-<hash12>` on a pre-release.
+pub fn pseudo_version_on(base: Option<&semver::Version>, time: &str, hash: &str) -> String {
+    let hash = &hash[..hash.len().min(12)];
+    match base {
+        None => format!("v0.0.0-{time}-{hash}"),
+        Some(v) if v.pre.is_empty() => format!("v{}.{}.{}-0.{time}-{hash}", v.major, v.minor, v.patch + 1),
+        Some(v) => format!("v{}.{}.{}-{}.0.{time}-{hash}", v.major, v.minor, v.patch, v.pre),
+    }
+}
+
+/// The commit (12 hex digits) a pseudo-version names; `None` for a release.
+pub fn pseudo_version_commit(version: &str) -> Option<&str> {
+    let (rest, hash) = version.rsplit_once('-')?;
+    let time = rest.rsplit(['-', '.']).next()?;
+    let is = |s: &str, len: usize, digit: fn(&char) -> bool| s.len() == len && s.chars().all(|c| digit(&c));
+    (is(hash, 12, char::is_ascii_hexdigit) && is(time, 14, char::is_ascii_digit)).then_some(hash)
+}
+
 fn parse_listing(versions: &[String]) -> Vec<semver::Version> {
     let mut out: Vec<semver::Version> = versions
         .iter()
@@ -243,6 +303,69 @@ async fn check_dependencies(version: &str) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pseudo_versions_take_the_forms_go_gives_them() {
+        let sv = |t: &str| semver::Version::parse(t).unwrap();
+        let (time, hash) = ("20250911200811", "051818cf383e0123456789");
+        for (base, want) in [
+            (None, "v0.0.0-20250911200811-051818cf383e"),
+            (Some(sv("0.24.0")), "v0.24.1-0.20250911200811-051818cf383e"),
+            (Some(sv("0.25.0-rc1")), "v0.25.0-rc1.0.20250911200811-051818cf383e"),
+        ] {
+            let version = pseudo_version_on(base.as_ref(), time, hash);
+            assert_eq!(version, want);
+            assert_eq!(pseudo_version_commit(&version), Some("051818cf383e"));
+            // a pseudo-version is a version bkcache accepts wherever a release is
+            assert!(crate::profiles::buildkit_version(&version).is_ok());
+        }
+        for release in ["v0.25.0", "v0.25.0-rc1", "v1.0.0-0.2025-051818cf383e", "v0.1.0-0.20250911200811-xyz"] {
+            assert_eq!(pseudo_version_commit(release), None, "{release}");
+        }
+    }
+
+    /// A real repository: tags on ancestors, on other branches and on the commit itself.
+    #[tokio::test]
+    async fn git_version_follows_the_tags_an_ancestor_has() {
+        let dir = tempfile::tempdir().unwrap();
+        let git = |args: &[&str], date: &str| {
+            let out = std::process::Command::new("git")
+                .arg("-C")
+                .arg(dir.path())
+                .args(["-c", "user.name=t", "-c", "user.email=t@t"])
+                .args(args)
+                .env("GIT_COMMITTER_DATE", date)
+                .env("GIT_AUTHOR_DATE", date)
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+            String::from_utf8_lossy(&out.stdout).trim().to_owned()
+        };
+        let commit = |date: &str| {
+            git(&["commit", "-q", "--allow-empty", "-m", "c"], date);
+            git(&["rev-parse", "HEAD"], date)
+        };
+        git(&["init", "-q", "-b", "main"], "");
+        let first = commit("2025-09-01T10:00:00+02:00");
+        assert_eq!(git_version(dir.path(), &first).await.unwrap(), format!("v0.0.0-20250901080000-{}", &first[..12]));
+        git(&["tag", "v0.24.0"], "");
+        git(&["tag", "dockerfile/1.19.0"], "");
+        assert_eq!(git_version(dir.path(), &first[..9]).await.unwrap(), "v0.24.0");
+        let second = commit("2025-09-11T13:08:11-07:00");
+        git(&["branch", "side"], "");
+        git(&["checkout", "-q", "side"], "");
+        commit("2025-09-12T00:00:00Z");
+        git(&["tag", "v0.25.0-rc1"], "");
+        git(&["checkout", "-q", "main"], "");
+        // v0.25.0-rc1 is on another branch, not below `second`
+        let want = format!("v0.24.1-0.20250911200811-{}", &second[..12]);
+        assert_eq!(git_version(dir.path(), &second).await.unwrap(), want);
+        git(&["merge", "-q", "--no-ff", "side", "-m", "m"], "2025-09-13T00:00:00Z");
+        let merged = git(&["rev-parse", "HEAD"], "");
+        assert!(git_version(dir.path(), &merged).await.unwrap().starts_with("v0.25.0-rc1.0.20250913000000-"));
+        assert!(git_version(dir.path(), "notahash").await.is_err());
+        assert!(git_version(dir.path(), "abcdef").await.is_err());
+    }
 
     fn v(list: &[&str]) -> Vec<String> {
         list.iter().map(|s| s.to_string()).collect()
