@@ -9,7 +9,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use clap::{Args, Parser, Subcommand};
 
 use crate::errors::{ConfigError, Error, InfraError};
-use crate::execute::buildkit_image::{self, BuildkitSpec, Patch};
+use crate::execute::buildkit_image::{self, BuildkitSpec, Patch, Source};
 use crate::execute::docker::Engine;
 use crate::execute::registry::Registry;
 use crate::inspect;
@@ -64,6 +64,11 @@ enum Command {
     /// The first BuildKit release (or commit) where a scenario's cell goes bad, by binary search between
     /// a good and a bad one; images are built on demand, versions that do not build are skipped.
     Bisect(BisectArgs),
+    /// Run one cell (scenario × builder) and write a directory to attach to an upstream issue or PR:
+    /// the scenario, Dockerfile and context, patches, buildkitd.toml, `reproduce.sh` (the exact buildx
+    /// commands, judged the same way, no bkcache needed), the versions, the verdict of each repetition,
+    /// the explanation and the cacheconfig records at stake. Exit code as for `run`.
+    Evidence(EvidenceArgs),
     /// Reports built from result files.
     #[command(subcommand)]
     Report(ReportCommand),
@@ -100,9 +105,13 @@ struct BisectArgs {
     #[arg(long, value_enum, default_value = "stargz")]
     snapshotter: crate::profiles::Snapshotter,
     /// Bisect these commits instead of the releases between: a file of hashes as `git rev-list
-    /// --first-parent GOOD..BAD` prints them (newest first), each built as the Go proxy's pseudo-version.
+    /// --first-parent GOOD..BAD` prints them (newest first), each built as its Go pseudo-version.
     #[arg(long)]
     commits: Option<PathBuf>,
+    /// Build every version from this clone of moby/buildkit (releases by tag, commits by hash, with
+    /// its vendored modules) instead of the Go module proxy, which serves releases only.
+    #[arg(long, value_name = "DIR")]
+    git: Option<PathBuf>,
     /// Run the cell N times per version: bad when any repetition is.
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=MAX_REPEAT as i64))]
     repeat: Option<u32>,
@@ -117,6 +126,30 @@ struct BisectArgs {
     #[arg(long, default_value = "bkcache-artifacts")]
     artifacts_dir: PathBuf,
     /// The run id probes are named after (`<id>-<n>`) [default: generated].
+    #[arg(long, value_parser = crate::names::parse_run_id)]
+    run_id: Option<String>,
+}
+
+#[derive(Args)]
+struct EvidenceArgs {
+    /// The scenario file (one scenario).
+    scenario: PathBuf,
+    /// The builder profile of the cell (with --buildkit: `<release>-<snapshotter>`).
+    #[arg(long)]
+    builder: String,
+    /// Builder profiles file.
+    #[arg(long, default_value = "scenarios/builders.toml")]
+    builders: PathBuf,
+    /// Run the cell on this BuildKit release instead of the builders file's profiles.
+    #[arg(long)]
+    buildkit: Option<String>,
+    /// Repetitions [default: the scenario's `repeat`].
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=MAX_REPEAT as i64))]
+    repeat: Option<u32>,
+    /// The directory to write (new or empty).
+    #[arg(long)]
+    out: PathBuf,
+    /// The run id its builders are named after [default: generated].
     #[arg(long, value_parser = crate::names::parse_run_id)]
     run_id: Option<String>,
 }
@@ -229,9 +262,12 @@ struct ReleasesArgs {
 
 #[derive(Args)]
 struct BuildkitBuildArgs {
-    /// A release of github.com/moby/buildkit, e.g. v0.33.1.
+    /// A release of github.com/moby/buildkit, e.g. v0.33.1 (with --git, a commit too).
     #[arg(long)]
     version: String,
+    /// Build from this clone of moby/buildkit instead of the Go module proxy.
+    #[arg(long, value_name = "DIR")]
+    git: Option<PathBuf>,
     /// A patch to apply, in order (repeatable).
     #[arg(long = "patch")]
     patches: Vec<PathBuf>,
@@ -322,6 +358,7 @@ pub async fn main() -> i32 {
         Command::Cache(CacheCommand::Diff(args)) => cache_diff(&args).await,
         Command::Report(ReportCommand::Merge(args)) => report_merge(&args),
         Command::Bisect(args) => bisect(&args).await,
+        Command::Evidence(args) => evidence(&args).await,
     };
     outcome.unwrap_or_else(|e| {
         eprintln!("error: {e}");
@@ -369,6 +406,7 @@ impl PlanArgs {
                 repeat: self.repeat,
             },
             buildkit,
+            buildkit_source: Source::ModuleProxy,
         })
     }
 }
@@ -398,16 +436,65 @@ async fn lint(args: &PlanArgs) -> Result<i32, Error> {
 
 async fn buildkit_build(args: &BuildkitBuildArgs) -> Result<i32, Error> {
     let pins = Pins::load(&args.pins)?;
-    let version = crate::profiles::buildkit_version(&args.version).map_err(|problem| ConfigError::Usage {
-        message: format!("--version: {problem}"),
-        fix: "give a BuildKit release such as v0.33.1".into(),
-    })?;
+    let source = git_source(args.git.as_deref())?;
+    let version = match (crate::profiles::buildkit_version(&args.version), &source) {
+        (Ok(version), _) => version,
+        (Err(_), Source::Git(repo)) => crate::execute::releases::git_version(repo, &args.version).await?,
+        (Err(problem), Source::ModuleProxy) => {
+            return Err(ConfigError::Usage {
+                message: format!("--version: {problem}"),
+                fix: "give a BuildKit release such as v0.33.1 (or a commit, with --git DIR)".into(),
+            }
+            .into())
+        }
+    };
     let patches = args.patches.iter().map(|p| Patch::read(p)).collect::<Result<_, _>>()?;
-    let spec = BuildkitSpec { version, patches };
+    let spec = BuildkitSpec { version, source, patches };
     let engine = Engine::connect().await?;
     let image = buildkit_image::ensure(&engine, &spec, pins.registry()).await?;
     println!("{} ({})", image.tag, if image.built { "built" } else { "reused" });
     Ok(EXIT_OK)
+}
+
+async fn evidence(args: &EvidenceArgs) -> Result<i32, Error> {
+    let options = crate::evidence::EvidenceOptions {
+        scenario: args.scenario.clone(),
+        builders: Some(args.builders.clone()),
+        builder: args.builder.clone(),
+        buildkit: args.buildkit.clone(),
+        repeat: args.repeat,
+        out: args.out.clone(),
+        run: RunOptions {
+            run_id: args.run_id.clone().unwrap_or_else(default_run_id),
+            artifacts_dir: args.out.clone(),
+            keep_all_artifacts: true,
+            jobs: 1,
+            fresh_builders: false,
+        },
+    };
+    let evidence = crate::evidence::evidence(&options, interrupted()).await?;
+    print!("{}", report::terminal::summary(&evidence.report));
+    println!("evidence: {} (README.md, reproduce.sh)", evidence.out.display());
+    Ok(report::exit_code(&evidence.report))
+}
+
+/// `--git DIR`: a git repository, checked before anything runs.
+fn git_source(dir: Option<&Path>) -> Result<Source, Error> {
+    let Some(dir) = dir else { return Ok(Source::ModuleProxy) };
+    let is_repo = std::process::Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(["rev-parse", "--git-dir"])
+        .output()
+        .is_ok_and(|out| out.status.success());
+    if !is_repo {
+        return Err(ConfigError::Usage {
+            message: format!("--git {}: not a git repository", dir.display()),
+            fix: "give a clone of https://github.com/moby/buildkit (bare or not) with its tags".into(),
+        }
+        .into());
+    }
+    Ok(Source::Git(dir.to_owned()))
 }
 
 async fn bisect(args: &BisectArgs) -> Result<i32, Error> {
@@ -426,6 +513,7 @@ async fn bisect(args: &BisectArgs) -> Result<i32, Error> {
         good: args.good.clone(),
         bad: args.bad.clone(),
         commits,
+        source: git_source(args.git.as_deref())?,
         repeat: args.repeat,
         bad_when: args.bad_when.clone(),
         run: RunOptions {
@@ -486,7 +574,7 @@ async fn buildkit_releases(args: &ReleasesArgs) -> Result<i32, Error> {
             eprintln!("checking {version} ...");
             known.record(version, releases::check(version).await)?;
         }
-        let spec = BuildkitSpec { version: version.clone(), patches: Vec::new() };
+        let spec = BuildkitSpec::release(version.clone());
         let image = match &engine {
             Some(engine) if engine.has_image(&spec.tag(pins.registry())).await? => "present",
             Some(_) => "-",

@@ -17,6 +17,7 @@ pub mod cli;
 pub mod dockerfile;
 pub mod errors;
 pub mod events;
+pub mod evidence;
 pub mod execute;
 pub mod inspect;
 pub mod judge;

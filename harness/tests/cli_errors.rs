@@ -218,3 +218,36 @@ fn capture_refuses_a_progress_mode_it_cannot_read_before_building() {
     assert!(err.contains("--progress plain") && err.contains("fix: leave --progress out"), "{err}");
     assert!(!dir.path().join("out").exists(), "nothing was captured");
 }
+
+#[test]
+fn evidence_refuses_a_pack_directory_that_is_not_empty_and_more_than_one_cell() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("keep.txt"), "mine").unwrap();
+    let scenario = repo().join("scenarios/issue-6893.toml");
+    let args = |builder: &str, out: &Path| {
+        let s = [scenario.to_str().unwrap(), "--builder", builder, "--out", out.to_str().unwrap()];
+        bkcache(&[&["evidence"], &s[..]].concat(), &repo())
+    };
+    let out = args("newest-stargz", dir.path());
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("not empty") && err.contains("give a new directory"), "{err}");
+    assert_eq!(std::fs::read_to_string(dir.path().join("keep.txt")).unwrap(), "mine");
+    let fresh = dir.path().join("pack");
+    let out = args("no-such-profile", &fresh);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(!fresh.exists(), "nothing written for a plan that is refused");
+}
+
+#[test]
+fn a_git_source_that_is_not_a_repository_is_refused_before_anything_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = bkcache(&["buildkit", "build", "--version", "051818cf3", "--git", dir.path().to_str().unwrap()], &repo());
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("not a git repository") && err.contains("moby/buildkit"), "{err}");
+    // a commit without --git: the Go module proxy needs a release
+    let out = bkcache(&["buildkit", "build", "--version", "051818cf3"], &repo());
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("with --git DIR"));
+}

@@ -141,22 +141,7 @@ impl Janitor {
         if let Some(addr) = &debug_addr {
             flags.extend(["--save-cache-debug".into(), format!("--debugaddr={addr}")]);
         }
-        let args = vec![
-            "create".into(),
-            "--name".into(),
-            name.clone(),
-            "--driver".into(),
-            "docker-container".into(),
-            "--driver-opt".into(),
-            "network=host".into(),
-            "--driver-opt".into(),
-            format!("image={}", profile.image),
-            "--buildkitd-flags".into(),
-            flags.join(" "),
-            "--buildkitd-config".into(),
-            config.display().to_string(),
-            "--bootstrap".into(),
-        ];
+        let args = create_args(&name, &profile.image, &flags, &config.display().to_string());
         buildx(&args, CREATE_TIMEOUT).await?.require_success()?;
         Ok(Builder { name, profile: profile.name.clone(), life: 1, log_lines_before: 0, debug_addr })
     }
@@ -183,6 +168,19 @@ impl Janitor {
         }
         errors
     }
+}
+
+/// The `docker buildx` arguments that create a builder: the docker-container driver on the host network
+/// (so buildkitd reaches the local registry at 127.0.0.1), running `image` with these flags and config.
+pub fn create_args(name: &str, image: &str, flags: &[String], config: &str) -> Vec<String> {
+    let mut args: Vec<String> =
+        ["create", "--name", name, "--driver", "docker-container", "--driver-opt", "network=host"]
+            .map(str::to_owned)
+            .to_vec();
+    args.extend(["--driver-opt".into(), format!("image={image}")]);
+    args.extend(["--buildkitd-flags".into(), flags.join(" ")]);
+    args.extend(["--buildkitd-config".into(), config.to_owned(), "--bootstrap".into()]);
+    args
 }
 
 /// Removes builder `name`: its buildx registration, container and state volume.

@@ -10,7 +10,7 @@ use super::registry::Registry;
 use super::{CacheArtifact, RawBuild, RawPhase};
 use crate::errors::InfraError;
 use crate::names::Name;
-use crate::scenario::{BuildPhase, CacheExport, CacheMode, CacheRef, Output, Phase, PhaseAction, Scenario};
+use crate::scenario::{BuildPhase, CacheExport, CacheMode, CacheRef, Output, Phase, PhaseAction, Prune, Scenario};
 
 /// Where a cell's phases put their files and caches.
 pub struct CellPaths<'a> {
@@ -88,21 +88,11 @@ pub async fn run(
     let timeout = Duration::from_secs(scenario.phase_timeout_secs);
     let build = match &phase.action {
         PhaseAction::Prune(prune) => {
-            let mut args = vec!["prune".into(), "--builder".into(), builder.name.clone(), "--force".into()];
-            if prune.all {
-                args.push("--all".into());
-            }
-            for filter in &prune.filters {
-                args.extend(["--filter".into(), filter.clone()]);
-            }
-            if let Some(keep) = &prune.keep_storage {
-                args.extend(["--keep-storage".into(), keep.clone()]);
-            }
-            buildx(&args, timeout).await?.require_success()?;
+            buildx(&prune_args(prune, &builder.name), timeout).await?.require_success()?;
             None
         }
         PhaseAction::Build(build) => {
-            let args = build_args(&phase.name, build, scenario, builder, paths);
+            let args = build_args(&phase.name, build, scenario, &builder.name, paths, "rawjson");
             let run = buildx(&args, timeout).await?;
             let rawjson = paths.rawjson_path(&phase.name);
             std::fs::write(&rawjson, &run.stderr).map_err(InfraError::io(format!("writing {}", rawjson.display())))?;
@@ -128,20 +118,37 @@ pub async fn run(
     Ok(RawPhase { phase: phase.name.to_string(), duration: started.elapsed(), build })
 }
 
-/// The buildx command line of a build phase.
+/// The `docker buildx` arguments of a prune phase.
+pub fn prune_args(prune: &Prune, builder: &str) -> Vec<String> {
+    let mut args = vec!["prune".into(), "--builder".into(), builder.to_owned(), "--force".into()];
+    if prune.all {
+        args.push("--all".into());
+    }
+    for filter in &prune.filters {
+        args.extend(["--filter".into(), filter.clone()]);
+    }
+    if let Some(keep) = &prune.keep_storage {
+        args.extend(["--keep-storage".into(), keep.clone()]);
+    }
+    args
+}
+
+/// The `docker buildx` arguments of a build phase, printing its progress as `progress` (bkcache reads
+/// `rawjson`; a person reads `plain`).
 pub fn build_args(
     phase_name: &Name,
     build: &BuildPhase,
     scenario: &Scenario,
-    builder: &Builder,
+    builder: &str,
     paths: &CellPaths<'_>,
+    progress: &str,
 ) -> Vec<String> {
     let mut args: Vec<String> = vec![
         "build".into(),
         "--builder".into(),
-        builder.name.clone(),
+        builder.to_owned(),
         "--progress".into(),
-        "rawjson".into(),
+        progress.to_owned(),
         "--file".into(),
         scenario.dockerfile.display().to_string(),
     ];
