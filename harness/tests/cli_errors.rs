@@ -99,6 +99,7 @@ fn the_project_scenarios_plan_one_cell_per_builder() {
         "shared-run",
         "two-local-exports",
         "forum-rebuild",
+        "content-restored",
         "mode-min",
         "registry-backend",
         "registry-estargz",
@@ -112,9 +113,9 @@ fn the_project_scenarios_plan_one_cell_per_builder() {
     ];
     let expected: Vec<String> = scenarios.iter().flat_map(|s| builders.map(|b| format!("{s}@{b}"))).collect();
     assert_eq!(cells, expected, "{stdout}");
-    // #6893 is known on the stargz cells of issue-6893, registry-backend, registry-estargz, same-base and
-    // inline-vs-max, and on newest-stargz of min-vs-max
-    assert_eq!(stdout.matches("moby/buildkit#6893").count(), 11, "{stdout}");
+    // #6893 is known on the stargz cells of issue-6893, content-restored, registry-backend,
+    // registry-estargz, same-base and inline-vs-max, and on newest-stargz of min-vs-max
+    assert_eq!(stdout.matches("moby/buildkit#6893").count(), 13, "{stdout}");
 }
 
 #[test]
@@ -250,4 +251,61 @@ fn a_git_source_that_is_not_a_repository_is_refused_before_anything_runs() {
     let out = bkcache(&["buildkit", "build", "--version", "051818cf3"], &repo());
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("with --git DIR"));
+}
+
+#[test]
+fn file_checks_are_located_and_need_kept_outputs() {
+    let export = "[[phases]]\nname = \"export\"\nkind = \"build\"\n";
+    let import = "[[phases]]\nname = \"import\"\nkind = \"build\"\n";
+    for (export_output, import_output, check, want) in [
+        (
+            "output = \"local\"\n",
+            "output = \"local\"\n",
+            "{ path = \"unique\", same_as = \"export\" }",
+            "bad.toml:10:17: `unique` is not a file path",
+        ),
+        (
+            "output = \"local\"\n",
+            "output = \"local\"\n",
+            "{ path = \"/a/../b\", same_as = \"export\" }",
+            "`/a/../b` is not a file path",
+        ),
+        (
+            "output = \"local\"\n",
+            "output = \"local\"\n",
+            "{ path = \"/u\" }",
+            "needs one of `same_as` and `differs_from`",
+        ),
+        (
+            "output = \"local\"\n",
+            "output = \"local\"\n",
+            "{ path = \"/u\", same_as = \"export\", differs_from = \"export\" }",
+            "needs one of `same_as` and `differs_from`",
+        ),
+        (
+            "",
+            "output = \"local\"\n",
+            "{ path = \"/u\", same_as = \"export\" }",
+            "not an earlier build with output = \"local\"",
+        ),
+        (
+            "output = \"local\"\n",
+            "output = \"local\"\n",
+            "{ path = \"/u\", same_as = \"import\" }",
+            "not an earlier build",
+        ),
+        (
+            "output = \"local\"\n",
+            "",
+            "{ path = \"/u\", differs_from = \"export\" }",
+            "checks files but does not keep its output",
+        ),
+    ] {
+        let text = format!(
+            "dockerfile = \"Dockerfile\"\n{export}{export_output}{import}{import_output}expect_files = [{check}]\n"
+        );
+        let err = list_error(&text);
+        assert!(err.contains(want), "{text}\n{err}");
+        assert!(err.contains("fix:"), "{err}");
+    }
 }

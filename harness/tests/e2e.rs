@@ -122,6 +122,34 @@ async fn a_known_issue_that_does_not_reproduce_is_flagged_as_fixed() {
 }
 
 #[tokio::test]
+async fn file_checks_compare_the_bytes_the_builds_wrote() {
+    if !environment_ready().await {
+        return;
+    }
+    // measured (README): overlayfs restores /unique; stargz runs its step again (#6893), other bytes
+    let run = bkcache_run(
+        &[
+            "scenarios/issue-6893-family/content-restored.toml",
+            "--builders",
+            &builders_file(),
+            "--builder",
+            "newest-overlayfs",
+            "--builder",
+            "newest-stargz",
+        ],
+        "e2e-files",
+    );
+    assert_eq!(run.code(), Some(0), "{}", run.stdout());
+    let cells = run.cells();
+    assert_eq!(cells["newest-overlayfs"]["verdict"], "pass");
+    let stargz = &cells["newest-stargz"];
+    assert_eq!(stargz["verdict"], "known-failure");
+    let reasons = stargz["reasons"].to_string();
+    assert!(reasons.contains("file-content") && reasons.contains("/unique"), "{reasons}");
+    assert_eq!(leftovers("e2e-files").await, Vec::<String>::new());
+}
+
+#[tokio::test]
 async fn a_missing_base_image_is_an_infrastructure_error_before_any_builder() {
     if !environment_ready().await {
         return;

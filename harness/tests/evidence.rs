@@ -108,3 +108,34 @@ fn the_script_judges_real_plain_logs_as_bkcache_does() {
     assert_eq!(code, 2, "{out}");
     assert!(out.contains("ERROR  import: no step matches RUN nothing"), "{out}");
 }
+
+#[test]
+fn file_checks_in_the_script_compare_the_two_outputs() {
+    let dir = tempfile::tempdir().unwrap();
+    let work = dir.path();
+    for (phase, unique, bust) in [("export", "a", "1"), ("import", "a", "2")] {
+        std::fs::create_dir_all(work.join("out").join(phase)).unwrap();
+        std::fs::write(work.join("out").join(phase).join("unique"), unique).unwrap();
+        std::fs::write(work.join("out").join(phase).join("bust"), bust).unwrap();
+    }
+    let calls = "expect_file import same export /unique ''\nexpect_file import differs export /bust ''";
+    // WORK is the script's own temporary directory (removed on exit): point the checks at the fixture
+    // outputs instead, and keep them
+    let run = |calls: &str| {
+        let text = format!(
+            "KNOWN_ISSUES=''\n{PRELUDE}\ntrap - EXIT\nrm -rf \"$WORK\"\nWORK={}\n{calls}\nfinish\n",
+            work.display()
+        );
+        let out = Command::new("sh").arg("-c").arg(text).env("LOGS", work.join("logs")).output().unwrap();
+        (out.status.code().unwrap(), String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    let (code, out) = run(calls);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("held   import: /unique has the same bytes as in export"), "{out}");
+    assert!(out.contains("held   import: /bust has other bytes than in export"), "{out}");
+    let (code, out) = run("expect_file import same export /bust ''");
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("BROKE  import: /bust has other bytes than in export"), "{out}");
+    let (code, out) = run("expect_file import same export /nope ''");
+    assert_eq!(code, 2, "{out}");
+}

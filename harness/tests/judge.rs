@@ -268,3 +268,51 @@ fn flaky_aggregation_over_a_held_and_a_broken_repetition_of_one_real_cell() {
     assert_eq!(judge::aggregate(2, &[&held, &error]).verdict, Verdict::Error);
     assert_eq!(judge::aggregate(3, &[&held]).verdict, Verdict::Interrupted);
 }
+
+const CONTENT: &str = "scenarios/issue-6893-family/content-restored.toml";
+
+#[test]
+fn file_checks_judge_the_bytes_a_real_import_build_wrote() {
+    // overlayfs restored /unique (the export's bytes) and made /bust again
+    let j = judge::judge(&cell(CONTENT, "newest-overlayfs", same), &observations("content-restored-newest-overlayfs"));
+    assert_eq!((j.verdict, j.reasons.len(), j.errors.len()), (Verdict::Pass, 0, 0), "{j:#?}");
+
+    // stargz ran the step again (#6893): other bytes, explained by the known issue's breaks_files
+    let stargz = observations("content-restored-newest-stargz");
+    let file_broke = Reason::FileContent {
+        phase: "import".into(),
+        path: "/unique".into(),
+        other_phase: "export".into(),
+        expected_same: true,
+    };
+    let j = judge::judge(&cell(CONTENT, "newest-stargz", same), &stargz);
+    assert_eq!(j.verdict, Verdict::KnownFailure, "{j:#?}");
+    assert!(j.reasons.contains(&file_broke), "{j:#?}");
+
+    // without breaks_files the known issue explains the step but not the content: a regression
+    let steps_only = |t: String| t.replace("breaks_files = [\"/unique\"]\n", "");
+    let j = judge::judge(&cell(CONTENT, "newest-stargz", steps_only), &stargz);
+    assert_eq!(j.verdict, Verdict::Fail, "{j:#?}");
+
+    // expecting the restored file to differ breaks on the builder that restored it
+    let inverted = |t: String| t.replace("{ path = \"/unique\", same_as", "{ path = \"/unique\", differs_from");
+    let j =
+        judge::judge(&cell(CONTENT, "newest-overlayfs", inverted), &observations("content-restored-newest-overlayfs"));
+    assert_eq!(j.verdict, Verdict::Fail);
+    assert_eq!(
+        j.reasons,
+        [Reason::FileContent {
+            phase: "import".into(),
+            path: "/unique".into(),
+            other_phase: "export".into(),
+            expected_same: false
+        }]
+    );
+
+    // a path the outputs do not hold cannot be judged: error, naming the rule
+    let missing = |t: String| t.replace("{ path = \"/bust\"", "{ path = \"/nope\"");
+    let j =
+        judge::judge(&cell(CONTENT, "newest-overlayfs", missing), &observations("content-restored-newest-overlayfs"));
+    assert_eq!(j.verdict, Verdict::Error);
+    assert!(matches!(&j.errors[..], [ErrorCause::NoFile { path, .. }] if path == "/nope"), "{j:#?}");
+}

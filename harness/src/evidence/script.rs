@@ -94,6 +94,22 @@ expect() {
   done
 }
 
+# expect_file PHASE same|differs OTHER_PHASE PATH KNOWN_ISSUE: PATH of PHASE's output against OTHER_PHASE's.
+expect_file() {
+  here="$WORK/out/$1$4" there="$WORK/out/$3$4"
+  if [ ! -f "$here" ] || [ ! -f "$there" ]; then
+    errors=$((errors + 1)); echo "  ERROR  $1: $4 is missing from the output of $1 or $3"; return
+  fi
+  if cmp -s "$here" "$there"; then got=same said="the same bytes as in $3"; else got=differs said="other bytes than in $3"; fi
+  if [ "$got" = "$2" ]; then
+    held=$((held + 1)); echo "  held   $1: $4 has $said"
+  elif [ -n "$5" ]; then
+    known=$((known + 1)); echo "  broke  $1: $4 has $said (known issue $5)"
+  else
+    broke=$((broke + 1)); echo "  BROKE  $1: $4 has $said"
+  fi
+}
+
 # build PHASE EXPECTED_ERROR KNOWN_ERROR BUILDX_ARGS...: 0 built, 1 failed as expected (the step
 # expectations of a failed build cannot be judged), 2 failed otherwise (nothing after it can run).
 build() {
@@ -220,6 +236,18 @@ pub fn render(inputs: &ScriptInputs<'_>) -> String {
                         "    expect {} {want} {} {}",
                         phase.name,
                         matcher_words(matcher),
+                        shell_word(&known.map(|k| k.id.to_string()).unwrap_or_default())
+                    );
+                }
+                for check in build.expect_files.iter().map(|c| &c.value) {
+                    let known = cell.known_issues.iter().find(|k| k.explains_file(&check.path));
+                    let _ = writeln!(
+                        out,
+                        "    expect_file {} {} {} {} {}",
+                        phase.name,
+                        if check.same { "same" } else { "differs" },
+                        check.phase,
+                        shell_word(&check.path),
                         shell_word(&known.map(|k| k.id.to_string()).unwrap_or_default())
                     );
                 }

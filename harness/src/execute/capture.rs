@@ -285,6 +285,7 @@ pub async fn capture(
             exports: exported,
             imports: imported,
             key_dumps: key_dumps.clone(),
+            output: None,
         }),
     });
     raw.save(dir).map_err(InfraError::io(format!("writing {}", dir.join(RAW_FILE).display())))?;

@@ -135,6 +135,15 @@ pub struct RawBuild {
     /// The stem of its cache-key dumps (`<stem>.keys.json`, `<stem>.store.json`: see [`keys`]), when
     /// the builder records cache keys.
     pub key_dumps: Option<PathBuf>,
+    /// Where the build wrote its files (`output = "local"`), and the paths in it the scenario checks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output: Option<BuildOutput>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BuildOutput {
+    pub dir: PathBuf,
+    pub checked: Vec<String>,
 }
 
 /// A cache's documents on disk: `name` as the scenario says it (`local:main`, `inline:export`).

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use super::builder::Builder;
 use super::buildx::buildx;
 use super::registry::Registry;
-use super::{CacheArtifact, RawBuild, RawPhase};
+use super::{BuildOutput, CacheArtifact, RawBuild, RawPhase};
 use crate::errors::InfraError;
 use crate::names::Name;
 use crate::scenario::{BuildPhase, CacheExport, CacheMode, CacheRef, Output, Phase, PhaseAction, Prune, Scenario};
@@ -70,6 +70,11 @@ impl CellPaths<'_> {
         }
     }
 
+    /// Where a build with `output = "local"` writes its files.
+    pub fn output_dir(&self, phase: &Name) -> PathBuf {
+        self.dir.join("out").join(phase.as_str())
+    }
+
     pub fn rawjson_path(&self, phase: &Name) -> PathBuf {
         self.dir.join(format!("{phase}.rawjson"))
     }
@@ -112,6 +117,10 @@ pub async fn run(
                 exports: build.cache_to.iter().map(|c| paths.cache_artifact(&c.target)).collect(),
                 imports: build.cache_from.iter().map(|c| paths.cache_artifact(c)).collect(),
                 key_dumps,
+                output: (build.output == Output::Local).then(|| BuildOutput {
+                    dir: paths.output_dir(&phase.name),
+                    checked: scenario.checked_files(&phase.name),
+                }),
             })
         }
     };
@@ -179,6 +188,7 @@ pub fn build_args(
         Output::Push => {
             format!("type=image,name={},push=true,registry.insecure=true", paths.registry_ref("out", phase_name))
         }
+        Output::Local => format!("type=local,dest={}", paths.output_dir(phase_name).display()),
     };
     args.extend(["--output".into(), output, scenario.context.display().to_string()]);
     args

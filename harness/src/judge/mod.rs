@@ -74,6 +74,9 @@ pub enum Reason {
     BuildSucceeded { phase: String, expected_error: String },
     /// The build failed, but not with the expected error.
     OtherFailure { phase: String, expected_error: String, error: String },
+    /// A file of the build's output was expected to be the same bytes as in an earlier build's (restored
+    /// from the cache) or other bytes (made again), and was not.
+    FileContent { phase: String, path: String, other_phase: String, expected_same: bool },
 }
 
 impl Reason {
@@ -85,6 +88,10 @@ impl Reason {
             Reason::BuildFailed { phase, .. } => format!("phase `{phase}`: the build succeeds"),
             Reason::BuildSucceeded { phase, expected_error } | Reason::OtherFailure { phase, expected_error, .. } => {
                 format!("phase `{phase}`: the build fails with /{expected_error}/")
+            }
+            Reason::FileContent { phase, path, other_phase, expected_same } => {
+                let relation = if *expected_same { "same as" } else { "differs from" };
+                format!("phase `{phase}`: {path} {relation} in `{other_phase}`")
             }
         }
     }
@@ -113,6 +120,14 @@ impl fmt::Display for Reason {
                     "phase `{phase}`: expected the build to fail with /{expected_error}/, but it failed with: {error}"
                 )
             }
+            Reason::FileContent { phase, path, other_phase, expected_same: true } => write!(
+                f,
+                "phase `{phase}`: expected {path} to be the bytes phase `{other_phase}` made (restored from the cache), but it has other content (made again)"
+            ),
+            Reason::FileContent { phase, path, other_phase, expected_same: false } => write!(
+                f,
+                "phase `{phase}`: expected {path} to be made again, but it is the bytes phase `{other_phase}` made"
+            ),
         }
     }
 }
@@ -127,6 +142,8 @@ pub enum ErrorCause {
     NoStepMatches { phase: String, expected: String, seen: Vec<String> },
     /// A lazy snapshotter that never mounted a remote layer: the cell did not test lazy pulling.
     NotLazy { builder: String, snapshotter: String },
+    /// A file check whose file is not in one of the two outputs it compares.
+    NoFile { phase: String, path: String, missing_in: String },
 }
 
 impl fmt::Display for ErrorCause {
@@ -137,6 +154,10 @@ impl fmt::Display for ErrorCause {
                 f,
                 "rule no-step-matches: phase `{phase}`: no step matches `{expected}` (steps seen: {}); fix the scenario's step name",
                 seen.join(" | ")
+            ),
+            ErrorCause::NoFile { phase, path, missing_in } => write!(
+                f,
+                "rule no-file: phase `{phase}` compares {path}, but the output of phase `{missing_in}` has no such file; fix the scenario's path"
             ),
             ErrorCause::NotLazy { builder, snapshotter } => write!(
                 f,
@@ -178,6 +199,7 @@ impl Broken<'_> {
             (Reason::BuildFailed { error, .. } | Reason::OtherFailure { error, .. }, _) => {
                 issue.explains_failure(error)
             }
+            (Reason::FileContent { path, .. }, _) => issue.explains_file(path),
             _ => issue.explains_anything(),
         }
     }
@@ -199,7 +221,7 @@ pub fn judge(cell: &Cell, observed: &Observations) -> Judgement {
         let PhaseAction::Build(build) = &phase.action else { continue };
         // absent: an earlier build failed unexpectedly, and this phase built on it
         let Some(seen) = observed.phases.iter().find(|p| p.phase == phase.name.as_str()) else { continue };
-        let PhaseOutcome::Build { steps, failure, misses } = &seen.outcome else { continue };
+        let PhaseOutcome::Build { steps, failure, misses, files } = &seen.outcome else { continue };
         let name = phase.name.to_string();
         match (failure, &build.expect_failure) {
             (Some(error), None) => {
@@ -246,6 +268,28 @@ pub fn judge(cell: &Cell, observed: &Observations) -> Judgement {
                     Reason::StepCached { phase, step, expected }
                 };
                 broken.push(Broken { reason, matcher: Some(matcher) });
+            }
+        }
+        for check in build.expect_files.iter().map(|c| &c.value) {
+            let other =
+                observed.phases.iter().find(|p| p.phase == check.phase.as_str()).and_then(|p| match &p.outcome {
+                    PhaseOutcome::Build { files, .. } => files.get(&check.path).cloned().flatten(),
+                    PhaseOutcome::Prune => None,
+                });
+            let here = files.get(&check.path).cloned().flatten();
+            let (Some(here), Some(other)) = (&here, &other) else {
+                let missing_in = if here.is_none() { name.clone() } else { check.phase.to_string() };
+                errors.push(ErrorCause::NoFile { phase: name.clone(), path: check.path.clone(), missing_in });
+                continue;
+            };
+            if (here == other) != check.same {
+                let reason = Reason::FileContent {
+                    phase: name.clone(),
+                    path: check.path.clone(),
+                    other_phase: check.phase.to_string(),
+                    expected_same: check.same,
+                };
+                broken.push(Broken { reason, matcher: None });
             }
         }
     }

@@ -14,6 +14,8 @@ pub mod laziness;
 pub mod progress;
 pub mod records;
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use crate::execute::{RawBuild, RawPhase, RawRepetition};
@@ -54,6 +56,10 @@ pub enum PhaseOutcome {
         failure: Option<String>,
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         misses: Vec<Miss>,
+        /// The checked files of its output (`output = "local"`): path → sha256 of the content, `None`
+        /// when the output has no such file.
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        files: BTreeMap<String, Option<String>>,
     },
     Prune,
 }
@@ -189,5 +195,16 @@ fn phase(raw: &RawPhase) -> PhaseObservation {
 fn build_outcome(build: &RawBuild) -> PhaseOutcome {
     let progress = progress::parse(&build.rawjson, build.succeeded);
     let failure = (!build.succeeded).then(|| progress.failure_summary(&build.rawjson));
-    PhaseOutcome::Build { steps: progress.steps, failure, misses: Vec::new() }
+    let files = match &build.output {
+        Some(output) if build.succeeded => output
+            .checked
+            .iter()
+            .map(|path| {
+                let content = std::fs::read(output.dir.join(path.trim_start_matches('/'))).ok();
+                (path.clone(), content.map(|bytes| cache::sha256_digest(&bytes)))
+            })
+            .collect(),
+        _ => BTreeMap::new(),
+    };
+    PhaseOutcome::Build { steps: progress.steps, failure, misses: Vec::new(), files }
 }

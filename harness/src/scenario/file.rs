@@ -58,6 +58,8 @@ struct KnownIssueDoc {
     breaks: Vec<StepMatcher>,
     #[serde(default)]
     fails_with: Vec<Spanned<String>>,
+    #[serde(default)]
+    breaks_files: Vec<String>,
     versions: Option<Spanned<String>>,
 }
 
@@ -89,6 +91,8 @@ struct PhaseDoc {
     #[serde(default)]
     no_cache_filter: Vec<Spanned<String>>,
     platform: Option<Spanned<String>>,
+    #[serde(default)]
+    expect_files: Vec<Spanned<FileCheckDoc>>,
     all: Option<bool>,
     #[serde(default)]
     filter: Vec<Spanned<String>>,
@@ -118,6 +122,14 @@ static PLATFORM: std::sync::LazyLock<Regex> =
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
+struct FileCheckDoc {
+    path: String,
+    same_as: Option<String>,
+    differs_from: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct FailureDoc {
     pattern: String,
 }
@@ -127,6 +139,7 @@ struct FailureDoc {
 enum OutputDoc {
     Cacheonly,
     Push,
+    Local,
 }
 
 #[derive(Deserialize, Clone, Copy)]
@@ -421,6 +434,7 @@ fn validate(file: &TomlFile<ScenarioDoc>, profiles: &Profiles) -> Result<Scenari
                 versions,
                 breaks: k.breaks.clone(),
                 fails_with: k.fails_with.iter().map(|p| regex(file, p)).collect::<Result<_, _>>()?,
+                breaks_files: k.breaks_files.clone(),
             })
         })
         .collect::<Result<_, _>>()?;
@@ -513,6 +527,7 @@ fn validate_phases(file: &TomlFile<ScenarioDoc>) -> Result<Vec<Phase>, ConfigErr
     }
     let mut names = BTreeSet::new();
     let mut exported: BTreeSet<String> = BTreeSet::new();
+    let mut local_outputs: BTreeSet<Name> = BTreeSet::new();
     let mut phases = Vec::new();
     for (i, spanned) in docs.iter().enumerate() {
         let p = spanned.get_ref();
@@ -543,7 +558,8 @@ fn validate_phases(file: &TomlFile<ScenarioDoc>) -> Result<Vec<Phase>, ConfigErr
                     || !p.expect_ran.is_empty()
                     || p.expect_failure.is_some()
                     || !p.no_cache_filter.is_empty()
-                    || p.platform.is_some();
+                    || p.platform.is_some()
+                    || !p.expect_files.is_empty();
                 if build_only {
                     return Err(file.invalid(
                         spanned,
@@ -675,6 +691,7 @@ fn validate_phases(file: &TomlFile<ScenarioDoc>) -> Result<Vec<Phase>, ConfigErr
                     cache_from,
                     output: match p.output {
                         Some(OutputDoc::Push) => Output::Push,
+                        Some(OutputDoc::Local) => Output::Local,
                         Some(OutputDoc::Cacheonly) | None => Output::CacheOnly,
                     },
                     expect_cached: p.expect_cached.iter().map(|m| located(file, m)).collect(),
@@ -682,12 +699,71 @@ fn validate_phases(file: &TomlFile<ScenarioDoc>) -> Result<Vec<Phase>, ConfigErr
                     expect_failure,
                     no_cache_filter: p.no_cache_filter.iter().map(|s| located(file, s)).collect(),
                     platform: p.platform.as_ref().map(|pl| pl.get_ref().clone()),
+                    expect_files: file_checks(file, &name, p, &local_outputs)?,
                 }))
             }
         };
+        if matches!(p.output, Some(OutputDoc::Local)) {
+            local_outputs.insert(name.clone());
+        }
         phases.push(Phase { name, action, at: file.at(spanned) });
     }
     Ok(phases)
+}
+
+/// A build's `expect_files`: absolute plain paths, compared with an earlier phase that kept its output,
+/// from a phase that keeps its own.
+fn file_checks(
+    file: &TomlFile<ScenarioDoc>,
+    name: &Name,
+    p: &PhaseDoc,
+    local_outputs: &BTreeSet<Name>,
+) -> Result<Vec<Located<FileCheck>>, ConfigError> {
+    let mut checks = Vec::new();
+    for c in &p.expect_files {
+        let doc = c.get_ref();
+        let plain = |s: &str| s.split('/').all(|part| part != ".." && part != ".");
+        let path_ok = doc.path.starts_with('/')
+            && doc.path.len() > 1
+            && !doc.path.ends_with('/')
+            && plain(&doc.path)
+            && doc.path.chars().all(|ch| ch.is_ascii_alphanumeric() || "/._-".contains(ch));
+        if !path_ok {
+            return Err(file.invalid(
+                c,
+                format!("`{}` is not a file path bkcache checks", doc.path),
+                "write an absolute path of letters, digits, '/', '.', '_' and '-', e.g. path = \"/unique\"",
+            ));
+        }
+        let (other, same) = match (&doc.same_as, &doc.differs_from) {
+            (Some(other), None) => (other, true),
+            (None, Some(other)) => (other, false),
+            _ => {
+                return Err(file.invalid(
+                    c,
+                    "a file check needs one of `same_as` and `differs_from`",
+                    "write { path = \"/unique\", same_as = \"export\" } (restored) or differs_from (ran again)",
+                ))
+            }
+        };
+        let Some(phase) = local_outputs.iter().find(|n| n.as_str() == other) else {
+            return Err(file.invalid(
+                c,
+                format!("phase `{name}` compares {} with phase `{other}`, which is not an earlier build with output = \"local\"", doc.path),
+                "name an earlier build phase and set output = \"local\" on it",
+            ));
+        };
+        if !matches!(p.output, Some(OutputDoc::Local)) {
+            return Err(file.invalid(
+                c,
+                format!("phase `{name}` checks files but does not keep its output"),
+                "set output = \"local\" on this phase",
+            ));
+        }
+        checks
+            .push(Located { value: FileCheck { path: doc.path.clone(), same, phase: phase.clone() }, at: file.at(c) });
+    }
+    Ok(checks)
 }
 
 fn cache_key(c: &CacheDoc, name: &Name) -> String {

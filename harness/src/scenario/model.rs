@@ -76,6 +76,21 @@ pub struct Scenario {
 }
 
 impl Scenario {
+    /// The paths the file checks read from `phase`'s output: its own checks' and those that compare
+    /// with it.
+    pub fn checked_files(&self, phase: &Name) -> Vec<String> {
+        let mut paths: Vec<String> = Vec::new();
+        for p in &self.phases {
+            let PhaseAction::Build(b) = &p.action else { continue };
+            for check in b.expect_files.iter().map(|c| &c.value) {
+                if (&p.name == phase || &check.phase == phase) && !paths.contains(&check.path) {
+                    paths.push(check.path.clone());
+                }
+            }
+        }
+        paths
+    }
+
     /// Whether some phase pushes to the registry (an image, or a registry cache): only then has a run
     /// registry refs to delete.
     pub fn pushes_to_registry(&self) -> bool {
@@ -131,6 +146,8 @@ pub struct KnownIssue {
     pub breaks: Vec<StepMatcher>,
     /// BuildKit errors this bug makes a build fail with (patterns on the error text).
     pub fails_with: Vec<Regex>,
+    /// The paths whose file checks this bug breaks (the content of a step it makes run again).
+    pub breaks_files: Vec<String>,
 }
 
 impl KnownIssue {
@@ -163,9 +180,14 @@ impl KnownIssue {
         self.explains_anything() || self.fails_with.iter().any(|re| re.is_match(error))
     }
 
-    /// A known issue naming neither steps nor failures explains any broken expectation.
+    /// Whether this bug explains a file check of `path` that broke.
+    pub fn explains_file(&self, path: &str) -> bool {
+        self.explains_anything() || self.breaks_files.iter().any(|p| p == path)
+    }
+
+    /// A known issue naming no steps, failures or files explains any broken expectation.
     pub fn explains_anything(&self) -> bool {
-        self.breaks.is_empty() && self.fails_with.is_empty()
+        self.breaks.is_empty() && self.fails_with.is_empty() && self.breaks_files.is_empty()
     }
 }
 
@@ -216,6 +238,26 @@ pub struct BuildPhase {
     pub no_cache_filter: Vec<Located<String>>,
     /// `--platform` (`os/arch[/variant]`); `None` = the builder's own.
     pub platform: Option<String>,
+    /// Files of this build's output compared with an earlier build's: content restored from the cache
+    /// must be the same bytes, a step that ran again makes new ones.
+    pub expect_files: Vec<Located<FileCheck>>,
+}
+
+/// `{ path = "/unique", same_as = "export" }` or `{ path = ..., differs_from = ... }`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileCheck {
+    /// Absolute, inside the build's output.
+    pub path: String,
+    pub same: bool,
+    /// An earlier build phase with `output = "local"`.
+    pub phase: Name,
+}
+
+impl fmt::Display for FileCheck {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let relation = if self.same { "same as" } else { "differs from" };
+        write!(f, "{} {relation} in phase `{}`", self.path, self.phase)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -225,6 +267,8 @@ pub enum Output {
     CacheOnly,
     /// Push the image to the local registry.
     Push,
+    /// Write the build's files into the cell's directory (`--output type=local`), for file checks.
+    Local,
 }
 
 /// Where a cache lives. bkcache owns the location: a directory in the cell's work dir, or a ref in the
