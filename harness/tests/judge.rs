@@ -263,6 +263,21 @@ fn flaky_aggregation_over_a_held_and_a_broken_repetition_of_one_real_cell() {
     assert_eq!((v.verdict, v.flaky), (Verdict::KnownFailure, true));
     assert_eq!(v.known_issues.iter().map(|k| k.0.as_str()).collect::<Vec<_>>(), ["example/coin#3"]);
 
+    // the same known issue declared intermittent: a repetition where it does not show is a pass
+    let intermittent = |t: String| {
+        known(t).replace("snapshotter = \"overlayfs\"\n", "snapshotter = \"overlayfs\"\nintermittent = true\n")
+    };
+    let coin_sometimes = cell(COIN, "newest-overlayfs", intermittent);
+    let (held, broke) = (
+        judge::judge(&coin_sometimes, &observations("coin-held")),
+        judge::judge(&coin_sometimes, &observations("coin-broke")),
+    );
+    assert_eq!((held.verdict, broke.verdict), (Verdict::Pass, Verdict::KnownFailure));
+    assert!(held.known_issues.is_empty());
+    let v = judge::aggregate(2, &[&held, &broke]);
+    assert_eq!((v.verdict, v.flaky, v.rate()), (Verdict::KnownFailure, true, "1/2".to_owned()));
+    assert_eq!(judge::aggregate(2, &[&held, &held]).verdict, Verdict::Pass);
+
     // a repetition that could not test makes the cell an error; unfinished repetitions, interrupted
     let error = judge::judge(&coin, &observations("builder-not-created"));
     assert_eq!(judge::aggregate(2, &[&held, &error]).verdict, Verdict::Error);

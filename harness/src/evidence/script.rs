@@ -181,9 +181,17 @@ pub fn render(inputs: &ScriptInputs<'_>) -> String {
     );
     let _ = writeln!(out, "REGISTRY={}    # the registry buildkitd.toml trusts over HTTP", inputs.registry);
     let _ = writeln!(out, "IMAGE=${{IMAGE:-{}}}", profile.image);
-    let ids: Vec<String> = cell.known_issues.iter().map(|k| k.id.to_string()).collect();
-    let _ =
-        writeln!(out, "KNOWN_ISSUES={}    # the known issues that apply on this builder", shell_word(&ids.join(", ")));
+    let mut ids: Vec<String> = Vec::new();
+    for k in cell.known_issues.iter().filter(|k| !k.intermittent) {
+        if !ids.contains(&k.id.to_string()) {
+            ids.push(k.id.to_string());
+        }
+    }
+    let _ = writeln!(
+        out,
+        "KNOWN_ISSUES={}    # the known issues that must show on this builder (intermittent ones aside)",
+        shell_word(&ids.join(", "))
+    );
     out.push_str(PRELUDE);
     let config = format!("{}/{}", var("PACK"), inputs.buildkitd_toml);
     let create = builder::create_args(&var("BUILDER"), &var("IMAGE"), &profile.all_buildkitd_flags(), &config);

@@ -60,6 +60,8 @@ struct KnownIssueDoc {
     fails_with: Vec<Spanned<String>>,
     #[serde(default)]
     breaks_files: Vec<String>,
+    #[serde(default)]
+    intermittent: bool,
     versions: Option<Spanned<String>>,
 }
 
@@ -435,6 +437,7 @@ fn validate(file: &TomlFile<ScenarioDoc>, profiles: &Profiles) -> Result<Scenari
                 breaks: k.breaks.clone(),
                 fails_with: k.fails_with.iter().map(|p| regex(file, p)).collect::<Result<_, _>>()?,
                 breaks_files: k.breaks_files.clone(),
+                intermittent: k.intermittent,
             })
         })
         .collect::<Result<_, _>>()?;

@@ -148,6 +148,9 @@ pub struct KnownIssue {
     pub fails_with: Vec<Regex>,
     /// The paths whose file checks this bug breaks (the content of a step it makes run again).
     pub breaks_files: Vec<String>,
+    /// It shows in some runs only (the scenario's header gives the measured rate): a repetition where it
+    /// does not is a pass, not "fixed?", and a cell that saw both is a known failure, flaky.
+    pub intermittent: bool,
 }
 
 impl KnownIssue {
