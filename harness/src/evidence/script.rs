@@ -76,6 +76,17 @@ steps() {
     }' "$1"
 }
 
+# record held|broke KNOWN_ISSUE TEXT: counts one expectation, held, broken as the known issue, or broken.
+record() {
+  if [ "$1" = held ]; then
+    held=$((held + 1)); echo "  held   $3"
+  elif [ -n "$2" ]; then
+    known=$((known + 1)); echo "  broke  $3 (known issue $2)"
+  else
+    broke=$((broke + 1)); echo "  BROKE  $3"
+  fi
+}
+
 # expect PHASE cached|ran exact|re TEXT KNOWN_ISSUE: every matching step must be CACHED (or must run).
 expect() {
   ids=$(steps "$LOGS/$1.log" "$3" "$4")
@@ -84,13 +95,7 @@ expect() {
   fi
   for id in $ids; do
     if grep -qx "$id CACHED" "$LOGS/$1.log"; then got=cached; else got=ran; fi
-    if [ "$got" = "$2" ]; then
-      held=$((held + 1)); echo "  held   $1: $4 $got"
-    elif [ -n "$5" ]; then
-      known=$((known + 1)); echo "  broke  $1: $4 $got, expected $2 (known issue $5)"
-    else
-      broke=$((broke + 1)); echo "  BROKE  $1: $4 $got, expected $2"
-    fi
+    if [ "$got" = "$2" ]; then record held "$5" "$1: $4 $got"; else record broke "$5" "$1: $4 $got, expected $2"; fi
   done
 }
 
@@ -101,13 +106,7 @@ expect_file() {
     errors=$((errors + 1)); echo "  ERROR  $1: $4 is missing from the output of $1 or $3"; return
   fi
   if cmp -s "$here" "$there"; then got=same said="the same bytes as in $3"; else got=differs said="other bytes than in $3"; fi
-  if [ "$got" = "$2" ]; then
-    held=$((held + 1)); echo "  held   $1: $4 has $said"
-  elif [ -n "$5" ]; then
-    known=$((known + 1)); echo "  broke  $1: $4 has $said (known issue $5)"
-  else
-    broke=$((broke + 1)); echo "  BROKE  $1: $4 has $said"
-  fi
+  if [ "$got" = "$2" ]; then record held "$5" "$1: $4 has $said"; else record broke "$5" "$1: $4 has $said"; fi
 }
 
 # build PHASE EXPECTED_ERROR KNOWN_ERROR BUILDX_ARGS...: 0 built, 1 failed as expected (the step
