@@ -207,8 +207,8 @@ impl Session {
             .cells
             .iter()
             .flat_map(|c| c.scenario.bases.values())
-            .filter(|b| matches!(b, BaseImage::Local(_)))
-            .map(|b| b.reference(&registry))
+            .filter_map(BaseImage::local)
+            .map(|name| BaseImage::Local(name.clone()).reference(&registry, &|_| String::new()))
             .collect();
         for base in bases {
             if !self.machine.registry.has_image(&base).await? {

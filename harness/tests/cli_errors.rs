@@ -95,6 +95,7 @@ fn the_project_scenarios_plan_one_cell_per_builder() {
     // subfolders are part of the corpus, in path order (`cache-surprises/`, `forum/`, then
     // `issue-6893-family/` before `issue-6893.toml`, then `public-issues/`)
     let scenarios = [
+        "base-drift",
         "cache-mount",
         "inline-vs-max",
         "shared-run",
@@ -108,6 +109,7 @@ fn the_project_scenarios_plan_one_cell_per_builder() {
         "single-stage",
         "three-stage-chain",
         "issue-6893",
+        "copy-link-chain",
         "inline-chain",
         "inline-edit-later",
         "min-vs-max",
@@ -312,4 +314,60 @@ fn file_checks_are_located_and_need_kept_outputs() {
         assert!(err.contains(want), "{text}\n{err}");
         assert!(err.contains("fix:"), "{err}");
     }
+}
+
+#[test]
+fn declared_bases_and_drift_phases_are_checked() {
+    let base = "[bases]\nAPP = { from = \"base-a\", content = \"v1\" }\n";
+    let build = "[[phases]]\nname = \"b\"\nkind = \"build\"\n";
+    for (bases, phases, want) in [
+        ("[bases]\nAPP = { from = \"base-a\" }\n", build.to_owned(), "base `APP` needs `content`"),
+        ("[bases]\nAPP = { local = \"base-a\", content = \"v1\" }\n", build.to_owned(), "belong to a declared base"),
+        (
+            "[bases]\nAPP = { from = \"../x\", content = \"v1\" }\n",
+            build.to_owned(),
+            "`from` names a base the set-up builds",
+        ),
+        (
+            "[bases]\nAPP = { local = \"base-a\", from = \"base-a\", content = \"v1\" }\n",
+            build.to_owned(),
+            "exactly one of `local`, `image` or `from`",
+        ),
+        (base, format!("{build}[[phases]]\nkind = \"drift\"\ncontent = \"v2\"\n"), "needs `base`"),
+        (
+            base,
+            format!("{build}[[phases]]\nkind = \"drift\"\nbase = \"OTHER\"\ncontent = \"v2\"\n"),
+            "`OTHER` is not a declared base",
+        ),
+        (
+            base,
+            format!("{build}[[phases]]\nkind = \"drift\"\nbase = \"APP\"\ncontent = \"v1\"\n"),
+            "already has this content",
+        ),
+        (
+            base,
+            format!("{build}[[phases]]\nkind = \"drift\"\nbase = \"APP\"\ncontent = \"v2\"\nall = true\n"),
+            "a drift but sets build or prune options",
+        ),
+        (base, "[[phases]]\nkind = \"build\"\nbase = \"APP\"\n".to_owned(), "belong to a drift phase"),
+    ] {
+        let text = format!("dockerfile = \"Dockerfile\"\n{bases}{phases}");
+        let err = list_error(&text);
+        assert!(err.contains(want), "{text}\n{err}");
+        assert!(err.contains("bad.toml:") && err.contains("fix:"), "{err}");
+    }
+    // drifting twice, back and forth, is a base that moved twice
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("Dockerfile"), "ARG APP\nFROM ${APP}\n").unwrap();
+    let drift = |c: &str| format!("[[phases]]\nkind = \"drift\"\nbase = \"APP\"\ncontent = \"{c}\"\n");
+    let text = format!(
+        "dockerfile = \"Dockerfile\"\n{base}{build}{}{}{build2}",
+        drift("v2"),
+        drift("v1"),
+        build2 = build.replace("\"b\"", "\"c\"")
+    );
+    std::fs::write(dir.path().join("ok.toml"), text).unwrap();
+    let builders = repo().join("scenarios/builders.toml");
+    let out = bkcache(&["list", "ok.toml", "--builders", builders.to_str().unwrap()], dir.path());
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
 }

@@ -150,6 +150,25 @@ async fn file_checks_compare_the_bytes_the_builds_wrote() {
 }
 
 #[tokio::test]
+async fn a_declared_base_that_drifts_reaches_the_next_build() {
+    if !environment_ready().await {
+        return;
+    }
+    // measured (README): after the base moves, its steps run again with the new content, on every builder
+    let run = bkcache_run(
+        &["scenarios/cache-surprises/base-drift.toml", "--builders", &builders_file(), "--builder", "newest-stargz"],
+        "e2e-drift",
+    );
+    assert_eq!(run.code(), Some(0), "{}", run.stdout());
+    let cell = &run.cells()["newest-stargz"];
+    assert_eq!(cell["verdict"], "pass", "{cell}");
+    let live = String::from_utf8_lossy(&run.output.stderr);
+    assert!(live.contains("base-moves base APP_BASE pushed again"), "{live}");
+    // the builder under test, its helper for the bases, and the pushed refs: all gone
+    assert_eq!(leftovers("e2e-drift").await, Vec::<String>::new());
+}
+
+#[tokio::test]
 async fn a_missing_base_image_is_an_infrastructure_error_before_any_builder() {
     if !environment_ready().await {
         return;

@@ -94,6 +94,17 @@ fn step_index_naming_another_instruction() {
 }
 
 #[test]
+fn a_link_vertex_needs_a_copy_with_link() {
+    // `[stage-2 2/2] COPY --from=build ...` has no --link: BuildKit makes no LINK vertex for it
+    let err = rejected(
+        &scenario("max", IMPORT, "expect_ran = [\"[stage-2 2/2] LINK COPY --from=build /stable /stable\"]"),
+        "step-index",
+        15,
+    );
+    assert!(err.contains("step 2 of stage-2 is a COPY step, not LINK"), "{err}");
+}
+
+#[test]
 fn never_built_stage() {
     let err = rejected(&scenario("max", IMPORT, "expect_ran = [\"[unused 2/2] RUN echo never\"]"), "never-built", 15);
     assert!(err.contains("stage `unused`, which the target stage-2 does not depend on"), "{err}");

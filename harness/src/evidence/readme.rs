@@ -89,6 +89,19 @@ pub fn render(inputs: &ReadmeInputs<'_>) -> String {
     }
 
     let _ = writeln!(out, "\n## Reproduce without bkcache\n");
+    let grouped = grouped_steps(r);
+    if !grouped.is_empty() {
+        let _ = writeln!(
+            out,
+            "**Caveat.** BuildKit reports these steps as two vertices, the copy and its `LINK` merge, in one \
+             progress group; `--progress plain` shows the group as one step, so the script judges a copy whose \
+             merge ran as run, where bkcache (rawjson, per vertex) reports the copy CACHED:\n"
+        );
+        for step in grouped {
+            let _ = writeln!(out, "- `{step}`");
+        }
+        out.push('\n');
+    }
     let _ = writeln!(
         out,
         "```sh\nsh {}            # or IMAGE=<another build of the same BuildKit> sh {}\n```\n",
@@ -116,4 +129,17 @@ pub fn render(inputs: &ReadmeInputs<'_>) -> String {
         }
     }
     out
+}
+
+/// The `LINK` merge vertices (`COPY --link`) the run saw: plain progress shows each with its copy.
+fn grouped_steps(r: &CellResult) -> Vec<String> {
+    let mut names: Vec<String> = Vec::new();
+    for phase in r.repetitions.iter().flat_map(|rep| rep.observations.phases.iter()) {
+        for step in phase.steps().iter().filter(|s| s.name.contains("] LINK ")) {
+            if !names.contains(&step.name) {
+                names.push(step.name.clone());
+            }
+        }
+    }
+    names
 }

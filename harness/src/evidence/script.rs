@@ -8,10 +8,10 @@
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
-use crate::execute::builder;
 use crate::execute::phase::{self, CellPaths};
+use crate::execute::{bases, builder};
 use crate::plan::Cell;
-use crate::scenario::{PhaseAction, Scenario, StepMatcher};
+use crate::scenario::{BaseImage, DeclaredBase, PhaseAction, Scenario, StepMatcher};
 
 /// Marks a placeholder inside an argument: `\u{1}WORK\u{1}` becomes `"${WORK}"`.
 const MARK: char = '\u{1}';
@@ -60,7 +60,7 @@ RUN=${RUN:-evidence-$$}    # what it pushes is under bkcache-out/$RUN, bkcache-c
 WORK=$(mktemp -d)
 LOGS=${LOGS:-$PACK/reproduce-logs}
 held=0 broke=0 known=0 errors=0
-trap 'docker buildx rm --force "$BUILDER" >/dev/null 2>&1; rm -rf "$WORK"' EXIT
+trap 'docker buildx rm --force "$BUILDER" "$BUILDER-bases" >/dev/null 2>&1; rm -rf "$WORK"' EXIT
 trap 'exit 130' INT TERM
 
 # The vertex ids (#N) of the steps of a plain-progress log whose name matches: `exact` (runs of white
@@ -131,6 +131,16 @@ build() {
     broke=$((broke + 1)); echo "  BROKE  $phase: BuildKit failed the build: $error"
   fi
   return 2
+}
+
+# push_base TAG CONTENT DOCKERFILE BUILDX_ARGS...: a declared base's context, built and pushed on the
+# helper builder ($BUILDER-bases), never on the builder under test.
+push_base() {
+  mkdir -p "$WORK/bases/$1"
+  printf '%s' "$2" > "$WORK/bases/$1/content"
+  printf '%s' "$3" > "$WORK/bases/$1/Dockerfile"
+  log="$LOGS/base-$1.log"; shift 3
+  docker buildx "$@" >> "$log" 2>&1 || { errors=$((errors + 1)); echo "  ERROR  cannot push the base: see $log"; finish; }
 }
 
 finish() {
@@ -207,9 +217,35 @@ pub fn render(inputs: &ScriptInputs<'_>) -> String {
     };
     let work = PathBuf::from(var("WORK"));
     let paths = CellPaths { dir: &work, refs: &var("RUN"), registry: &var("REGISTRY") };
+    let declared: Vec<&DeclaredBase> = scenario
+        .bases
+        .values()
+        .filter_map(|b| match b {
+            BaseImage::Declared(d) => Some(d),
+            _ => None,
+        })
+        .collect();
+    if !declared.is_empty() {
+        let helper = bases::helper_profile(profile);
+        let bases_builder = format!("{}-bases", var("BUILDER"));
+        let create = builder::create_args(&bases_builder, &var("IMAGE"), &helper.all_buildkitd_flags(), &config);
+        let _ = writeln!(out, "\necho \"creating the bases builder $BUILDER-bases\"");
+        let _ = writeln!(
+            out,
+            "docker buildx {} > \"$LOGS/create-bases.log\" 2>&1 || {{ errors=1; echo \"  ERROR  cannot create the bases builder\"; finish; }}",
+            command(&create)
+        );
+        for d in &declared {
+            out.push_str(&push_base(d, &d.content, &paths));
+        }
+    }
     for phase in &scenario.phases {
         out.push('\n');
         match &phase.action {
+            PhaseAction::Drift { base, declared, content } => {
+                let _ = writeln!(out, "echo \"phase {}: the base {base} moves\"", phase.name);
+                out.push_str(&push_base(declared, content, &paths));
+            }
             PhaseAction::Prune(prune) => {
                 let _ = writeln!(out, "echo \"phase {}: docker buildx prune\"", phase.name);
                 let _ = writeln!(
@@ -265,6 +301,15 @@ pub fn render(inputs: &ScriptInputs<'_>) -> String {
     }
     out.push_str("\nfinish\n");
     out
+}
+
+/// The line that pushes declared base `d` with `content`, as the repetition's helper builder does.
+fn push_base(d: &DeclaredBase, content: &str, paths: &CellPaths<'_>) -> String {
+    let dir = format!("{}/bases/{}", var("WORK"), d.tag);
+    let reference = paths.base_ref(&BaseImage::Declared(d.clone()));
+    let args = bases::push_args(&format!("{}-bases", var("BUILDER")), &reference, d.estargz, &dir);
+    let dockerfile = bases::dockerfile(&paths.base_ref(&d.from));
+    format!("push_base {} {} {} {}\n", d.tag, shell_word(content), shell_word(&dockerfile), command(&args))
 }
 
 /// The errors (an extended regular expression) the known issues on this builder explain a build

@@ -12,6 +12,7 @@
 //! it is an observation the judge weighs. After a build that failed unexpectedly the repetition stops:
 //! later phases build on it.
 
+pub mod bases;
 pub mod builder;
 pub mod buildkit_image;
 pub mod buildx;
@@ -33,7 +34,7 @@ use serde::{Deserialize, Serialize};
 use crate::errors::InfraError;
 use crate::observe::{progress, InfraFailure};
 use crate::plan::Cell;
-use crate::scenario::{Phase, PhaseAction};
+use crate::scenario::{BaseImage, Phase, PhaseAction, Scenario};
 use builder::{Builder, Janitor};
 use docker::Engine;
 use registry::Registry;
@@ -118,8 +119,11 @@ fn rebase_relative(json: &mut serde_json::Value, dir: &Path) {
 pub struct RawPhase {
     pub phase: String,
     pub duration: Duration,
-    /// `None` for a prune.
+    /// `None` for a prune or a drift.
     pub build: Option<RawBuild>,
+    /// For a drift: the declared base (build argument) it pushed again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drifted: Option<String>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -183,9 +187,14 @@ pub async fn run_repetition(
         }
     };
     let paths = phase::CellPaths { dir: ws.dir, refs: &ws.refs, registry: &machine.registry.addr };
-    for phase in &cell.scenario.phases {
+    let mut helper = bases::Helper::new(machine, &cell.profile);
+    if let Err(e) = push_declared_bases(&cell.scenario, &mut helper, &paths).await {
+        raw.infrastructure = Some(InfraFailure::new("pushing the scenario's declared bases", &e));
+    }
+    let phases = if raw.infrastructure.is_some() { &[][..] } else { &cell.scenario.phases[..] };
+    for phase in phases {
         on_progress(Progress::PhaseStarted(phase));
-        let record = match phase::run(phase, &cell.scenario, &builder, &machine.registry, &paths).await {
+        let record = match phase::run(phase, &cell.scenario, &builder, &mut helper, &machine.registry, &paths).await {
             Ok(r) => r,
             Err(e) => {
                 raw.infrastructure = Some(InfraFailure::new(format!("phase `{}`", phase.name), &e));
@@ -220,7 +229,25 @@ pub async fn run_repetition(
     if let Err(e) = machine.janitor.release(builder, clean, &machine.engine).await {
         raw.infrastructure.get_or_insert_with(|| InfraFailure::new("removing the builder", &e));
     }
+    if let Err(e) = helper.release().await {
+        raw.infrastructure.get_or_insert_with(|| InfraFailure::new("removing the bases builder", &e));
+    }
     raw
+}
+
+/// Pushes every declared base with its first content, to the repetition's refs.
+async fn push_declared_bases(
+    scenario: &Scenario,
+    helper: &mut bases::Helper<'_>,
+    paths: &phase::CellPaths<'_>,
+) -> Result<(), InfraError> {
+    for base in scenario.bases.values() {
+        if let BaseImage::Declared(declared) = base {
+            let reference = paths.base_ref(base);
+            helper.push(declared, &declared.content, &reference, &paths.base_ref(&declared.from), paths.dir).await?;
+        }
+    }
+    Ok(())
 }
 
 /// Whether the machine, rather than BuildKit, explains a failed build.

@@ -10,7 +10,9 @@ use super::registry::Registry;
 use super::{BuildOutput, CacheArtifact, RawBuild, RawPhase};
 use crate::errors::InfraError;
 use crate::names::Name;
-use crate::scenario::{BuildPhase, CacheExport, CacheMode, CacheRef, Output, Phase, PhaseAction, Prune, Scenario};
+use crate::scenario::{
+    BaseImage, BuildPhase, CacheExport, CacheMode, CacheRef, Output, Phase, PhaseAction, Prune, Scenario,
+};
 
 /// Where a cell's phases put their files and caches.
 pub struct CellPaths<'a> {
@@ -75,6 +77,11 @@ impl CellPaths<'_> {
         self.dir.join("out").join(phase.as_str())
     }
 
+    /// A base's reference: a declared base's is this repetition's own.
+    pub fn base_ref(&self, base: &BaseImage) -> String {
+        base.reference(self.registry, &|tag| self.registry_ref("base", tag))
+    }
+
     pub fn rawjson_path(&self, phase: &Name) -> PathBuf {
         self.dir.join(format!("{phase}.rawjson"))
     }
@@ -86,12 +93,20 @@ pub async fn run(
     phase: &Phase,
     scenario: &Scenario,
     builder: &Builder,
+    bases: &mut super::bases::Helper<'_>,
     registry: &Registry,
     paths: &CellPaths<'_>,
 ) -> Result<RawPhase, InfraError> {
     let started = Instant::now();
     let timeout = Duration::from_secs(scenario.phase_timeout_secs);
+    let mut drifted = None;
     let build = match &phase.action {
+        PhaseAction::Drift { base, declared, content } => {
+            let reference = paths.base_ref(&BaseImage::Declared(declared.clone()));
+            bases.push(declared, content, &reference, &paths.base_ref(&declared.from), paths.dir).await?;
+            drifted = Some(base.clone());
+            None
+        }
         PhaseAction::Prune(prune) => {
             buildx(&prune_args(prune, &builder.name), timeout).await?.require_success()?;
             None
@@ -124,7 +139,7 @@ pub async fn run(
             })
         }
     };
-    Ok(RawPhase { phase: phase.name.to_string(), duration: started.elapsed(), build })
+    Ok(RawPhase { phase: phase.name.to_string(), duration: started.elapsed(), build, drifted })
 }
 
 /// The `docker buildx` arguments of a prune phase.
@@ -162,7 +177,7 @@ pub fn build_args(
         scenario.dockerfile.display().to_string(),
     ];
     let mut build_args: BTreeMap<String, String> =
-        scenario.bases.iter().map(|(arg, base)| (arg.clone(), base.reference(paths.registry))).collect();
+        scenario.bases.iter().map(|(arg, base)| (arg.clone(), paths.base_ref(base))).collect();
     build_args.extend(build.build_args.clone());
     for (k, v) in build_args {
         args.extend(["--build-arg".into(), format!("{k}={v}")]);

@@ -48,7 +48,7 @@ impl Registry {
 }
 
 /// The repository prefixes (`bkcache-cache/`, `bkcache-out/`) under which runs push, by run id.
-const RUN_REPOSITORIES: [&str; 2] = ["bkcache-cache", "bkcache-out"];
+const RUN_REPOSITORIES: [&str; 3] = ["bkcache-base", "bkcache-cache", "bkcache-out"];
 
 impl Registry {
     fn unreachable(&self) -> impl Fn(ureq::Error) -> InfraError + use<> {

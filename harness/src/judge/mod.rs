@@ -274,7 +274,7 @@ pub fn judge(cell: &Cell, observed: &Observations) -> Judgement {
             let other =
                 observed.phases.iter().find(|p| p.phase == check.phase.as_str()).and_then(|p| match &p.outcome {
                     PhaseOutcome::Build { files, .. } => files.get(&check.path).cloned().flatten(),
-                    PhaseOutcome::Prune => None,
+                    PhaseOutcome::Prune | PhaseOutcome::Drift { .. } => None,
                 });
             let here = files.get(&check.path).cloned().flatten();
             let (Some(here), Some(other)) = (&here, &other) else {

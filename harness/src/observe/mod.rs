@@ -62,13 +62,17 @@ pub enum PhaseOutcome {
         files: BTreeMap<String, Option<String>>,
     },
     Prune,
+    /// A declared base (its build argument) pushed again with other content.
+    Drift {
+        base: String,
+    },
 }
 
 impl PhaseObservation {
     pub fn steps(&self) -> &[Step] {
         match &self.outcome {
             PhaseOutcome::Build { steps, .. } => steps,
-            PhaseOutcome::Prune => &[],
+            PhaseOutcome::Prune | PhaseOutcome::Drift { .. } => &[],
         }
     }
 }
@@ -188,7 +192,11 @@ fn phase(raw: &RawPhase) -> PhaseObservation {
     PhaseObservation {
         phase: raw.phase.clone(),
         duration_secs: raw.duration.as_secs_f64(),
-        outcome: raw.build.as_ref().map_or(PhaseOutcome::Prune, build_outcome),
+        outcome: match (&raw.build, &raw.drifted) {
+            (Some(build), _) => build_outcome(build),
+            (None, Some(base)) => PhaseOutcome::Drift { base: base.clone() },
+            (None, None) => PhaseOutcome::Prune,
+        },
     }
 }
 

@@ -36,6 +36,9 @@ pub fn live(event: Event<'_>) {
             let cell = cell.name();
             match &phase.outcome {
                 PhaseOutcome::Prune => eprintln!("      {cell} {:<8} prune done {secs:.1}s", phase.phase),
+                PhaseOutcome::Drift { base } => {
+                    eprintln!("      {cell} {:<8} base {base} pushed again {secs:.1}s", phase.phase)
+                }
                 PhaseOutcome::Build { steps, failure, .. } => {
                     let steps = steps.iter().filter(|s| !s.is_internal());
                     let (total, cached) = steps.fold((0, 0), |(t, c), s| (t + 1, c + usize::from(s.cached)));

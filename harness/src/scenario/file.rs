@@ -44,6 +44,10 @@ pub struct ScenarioDoc {
 struct BaseDoc {
     local: Option<String>,
     image: Option<String>,
+    /// A declared base: made from this local base, with `content`.
+    from: Option<String>,
+    content: Option<String>,
+    estargz: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -70,6 +74,7 @@ struct KnownIssueDoc {
 enum PhaseKind {
     Build,
     Prune,
+    Drift,
 }
 
 #[derive(Deserialize)]
@@ -99,6 +104,9 @@ struct PhaseDoc {
     #[serde(default)]
     filter: Vec<Spanned<String>>,
     keep_storage: Option<Spanned<String>>,
+    /// A drift phase: the declared base (its build argument) and its new content.
+    base: Option<Spanned<String>>,
+    content: Option<String>,
 }
 
 /// `buildx prune --filter` keys (BuildKit's prune filters).
@@ -361,11 +369,20 @@ fn validate(file: &TomlFile<ScenarioDoc>, profiles: &Profiles) -> Result<Scenari
                     "use letters, digits and '_', as in the Dockerfile's ARG",
                 ));
             }
-            let image = match (&base.get_ref().local, &base.get_ref().image) {
-                (Some(local), None) => BaseImage::Local(
+            let doc = base.get_ref();
+            if doc.from.is_none() && (doc.content.is_some() || doc.estargz.is_some()) {
+                return Err(file.invalid(
+                    base,
+                    format!("base `{arg}`: `content` and `estargz` belong to a declared base"),
+                    r#"declare it with { from = "base-a", content = "v1" }, or drop them"#,
+                ));
+            }
+            let image = match (&doc.local, &doc.image, &doc.from) {
+                (Some(local), None, None) => BaseImage::Local(
                     Name::parse(NameKind::LocalBase, local).map_err(|e| file.invalid(base, e.to_string(), e.fix()))?,
                 ),
-                (None, Some(image)) => {
+                (None, None, Some(from)) => BaseImage::Declared(declared_base(file, arg, base, from)?),
+                (None, Some(image), None) => {
                     let reference: oci_spec::distribution::Reference = image.parse().map_err(|e| {
                         file.invalid(
                             base,
@@ -378,8 +395,8 @@ fn validate(file: &TomlFile<ScenarioDoc>, profiles: &Profiles) -> Result<Scenari
                 _ => {
                     return Err(file.invalid(
                         base,
-                        format!("base `{arg}` must set exactly one of `local` or `image`"),
-                        r#"write { local = "base-a" } for a base the set-up builds, or { image = "docker.io/library/alpine:3.20" }"#,
+                        format!("base `{arg}` must set exactly one of `local`, `image` or `from`"),
+                        r#"write { local = "base-a" } for a base the set-up builds, { image = "docker.io/library/alpine:3.20" }, or { from = "base-a", content = "v1" } for one the scenario makes"#,
                     ))
                 }
             };
@@ -442,7 +459,7 @@ fn validate(file: &TomlFile<ScenarioDoc>, profiles: &Profiles) -> Result<Scenari
         })
         .collect::<Result<_, _>>()?;
 
-    let phases = validate_phases(file)?;
+    let phases = validate_phases(file, &bases)?;
     let phase_timeout_secs = match &doc.phase_timeout_secs {
         Some(t) if *t.get_ref() == 0 => {
             return Err(file.invalid(
@@ -519,7 +536,52 @@ fn check_context(
     }
 }
 
-fn validate_phases(file: &TomlFile<ScenarioDoc>) -> Result<Vec<Phase>, ConfigError> {
+/// The most a declared base's content may hold: a marker, not a payload.
+const MAX_BASE_CONTENT: usize = 4096;
+
+/// `{ from = "base-a", content = "v1", estargz = true }` for build argument `arg`.
+fn declared_base(
+    file: &TomlFile<ScenarioDoc>,
+    arg: &str,
+    base: &Spanned<BaseDoc>,
+    from: &str,
+) -> Result<DeclaredBase, ConfigError> {
+    let from = Name::parse(NameKind::LocalBase, from).map_err(|e| {
+        file.invalid(base, format!("base `{arg}`: `from` names a base the set-up builds: {e}"), e.fix())
+    })?;
+    let content = base_content(file, base, arg, base.get_ref().content.as_deref())?;
+    let tag = Name::parse(NameKind::LocalBase, &arg.to_ascii_lowercase().replace('_', "-")).map_err(|e| {
+        file.invalid(base, format!("base `{arg}` cannot name a registry tag: {e}"), "rename the build argument")
+    })?;
+    Ok(DeclaredBase {
+        tag,
+        from: Box::new(BaseImage::Local(from)),
+        content,
+        estargz: base.get_ref().estargz.unwrap_or(true),
+    })
+}
+
+fn base_content<T>(
+    file: &TomlFile<ScenarioDoc>,
+    at: &Spanned<T>,
+    arg: &str,
+    content: Option<&str>,
+) -> Result<String, ConfigError> {
+    match content {
+        Some(c) if !c.is_empty() && c.len() <= MAX_BASE_CONTENT && !c.contains('\0') => Ok(c.to_owned()),
+        Some(_) => Err(file.invalid(
+            at,
+            format!("base `{arg}`: `content` must be 1 to {MAX_BASE_CONTENT} bytes of text"),
+            r#"write e.g. content = "v1""#,
+        )),
+        None => Err(file.invalid(at, format!("base `{arg}` needs `content`"), r#"write e.g. content = "v1""#)),
+    }
+}
+
+fn validate_phases(
+    file: &TomlFile<ScenarioDoc>,
+    bases: &BTreeMap<String, BaseImage>,
+) -> Result<Vec<Phase>, ConfigError> {
     let docs = file.doc.phases.get_ref();
     if docs.is_empty() {
         return Err(file.invalid(
@@ -531,13 +593,32 @@ fn validate_phases(file: &TomlFile<ScenarioDoc>) -> Result<Vec<Phase>, ConfigErr
     let mut names = BTreeSet::new();
     let mut exported: BTreeSet<String> = BTreeSet::new();
     let mut local_outputs: BTreeSet<Name> = BTreeSet::new();
+    // each declared base's content as the phases so far left it
+    let mut base_contents: BTreeMap<String, (DeclaredBase, String)> = bases
+        .iter()
+        .filter_map(|(arg, b)| match b {
+            BaseImage::Declared(d) => Some((arg.clone(), (d.clone(), d.content.clone()))),
+            _ => None,
+        })
+        .collect();
     let mut phases = Vec::new();
     for (i, spanned) in docs.iter().enumerate() {
         let p = spanned.get_ref();
         let kind_name = match p.kind {
             PhaseKind::Build => "build",
             PhaseKind::Prune => "prune",
+            PhaseKind::Drift => "drift",
         };
+        if p.kind != PhaseKind::Drift && (p.base.is_some() || p.content.is_some()) {
+            return Err(file.invalid(
+                spanned,
+                format!(
+                    "phase `{}`: `base` and `content` belong to a drift phase",
+                    p.name.as_ref().map_or(kind_name, |n| n.get_ref())
+                ),
+                r#"make it kind = "drift", or drop them"#,
+            ));
+        }
         let name = match &p.name {
             Some(n) => checked_name(file, NameKind::Phase, n)?,
             None => Name::parse(NameKind::Phase, &format!("{kind_name}-{}", i + 1)).expect("a valid name"),
@@ -551,6 +632,7 @@ fn validate_phases(file: &TomlFile<ScenarioDoc>) -> Result<Vec<Phase>, ConfigErr
             });
         }
         let action = match p.kind {
+            PhaseKind::Drift => drift(file, spanned, &name, &mut base_contents)?,
             PhaseKind::Prune => {
                 let build_only = !p.build_args.is_empty()
                     || !p.cache_to.is_empty()
@@ -712,6 +794,67 @@ fn validate_phases(file: &TomlFile<ScenarioDoc>) -> Result<Vec<Phase>, ConfigErr
         phases.push(Phase { name, action, at: file.at(spanned) });
     }
     Ok(phases)
+}
+
+/// A drift phase: a declared base pushed again, same tag, with content it has not had just before.
+fn drift(
+    file: &TomlFile<ScenarioDoc>,
+    spanned: &Spanned<PhaseDoc>,
+    name: &Name,
+    base_contents: &mut BTreeMap<String, (DeclaredBase, String)>,
+) -> Result<PhaseAction, ConfigError> {
+    let p = spanned.get_ref();
+    let build_or_prune = !p.build_args.is_empty()
+        || !p.cache_to.is_empty()
+        || !p.cache_from.is_empty()
+        || p.output.is_some()
+        || p.target.is_some()
+        || !p.expect_cached.is_empty()
+        || !p.expect_ran.is_empty()
+        || p.expect_failure.is_some()
+        || !p.no_cache_filter.is_empty()
+        || p.platform.is_some()
+        || !p.expect_files.is_empty()
+        || p.all.is_some()
+        || !p.filter.is_empty()
+        || p.keep_storage.is_some();
+    if build_or_prune {
+        return Err(file.invalid(
+            spanned,
+            format!("phase `{name}` is a drift but sets build or prune options"),
+            "a drift phase takes only `base` and `content`",
+        ));
+    }
+    let Some(base) = &p.base else {
+        return Err(file.invalid(
+            spanned,
+            format!("drift phase `{name}` needs `base`"),
+            r#"write base = "APP_BASE", a declared base's build argument"#,
+        ));
+    };
+    let arg = base.get_ref();
+    let Some((declared, before)) = base_contents.get(arg).cloned() else {
+        let declared: Vec<&String> = base_contents.keys().collect();
+        return Err(file.invalid(
+            base,
+            format!("drift phase `{name}`: `{arg}` is not a declared base"),
+            if declared.is_empty() {
+                r#"declare one in [bases], e.g. APP_BASE = { from = "base-a", content = "v1" }"#.to_owned()
+            } else {
+                format!("use one of: {}", declared.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", "))
+            },
+        ));
+    };
+    let content = base_content(file, spanned, arg, p.content.as_deref())?;
+    if content == before {
+        return Err(file.invalid(
+            spanned,
+            format!("drift phase `{name}`: `{arg}` already has this content"),
+            "give it other content, or the base does not move",
+        ));
+    }
+    base_contents.insert(arg.clone(), (declared.clone(), content.clone()));
+    Ok(PhaseAction::Drift { base: arg.clone(), declared, content })
 }
 
 /// A build's `expect_files`: absolute plain paths, compared with an earlier phase that kept its output,

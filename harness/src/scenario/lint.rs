@@ -37,10 +37,15 @@ pub fn check(scenario: &Scenario, dockerfile: &Dockerfile) -> Vec<ConfigError> {
                 cache_empty |= prune.empties_the_cache();
                 continue;
             }
+            // the builder's cache is as it was; what the base's move does to it is what a run measures
+            PhaseAction::Drift { .. } => continue,
             PhaseAction::Build(build) => build,
         };
-        let mut args: BTreeMap<String, String> =
-            scenario.bases.iter().map(|(k, b)| (k.clone(), b.reference("<registry>"))).collect();
+        let mut args: BTreeMap<String, String> = scenario
+            .bases
+            .iter()
+            .map(|(k, b)| (k.clone(), b.reference("<registry>", &|tag| format!("<registry>/bkcache-base/<run>:{tag}"))))
+            .collect();
         args.extend(build.build_args.clone());
         let resolved = dockerfile.resolve(&args);
         let target = match resolved.target(build.target.as_ref().map(|t| t.value.as_str())) {
@@ -157,7 +162,10 @@ impl PhaseLint<'_, '_> {
             return None;
         }
         let actual = &steps[i - 1];
-        if !keyword.is_empty() && keyword != actual.keyword {
+        // a `COPY --link` (or `ADD --link`) step has a second vertex, `LINK COPY ...`: the merge of the
+        // copied layer onto the layers below it
+        let linked = keyword == "LINK" && matches!(actual.keyword, "COPY" | "ADD") && actual.name.contains("--link");
+        if !keyword.is_empty() && keyword != actual.keyword && !linked {
             let message = format!(
                 "phase `{}`: `{name}`: step {i} of {} is a {} step, not {keyword}",
                 self.phase,

@@ -98,8 +98,8 @@ impl Scenario {
             PhaseAction::Build(b) => {
                 b.output == Output::Push || b.cache_to.iter().any(|c| matches!(c.target, CacheRef::Registry(_)))
             }
-            PhaseAction::Prune(_) => false,
-        })
+            PhaseAction::Prune(_) | PhaseAction::Drift { .. } => false,
+        }) || self.bases.values().any(|b| matches!(b, BaseImage::Declared(_)))
     }
 }
 
@@ -109,13 +109,43 @@ pub enum BaseImage {
     Local(Name),
     /// Any reference, for users who can reach public registries.
     Image(String),
+    /// A base the scenario makes: each repetition pushes it to a ref of its own, and a drift phase
+    /// pushes it again, same tag, other content.
+    Declared(DeclaredBase),
 }
 
+/// `{ from = "base-a", content = "v1", estargz = true }`: the image `from` plus `/bkcache-base-content`
+/// holding `content`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeclaredBase {
+    /// Its tag in the repetition's registry path (from the build argument's name).
+    pub tag: Name,
+    /// A local base or an image, never another declared one.
+    pub from: Box<BaseImage>,
+    pub content: String,
+    /// Push its layers as eStargz (lazily pullable), as the set-up's bases are.
+    pub estargz: bool,
+}
+
+/// The file a declared base's content is written to.
+pub const BASE_CONTENT_PATH: &str = "/bkcache-base-content";
+
 impl BaseImage {
-    pub fn reference(&self, registry: &str) -> String {
+    /// Its reference; a declared base's is its repetition's (`declared` gives it from the tag).
+    pub fn reference(&self, registry: &str, declared: &dyn Fn(&Name) -> String) -> String {
         match self {
             BaseImage::Local(name) => format!("{registry}/bkcache/{name}:esgz"),
             BaseImage::Image(r) => r.clone(),
+            BaseImage::Declared(base) => declared(&base.tag),
+        }
+    }
+
+    /// The local base it is or it is made from, which the set-up must have pushed.
+    pub fn local(&self) -> Option<&Name> {
+        match self {
+            BaseImage::Local(name) => Some(name),
+            BaseImage::Image(_) => None,
+            BaseImage::Declared(base) => base.from.local(),
         }
     }
 }
@@ -205,6 +235,13 @@ pub struct Phase {
 pub enum PhaseAction {
     Build(Box<BuildPhase>),
     Prune(Prune),
+    /// Pushes a declared base (build argument `base`) again under the same tag with this content: the
+    /// base moved on.
+    Drift {
+        base: String,
+        declared: DeclaredBase,
+        content: String,
+    },
 }
 
 /// `docker buildx prune --force`, with its options.
