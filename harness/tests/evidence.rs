@@ -138,4 +138,8 @@ fn file_checks_in_the_script_compare_the_two_outputs() {
     assert!(out.contains("BROKE  import: /bust has other bytes than in export"), "{out}");
     let (code, out) = run("expect_file import same export /nope ''");
     assert_eq!(code, 2, "{out}");
+    std::fs::write(work.join("out/export/only-before"), "x").unwrap();
+    let (code, out) = run("expect_file import same export /only-before ''");
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("BROKE  import: /only-before is missing (the output of export has it)"), "{out}");
 }

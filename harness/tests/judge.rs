@@ -324,7 +324,18 @@ fn file_checks_judge_the_bytes_a_real_import_build_wrote() {
         }]
     );
 
-    // a path the outputs do not hold cannot be judged: error, naming the rule
+    // a file the export's output had and the import's lacks broke the check (the real observation with
+    // the import's /unique taken out)
+    let mut lost = observations("content-restored-newest-overlayfs");
+    let import = lost.phases.iter_mut().find(|p| p.phase == "import").unwrap();
+    if let bkcache::observe::PhaseOutcome::Build { files, .. } = &mut import.outcome {
+        files.insert("/unique".into(), None);
+    }
+    let j = judge::judge(&cell(CONTENT, "newest-overlayfs", same), &lost);
+    assert_eq!(j.verdict, Verdict::Fail, "{j:#?}");
+    assert!(matches!(&j.reasons[..], [Reason::FileMissing { path, .. }] if path == "/unique"), "{j:#?}");
+
+    // a path the earlier output does not hold cannot be judged: error, naming the rule
     let missing = |t: String| t.replace("{ path = \"/bust\"", "{ path = \"/nope\"");
     let j =
         judge::judge(&cell(CONTENT, "newest-overlayfs", missing), &observations("content-restored-newest-overlayfs"));

@@ -77,6 +77,8 @@ pub enum Reason {
     /// A file of the build's output was expected to be the same bytes as in an earlier build's (restored
     /// from the cache) or other bytes (made again), and was not.
     FileContent { phase: String, path: String, other_phase: String, expected_same: bool },
+    /// A file the earlier build's output had is missing from this build's.
+    FileMissing { phase: String, path: String, other_phase: String, expected_same: bool },
 }
 
 impl Reason {
@@ -89,7 +91,8 @@ impl Reason {
             Reason::BuildSucceeded { phase, expected_error } | Reason::OtherFailure { phase, expected_error, .. } => {
                 format!("phase `{phase}`: the build fails with /{expected_error}/")
             }
-            Reason::FileContent { phase, path, other_phase, expected_same } => {
+            Reason::FileContent { phase, path, other_phase, expected_same }
+            | Reason::FileMissing { phase, path, other_phase, expected_same } => {
                 let relation = if *expected_same { "same as" } else { "differs from" };
                 format!("phase `{phase}`: {path} {relation} in `{other_phase}`")
             }
@@ -128,6 +131,10 @@ impl fmt::Display for Reason {
                 f,
                 "phase `{phase}`: expected {path} to be made again, but it is the bytes phase `{other_phase}` made"
             ),
+            Reason::FileMissing { phase, path, other_phase, .. } => write!(
+                f,
+                "phase `{phase}`: {path}, which the output of phase `{other_phase}` has, is missing from this build's output"
+            ),
         }
     }
 }
@@ -142,7 +149,7 @@ pub enum ErrorCause {
     NoStepMatches { phase: String, expected: String, seen: Vec<String> },
     /// A lazy snapshotter that never mounted a remote layer: the cell did not test lazy pulling.
     NotLazy { builder: String, snapshotter: String },
-    /// A file check whose file is not in one of the two outputs it compares.
+    /// A file check whose file the earlier output it compares with lacks.
     NoFile { phase: String, path: String, missing_in: String },
 }
 
@@ -157,7 +164,7 @@ impl fmt::Display for ErrorCause {
             ),
             ErrorCause::NoFile { phase, path, missing_in } => write!(
                 f,
-                "rule no-file: phase `{phase}` compares {path}, but the output of phase `{missing_in}` has no such file; fix the scenario's path"
+                "rule no-file: phase `{phase}` compares {path} with the output of phase `{missing_in}`, which has no such file; fix the scenario's path"
             ),
             ErrorCause::NotLazy { builder, snapshotter } => write!(
                 f,
@@ -199,7 +206,7 @@ impl Broken<'_> {
             (Reason::BuildFailed { error, .. } | Reason::OtherFailure { error, .. }, _) => {
                 issue.explains_failure(error)
             }
-            (Reason::FileContent { path, .. }, _) => issue.explains_file(path),
+            (Reason::FileContent { path, .. } | Reason::FileMissing { path, .. }, _) => issue.explains_file(path),
             _ => issue.explains_anything(),
         }
     }
@@ -277,9 +284,19 @@ pub fn judge(cell: &Cell, observed: &Observations) -> Judgement {
                     PhaseOutcome::Prune | PhaseOutcome::Drift { .. } => None,
                 });
             let here = files.get(&check.path).cloned().flatten();
-            let (Some(here), Some(other)) = (&here, &other) else {
-                let missing_in = if here.is_none() { name.clone() } else { check.phase.to_string() };
+            let Some(other) = &other else {
+                let missing_in = check.phase.to_string();
                 errors.push(ErrorCause::NoFile { phase: name.clone(), path: check.path.clone(), missing_in });
+                continue;
+            };
+            let Some(here) = &here else {
+                let reason = Reason::FileMissing {
+                    phase: name.clone(),
+                    path: check.path.clone(),
+                    other_phase: check.phase.to_string(),
+                    expected_same: check.same,
+                };
+                broken.push(Broken { reason, matcher: None });
                 continue;
             };
             if (here == other) != check.same {
