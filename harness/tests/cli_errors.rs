@@ -112,6 +112,7 @@ fn the_project_scenarios_plan_one_cell_per_builder() {
         "copy-link-chain",
         "inline-chain",
         "inline-edit-later",
+        "inline-lost-file",
         "min-vs-max",
         "prune-until",
         "two-cache-from",
