@@ -109,6 +109,28 @@ struct PhaseDoc {
     content: Option<String>,
 }
 
+impl PhaseDoc {
+    /// Whether it sets anything only a build phase takes.
+    fn sets_build_options(&self) -> bool {
+        !self.build_args.is_empty()
+            || !self.cache_to.is_empty()
+            || !self.cache_from.is_empty()
+            || self.output.is_some()
+            || self.target.is_some()
+            || !self.expect_cached.is_empty()
+            || !self.expect_ran.is_empty()
+            || self.expect_failure.is_some()
+            || !self.no_cache_filter.is_empty()
+            || self.platform.is_some()
+            || !self.expect_files.is_empty()
+    }
+
+    /// Whether it sets anything only a prune phase takes.
+    fn sets_prune_options(&self) -> bool {
+        self.all.is_some() || !self.filter.is_empty() || self.keep_storage.is_some()
+    }
+}
+
 /// `buildx prune --filter` keys (BuildKit's prune filters).
 const PRUNE_FILTERS: &[&str] = &[
     "until",
@@ -634,18 +656,7 @@ fn validate_phases(
         let action = match p.kind {
             PhaseKind::Drift => drift(file, spanned, &name, &mut base_contents)?,
             PhaseKind::Prune => {
-                let build_only = !p.build_args.is_empty()
-                    || !p.cache_to.is_empty()
-                    || !p.cache_from.is_empty()
-                    || p.output.is_some()
-                    || p.target.is_some()
-                    || !p.expect_cached.is_empty()
-                    || !p.expect_ran.is_empty()
-                    || p.expect_failure.is_some()
-                    || !p.no_cache_filter.is_empty()
-                    || p.platform.is_some()
-                    || !p.expect_files.is_empty();
-                if build_only {
+                if p.sets_build_options() {
                     return Err(file.invalid(
                         spanned,
                         format!("phase `{name}` is a prune but sets build options or expectations"),
@@ -678,7 +689,7 @@ fn validate_phases(
                 })
             }
             PhaseKind::Build => {
-                if p.all.is_some() || !p.filter.is_empty() || p.keep_storage.is_some() {
+                if p.sets_prune_options() {
                     return Err(file.invalid(
                         spanned,
                         format!("phase `{name}`: `all`, `filter` and `keep_storage` apply to prune phases only"),
@@ -804,21 +815,7 @@ fn drift(
     base_contents: &mut BTreeMap<String, (DeclaredBase, String)>,
 ) -> Result<PhaseAction, ConfigError> {
     let p = spanned.get_ref();
-    let build_or_prune = !p.build_args.is_empty()
-        || !p.cache_to.is_empty()
-        || !p.cache_from.is_empty()
-        || p.output.is_some()
-        || p.target.is_some()
-        || !p.expect_cached.is_empty()
-        || !p.expect_ran.is_empty()
-        || p.expect_failure.is_some()
-        || !p.no_cache_filter.is_empty()
-        || p.platform.is_some()
-        || !p.expect_files.is_empty()
-        || p.all.is_some()
-        || !p.filter.is_empty()
-        || p.keep_storage.is_some();
-    if build_or_prune {
+    if p.sets_build_options() || p.sets_prune_options() {
         return Err(file.invalid(
             spanned,
             format!("phase `{name}` is a drift but sets build or prune options"),
