@@ -289,22 +289,13 @@ pub fn judge(cell: &Cell, observed: &Observations) -> Judgement {
                 errors.push(ErrorCause::NoFile { phase: name.clone(), path: check.path.clone(), missing_in });
                 continue;
             };
-            let Some(here) = &here else {
-                let reason = Reason::FileMissing {
-                    phase: name.clone(),
-                    path: check.path.clone(),
-                    other_phase: check.phase.to_string(),
-                    expected_same: check.same,
-                };
-                broken.push(Broken { reason, matcher: None });
-                continue;
-            };
-            if (here == other) != check.same {
-                let reason = Reason::FileContent {
-                    phase: name.clone(),
-                    path: check.path.clone(),
-                    other_phase: check.phase.to_string(),
-                    expected_same: check.same,
+            // a file the earlier output had and this one lacks breaks the check either way
+            if here.as_ref().is_none_or(|here| (here == other) != check.same) {
+                let (phase, path, other_phase, expected_same) =
+                    (name.clone(), check.path.clone(), check.phase.to_string(), check.same);
+                let reason = match here {
+                    None => Reason::FileMissing { phase, path, other_phase, expected_same },
+                    Some(_) => Reason::FileContent { phase, path, other_phase, expected_same },
                 };
                 broken.push(Broken { reason, matcher: None });
             }
