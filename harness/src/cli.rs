@@ -472,10 +472,10 @@ async fn evidence(args: &EvidenceArgs) -> Result<i32, Error> {
             fresh_builders: false,
         },
     };
-    let evidence = crate::evidence::evidence(&options, interrupted()).await?;
-    print!("{}", report::terminal::summary(&evidence.report));
-    println!("evidence: {} (README.md, reproduce.sh)", evidence.out.display());
-    Ok(report::exit_code(&evidence.report))
+    let report = crate::evidence::evidence(&options, interrupted()).await?;
+    print!("{}", report::terminal::summary(&report));
+    println!("evidence: {} (README.md, reproduce.sh)", args.out.display());
+    Ok(report::exit_code(&report))
 }
 
 /// `--git DIR`: a git repository, checked before anything runs.

@@ -28,12 +28,6 @@ pub struct EvidenceOptions {
     pub run: RunOptions,
 }
 
-/// What the pack says about the cell, and where it is.
-pub struct Evidence {
-    pub report: RunReport,
-    pub out: PathBuf,
-}
-
 const DOCKERFILE: &str = "Dockerfile";
 const CONTEXT: &str = "context";
 const BUILDKITD_TOML: &str = "buildkitd.toml";
@@ -44,7 +38,7 @@ const SCRIPT: &str = "reproduce.sh";
 pub async fn evidence(
     options: &EvidenceOptions,
     interrupt: impl std::future::Future<Output = &'static str>,
-) -> Result<Evidence, Error> {
+) -> Result<RunReport, Error> {
     let usage = |message: String, fix: &str| -> Error { ConfigError::Usage { message, fix: fix.into() }.into() };
     let out = &options.out;
     if std::fs::read_dir(out).is_ok_and(|mut d| d.next().is_some()) {
@@ -81,29 +75,29 @@ pub async fn evidence(
     }
     let report = outcome?;
     write_pack(&report, &registry, out)?;
-    Ok(Evidence { report, out: out.clone() })
+    Ok(report)
 }
 
 fn write_pack(report: &RunReport, registry: &str, out: &Path) -> Result<(), Error> {
-    let io = |what: String| InfraError::io(what);
     let result = &report.cells[0];
     let cell = &result.cell;
     let scenario = &cell.scenario;
     let copy = |from: &Path, to: &str| -> Result<(), InfraError> {
-        std::fs::copy(from, out.join(to)).map(drop).map_err(io(format!("copying {}", from.display())))
+        std::fs::copy(from, out.join(to)).map(drop).map_err(InfraError::io(format!("copying {}", from.display())))
     };
     copy(&scenario.file, "scenario.toml")?;
     copy(&scenario.dockerfile, DOCKERFILE)?;
-    copy_dir(&scenario.context, &out.join(CONTEXT)).map_err(io(format!("copying {}", scenario.context.display())))?;
+    copy_dir(&scenario.context, &out.join(CONTEXT))
+        .map_err(InfraError::io(format!("copying {}", scenario.context.display())))?;
     if let Some(spec) = cell.profile.buildkit.as_ref().filter(|s| !s.patches.is_empty()) {
-        std::fs::create_dir_all(out.join("patches")).map_err(io("creating patches/".into()))?;
+        std::fs::create_dir_all(out.join("patches")).map_err(InfraError::io("creating patches/"))?;
         for patch in &spec.patches {
             std::fs::write(out.join("patches").join(format!("{}.patch", patch.name())), &patch.content)
-                .map_err(io(format!("writing the patch {}", patch.name())))?;
+                .map_err(InfraError::io(format!("writing the patch {}", patch.name())))?;
         }
     }
     let toml = crate::execute::builder::buildkitd_config(&cell.profile, registry, 1);
-    std::fs::write(out.join(BUILDKITD_TOML), toml).map_err(io("writing buildkitd.toml".into()))?;
+    std::fs::write(out.join(BUILDKITD_TOML), toml).map_err(InfraError::io("writing buildkitd.toml"))?;
     let script = script::render(&script::ScriptInputs {
         cell,
         registry,
@@ -111,7 +105,7 @@ fn write_pack(report: &RunReport, registry: &str, out: &Path) -> Result<(), Erro
         context: CONTEXT,
         buildkitd_toml: BUILDKITD_TOML,
     });
-    write_executable(&out.join(SCRIPT), &script).map_err(io("writing reproduce.sh".into()))?;
+    write_executable(&out.join(SCRIPT), &script).map_err(InfraError::io("writing reproduce.sh"))?;
     let representative = result.representative().and_then(|r| Some((r, r.artifacts.clone()?)));
     let stakes = match &representative {
         Some((r, dir)) => at_stake(result, r, dir, out)?,
@@ -126,7 +120,7 @@ fn write_pack(report: &RunReport, registry: &str, out: &Path) -> Result<(), Erro
         script: SCRIPT,
         repetitions: &out.join("repetitions"),
     });
-    std::fs::write(out.join("README.md"), text).map_err(io("writing README.md".into()))?;
+    std::fs::write(out.join("README.md"), text).map_err(InfraError::io("writing README.md"))?;
     Ok(())
 }
 

@@ -307,7 +307,7 @@ pub fn render(inputs: &ScriptInputs<'_>) -> String {
 /// The line that pushes declared base `d` with `content`, as the repetition's helper builder does.
 fn push_base(d: &DeclaredBase, content: &str, paths: &CellPaths<'_>) -> String {
     let dir = format!("{}/bases/{}", var("WORK"), d.tag);
-    let reference = paths.base_ref(&BaseImage::Declared(d.clone()));
+    let reference = paths.declared_ref(d);
     let args = bases::push_args(&format!("{}-bases", var("BUILDER")), &reference, d.estargz, &dir);
     let dockerfile = bases::dockerfile(&paths.base_ref(&d.from));
     format!("push_base {} {} {} {}\n", d.tag, shell_word(content), shell_word(&dockerfile), command(&args))

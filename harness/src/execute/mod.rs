@@ -243,8 +243,8 @@ async fn push_declared_bases(
 ) -> Result<(), InfraError> {
     for base in scenario.bases.values() {
         if let BaseImage::Declared(declared) = base {
-            let reference = paths.base_ref(base);
-            helper.push(declared, &declared.content, &reference, &paths.base_ref(&declared.from), paths.dir).await?;
+            let (reference, from) = (paths.declared_ref(declared), paths.base_ref(&declared.from));
+            helper.push(declared, &declared.content, &reference, &from, paths.dir).await?;
         }
     }
     Ok(())

@@ -11,7 +11,7 @@ use super::{BuildOutput, CacheArtifact, RawBuild, RawPhase};
 use crate::errors::InfraError;
 use crate::names::Name;
 use crate::scenario::{
-    BaseImage, BuildPhase, CacheExport, CacheMode, CacheRef, Output, Phase, PhaseAction, Prune, Scenario,
+    BaseImage, BuildPhase, CacheExport, CacheMode, CacheRef, DeclaredBase, Output, Phase, PhaseAction, Prune, Scenario,
 };
 
 /// Where a cell's phases put their files and caches.
@@ -82,6 +82,11 @@ impl CellPaths<'_> {
         base.reference(self.registry, &|tag| self.registry_ref("base", tag))
     }
 
+    /// Where this repetition pushes a declared base.
+    pub fn declared_ref(&self, base: &DeclaredBase) -> String {
+        self.registry_ref("base", &base.tag)
+    }
+
     pub fn rawjson_path(&self, phase: &Name) -> PathBuf {
         self.dir.join(format!("{phase}.rawjson"))
     }
@@ -102,8 +107,9 @@ pub async fn run(
     let mut drifted = None;
     let build = match &phase.action {
         PhaseAction::Drift { base, declared, content } => {
-            let reference = paths.base_ref(&BaseImage::Declared(declared.clone()));
-            bases.push(declared, content, &reference, &paths.base_ref(&declared.from), paths.dir).await?;
+            bases
+                .push(declared, content, &paths.declared_ref(declared), &paths.base_ref(&declared.from), paths.dir)
+                .await?;
             drifted = Some(base.clone());
             None
         }
