@@ -66,6 +66,8 @@ pub enum InfraError {
         "registry {addr} not reachable: {reason}\n  fix: `bash ci/setup.sh` starts it (container bkcache-registry)"
     )]
     RegistryUnreachable { addr: String, reason: String },
+    #[error("image {image} in the local registry: {reason}")]
+    RegistryImage { image: String, reason: String },
     #[error("base image {image} is not in the registry\n  fix: `bash ci/setup.sh` builds and pushes the local eStargz bases")]
     BaseMissing { image: String },
     #[error("`{command}` failed (exit {status}): {stderr}")]

@@ -115,14 +115,15 @@ fn the_project_scenarios_plan_one_cell_per_builder() {
         "inline-lost-file",
         "min-vs-max",
         "prune-until",
+        "root-from-layer",
         "two-cache-from",
     ];
     let expected: Vec<String> = scenarios.iter().flat_map(|s| builders.map(|b| format!("{s}@{b}"))).collect();
     assert_eq!(cells, expected, "{stdout}");
     // #6893 is known on the stargz cells of cache-mount, content-restored, registry-backend,
-    // registry-estargz, same-base, issue-6893 and inline-vs-max, and on newest-stargz of single-stage and
+    // registry-estargz, same-base, issue-6893, inline-vs-max and single-stage, and on newest-stargz of
     // min-vs-max
-    assert_eq!(stdout.matches("moby/buildkit#6893").count(), 16, "{stdout}");
+    assert_eq!(stdout.matches("moby/buildkit#6893").count(), 17, "{stdout}");
 }
 
 #[test]
@@ -318,7 +319,7 @@ fn file_checks_are_located_and_need_kept_outputs() {
 }
 
 #[test]
-fn declared_bases_and_drift_phases_are_checked() {
+fn declared_bases_drift_and_delete_layers_phases_are_checked() {
     let base = "[bases]\nAPP = { from = \"base-a\", content = \"v1\" }\n";
     let build = "[[phases]]\nname = \"b\"\nkind = \"build\"\n";
     for (bases, phases, want) in [
@@ -350,7 +351,27 @@ fn declared_bases_and_drift_phases_are_checked() {
             format!("{build}[[phases]]\nkind = \"drift\"\nbase = \"APP\"\ncontent = \"v2\"\nall = true\n"),
             "a drift but sets build or prune options",
         ),
-        (base, "[[phases]]\nkind = \"build\"\nbase = \"APP\"\n".to_owned(), "belong to a drift phase"),
+        (base, "[[phases]]\nkind = \"build\"\nbase = \"APP\"\n".to_owned(), "belongs to a drift or delete-layers"),
+        (
+            base,
+            format!("{build}[[phases]]\nkind = \"delete-layers\"\n"),
+            "delete-layers phase `delete-layers-2` needs `base`",
+        ),
+        (
+            base,
+            format!("{build}[[phases]]\nkind = \"delete-layers\"\nbase = \"OTHER\"\n"),
+            "`OTHER` is not a declared base",
+        ),
+        (
+            base,
+            format!("{build}[[phases]]\nkind = \"delete-layers\"\nbase = \"APP\"\ncontent = \"v2\"\n"),
+            "`content` belongs to a drift phase",
+        ),
+        (
+            base,
+            format!("{build}[[phases]]\nkind = \"delete-layers\"\nbase = \"APP\"\nbuild_args = {{ X = \"1\" }}\n"),
+            "is a delete-layers but sets build or prune options",
+        ),
     ] {
         let text = format!("dockerfile = \"Dockerfile\"\n{bases}{phases}");
         let err = list_error(&text);

@@ -169,6 +169,39 @@ async fn a_declared_base_that_drifts_reaches_the_next_build() {
 }
 
 #[tokio::test]
+async fn a_base_whose_layers_the_registry_lost_comes_only_from_the_cache() {
+    if !environment_ready().await {
+        return;
+    }
+    // measured (README, moby/buildkit#1906): the unchanged step is CACHED without the registry's layers,
+    // the changed one needs the base itself, which the cache does not hold
+    let run = bkcache_run(
+        &[
+            "scenarios/public-issues/root-from-layer.toml",
+            "--builders",
+            &builders_file(),
+            "--builder",
+            "newest-overlayfs",
+        ],
+        "e2e-delete-layers",
+    );
+    assert_eq!(run.code(), Some(0), "{}", run.stdout());
+    let cell = &run.cells()["newest-overlayfs"];
+    assert_eq!(cell["verdict"], "pass", "{cell}");
+    let live = String::from_utf8_lossy(&run.output.stderr);
+    assert!(live.contains("delete-layers-2 base BASE: 2 layers deleted"), "{live}");
+    let failed: Vec<&str> = cell["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["phase"] == "changed")
+        .filter_map(|s| s["error"].as_str())
+        .collect();
+    assert!(failed.iter().any(|e| e.contains("not found")), "{cell}");
+    assert_eq!(leftovers("e2e-delete-layers").await, Vec::<String>::new());
+}
+
+#[tokio::test]
 async fn a_missing_base_image_is_an_infrastructure_error_before_any_builder() {
     if !environment_ready().await {
         return;

@@ -144,6 +144,17 @@ push_base() {
   docker buildx "$@" >> "$log" 2>&1 || { errors=$((errors + 1)); echo "  ERROR  cannot push the base: see $log"; finish; }
 }
 
+# delete_layers REF: deletes the layer blobs of the image REF ($REGISTRY/REPOSITORY:TAG) from its
+# repository, as bkcache's delete-layers phase does; its manifest and config stay.
+delete_layers() {
+  path=${1#"$REGISTRY"/}; url="http://$REGISTRY/v2/${path%:*}"
+  manifest=$(curl -fsS -H 'Accept: application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json' \
+    "$url/manifests/${path##*:}") || { errors=$((errors + 1)); echo "  ERROR  cannot read the manifest of $1"; finish; }
+  for digest in $(printf '%s' "$manifest" | tr -d ' \n' | sed 's/.*"layers":\[//' | grep -o '"digest":"sha256:[0-9a-f]*"' | cut -d'"' -f4); do
+    curl -fsS -X DELETE "$url/blobs/$digest" >/dev/null || { errors=$((errors + 1)); echo "  ERROR  cannot delete $digest of $1"; finish; }
+  done
+}
+
 finish() {
   if [ "$errors" -gt 0 ]; then verdict=error code=2
   elif [ "$broke" -gt 0 ]; then verdict=fail code=1
@@ -246,6 +257,10 @@ pub fn render(inputs: &ScriptInputs<'_>) -> String {
             PhaseAction::Drift { base, declared, content } => {
                 let _ = writeln!(out, "echo \"phase {}: the base {base} moves\"", phase.name);
                 out.push_str(&push_base(declared, content, &paths));
+            }
+            PhaseAction::DeleteLayers { base, declared } => {
+                let _ = writeln!(out, "echo \"phase {}: the layers of the base {base} are deleted\"", phase.name);
+                let _ = writeln!(out, "delete_layers {}", shell_word(&paths.declared_ref(declared)));
             }
             PhaseAction::Prune(prune) => {
                 let _ = writeln!(out, "echo \"phase {}: docker buildx prune\"", phase.name);

@@ -25,13 +25,16 @@ pub fn dockerfile(from: &str) -> String {
 }
 
 /// The `docker buildx` arguments that build the context `dir` (see [`dockerfile`]) and push it as
-/// `reference`, its new layers eStargz when asked.
+/// `reference`, its new layers eStargz when asked; one image manifest, without the provenance
+/// attestation that would make it an index (a delete-layers phase reads the image's layers from it).
 pub fn push_args(builder: &str, reference: &str, estargz: bool, dir: &str) -> Vec<String> {
     let mut output = format!("type=image,name={reference},push=true,registry.insecure=true");
     if estargz {
         output.push_str(",compression=estargz,force-compression=true,oci-mediatypes=true");
     }
-    ["build", "--builder", builder, "--progress", "plain", "--output", &output, dir].map(str::to_owned).to_vec()
+    ["build", "--builder", builder, "--progress", "plain", "--provenance=false", "--output", &output, dir]
+        .map(str::to_owned)
+        .to_vec()
 }
 
 /// The helper builder's profile: the cell's BuildKit image with the eager snapshotter and no flags.

@@ -119,11 +119,21 @@ fn rebase_relative(json: &mut serde_json::Value, dir: &Path) {
 pub struct RawPhase {
     pub phase: String,
     pub duration: Duration,
-    /// `None` for a prune or a drift.
+    /// `None` for a phase that builds nothing.
     pub build: Option<RawBuild>,
-    /// For a drift: the declared base (build argument) it pushed again.
+    /// For a drift or delete-layers phase: what it did to a declared base.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub drifted: Option<String>,
+    pub base_change: Option<BaseChange>,
+}
+
+/// What a phase that builds nothing did to a declared base (named by its build argument).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BaseChange {
+    /// Pushed again under the same tag with other content.
+    Drifted { base: String },
+    /// Its layer blobs deleted from its repository (this many).
+    LayersDeleted { base: String, layers: usize },
 }
 
 #[derive(Debug, Serialize, Deserialize)]

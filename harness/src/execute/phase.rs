@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use super::builder::Builder;
 use super::buildx::buildx;
 use super::registry::Registry;
-use super::{BuildOutput, CacheArtifact, RawBuild, RawPhase};
+use super::{BaseChange, BuildOutput, CacheArtifact, RawBuild, RawPhase};
 use crate::errors::InfraError;
 use crate::names::Name;
 use crate::scenario::{
@@ -104,13 +104,18 @@ pub async fn run(
 ) -> Result<RawPhase, InfraError> {
     let started = Instant::now();
     let timeout = Duration::from_secs(scenario.phase_timeout_secs);
-    let mut drifted = None;
+    let mut base_change = None;
     let build = match &phase.action {
         PhaseAction::Drift { base, declared, content } => {
             bases
                 .push(declared, content, &paths.declared_ref(declared), &paths.base_ref(&declared.from), paths.dir)
                 .await?;
-            drifted = Some(base.clone());
+            base_change = Some(BaseChange::Drifted { base: base.clone() });
+            None
+        }
+        PhaseAction::DeleteLayers { base, declared } => {
+            let layers = registry.delete_layers(&paths.declared_ref(declared)).await?;
+            base_change = Some(BaseChange::LayersDeleted { base: base.clone(), layers });
             None
         }
         PhaseAction::Prune(prune) => {
@@ -145,7 +150,7 @@ pub async fn run(
             })
         }
     };
-    Ok(RawPhase { phase: phase.name.to_string(), duration: started.elapsed(), build, drifted })
+    Ok(RawPhase { phase: phase.name.to_string(), duration: started.elapsed(), build, base_change })
 }
 
 /// The `docker buildx` arguments of a prune phase.

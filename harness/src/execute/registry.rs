@@ -12,6 +12,8 @@ pub struct Registry {
     pub container: String,
 }
 
+const IMAGE_MANIFEST_TYPES: &str =
+    "application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json";
 const MANIFEST_TYPES: &str = "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.v2+json, application/vnd.docker.distribution.manifest.list.v2+json";
 
 impl Registry {
@@ -30,12 +32,17 @@ impl Registry {
         .await
     }
 
+    /// `reference`'s repository and tag, when it is `<this registry>/repo[:tag]`.
+    fn repository_and_tag<'r>(&self, reference: &'r str) -> Option<(&'r str, &'r str)> {
+        let path = reference.strip_prefix(&format!("{}/", self.addr))?;
+        Some(path.rsplit_once(':').unwrap_or((path, "latest")))
+    }
+
     /// Whether `reference` (`<this registry>/repo:tag`) has a manifest here.
     pub async fn has_image(&self, reference: &str) -> Result<bool, InfraError> {
-        let Some(path) = reference.strip_prefix(&format!("{}/", self.addr)) else {
+        let Some((repo, tag)) = self.repository_and_tag(reference) else {
             return Ok(false);
         };
-        let (repo, tag) = path.rsplit_once(':').unwrap_or((path, "latest"));
         let url = format!("http://{}/v2/{repo}/manifests/{tag}", self.addr);
         let addr = self.addr.clone();
         blocking(move || match agent().head(&url).set("Accept", MANIFEST_TYPES).call() {
@@ -106,6 +113,39 @@ impl Registry {
                 }
             }
             Ok(deleted)
+        })
+        .await
+    }
+
+    /// Deletes the layer blobs of the image `reference` (`<this registry>/repo:tag`, an image manifest,
+    /// not an index) from its repository, and says how many. The registry unlinks them from that
+    /// repository only: other repositories' images that share a layer keep it, and the manifest and
+    /// config stay, so the image still resolves while a pull of its layers answers 404.
+    pub async fn delete_layers(&self, reference: &str) -> Result<usize, InfraError> {
+        let image = reference.to_owned();
+        let Some((repo, tag)) = self.repository_and_tag(reference) else {
+            return Err(InfraError::RegistryImage { image, reason: "not in this registry".into() });
+        };
+        let base = format!("http://{}/v2/{repo}", self.addr);
+        let (tag, fail) = (tag.to_owned(), self.unreachable());
+        blocking(move || {
+            let bad = |reason: String| InfraError::RegistryImage { image: image.clone(), reason };
+            let response =
+                agent().get(&format!("{base}/manifests/{tag}")).set("Accept", IMAGE_MANIFEST_TYPES).call().map_err(
+                    |e| match e {
+                        ureq::Error::Status(404, _) => bad("no image manifest (an index is not deleted from)".into()),
+                        e => fail(e),
+                    },
+                )?;
+            let manifest: oci_spec::image::ImageManifest =
+                response.into_json().map_err(|e| bad(format!("its manifest: {e}")))?;
+            for layer in manifest.layers() {
+                match agent().delete(&format!("{base}/blobs/{}", layer.digest())).call() {
+                    Ok(_) | Err(ureq::Error::Status(404, _)) => {}
+                    Err(e) => return Err(fail(e)),
+                }
+            }
+            Ok(manifest.layers().len())
         })
         .await
     }

@@ -281,7 +281,7 @@ pub fn judge(cell: &Cell, observed: &Observations) -> Judgement {
             let other =
                 observed.phases.iter().find(|p| p.phase == check.phase.as_str()).and_then(|p| match &p.outcome {
                     PhaseOutcome::Build { files, .. } => files.get(&check.path).cloned().flatten(),
-                    PhaseOutcome::Prune | PhaseOutcome::Drift { .. } => None,
+                    PhaseOutcome::Prune | PhaseOutcome::Drift { .. } | PhaseOutcome::LayersDeleted { .. } => None,
                 });
             let here = files.get(&check.path).cloned().flatten();
             let Some(other) = &other else {

@@ -18,7 +18,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::execute::{RawBuild, RawPhase, RawRepetition};
+use crate::execute::{BaseChange, RawBuild, RawPhase, RawRepetition};
 use cache_loads::CacheLoadFailures;
 use forensics::{CacheSummary, Miss, ReadCache};
 use keys::KeyTexts;
@@ -66,13 +66,18 @@ pub enum PhaseOutcome {
     Drift {
         base: String,
     },
+    /// A declared base's layer blobs (this many) deleted from its repository.
+    LayersDeleted {
+        base: String,
+        layers: usize,
+    },
 }
 
 impl PhaseObservation {
     pub fn steps(&self) -> &[Step] {
         match &self.outcome {
             PhaseOutcome::Build { steps, .. } => steps,
-            PhaseOutcome::Prune | PhaseOutcome::Drift { .. } => &[],
+            PhaseOutcome::Prune | PhaseOutcome::Drift { .. } | PhaseOutcome::LayersDeleted { .. } => &[],
         }
     }
 }
@@ -192,9 +197,12 @@ fn phase(raw: &RawPhase) -> PhaseObservation {
     PhaseObservation {
         phase: raw.phase.clone(),
         duration_secs: raw.duration.as_secs_f64(),
-        outcome: match (&raw.build, &raw.drifted) {
+        outcome: match (&raw.build, &raw.base_change) {
             (Some(build), _) => build_outcome(build),
-            (None, Some(base)) => PhaseOutcome::Drift { base: base.clone() },
+            (None, Some(BaseChange::Drifted { base })) => PhaseOutcome::Drift { base: base.clone() },
+            (None, Some(BaseChange::LayersDeleted { base, layers })) => {
+                PhaseOutcome::LayersDeleted { base: base.clone(), layers: *layers }
+            }
             (None, None) => PhaseOutcome::Prune,
         },
     }

@@ -39,6 +39,9 @@ pub fn live(event: Event<'_>) {
                 PhaseOutcome::Drift { base } => {
                     eprintln!("      {cell} {:<8} base {base} pushed again {secs:.1}s", phase.phase)
                 }
+                PhaseOutcome::LayersDeleted { base, layers } => {
+                    eprintln!("      {cell} {:<8} base {base}: {layers} layers deleted {secs:.1}s", phase.phase)
+                }
                 PhaseOutcome::Build { steps, failure, .. } => {
                     let steps = steps.iter().filter(|s| !s.is_internal());
                     let (total, cached) = steps.fold((0, 0), |(t, c), s| (t + 1, c + usize::from(s.cached)));

@@ -75,6 +75,8 @@ enum PhaseKind {
     Build,
     Prune,
     Drift,
+    #[serde(rename = "delete-layers")]
+    DeleteLayers,
 }
 
 #[derive(Deserialize)]
@@ -104,7 +106,7 @@ struct PhaseDoc {
     #[serde(default)]
     filter: Vec<Spanned<String>>,
     keep_storage: Option<Spanned<String>>,
-    /// A drift phase: the declared base (its build argument) and its new content.
+    /// A drift or delete-layers phase: the declared base (its build argument); a drift's new content.
     base: Option<Spanned<String>>,
     content: Option<String>,
 }
@@ -630,15 +632,21 @@ fn validate_phases(
             PhaseKind::Build => "build",
             PhaseKind::Prune => "prune",
             PhaseKind::Drift => "drift",
+            PhaseKind::DeleteLayers => "delete-layers",
         };
-        if p.kind != PhaseKind::Drift && (p.base.is_some() || p.content.is_some()) {
+        let named = || p.name.as_ref().map_or(kind_name, |n| n.get_ref());
+        if !matches!(p.kind, PhaseKind::Drift | PhaseKind::DeleteLayers) && p.base.is_some() {
             return Err(file.invalid(
                 spanned,
-                format!(
-                    "phase `{}`: `base` and `content` belong to a drift phase",
-                    p.name.as_ref().map_or(kind_name, |n| n.get_ref())
-                ),
-                r#"make it kind = "drift", or drop them"#,
+                format!("phase `{}`: `base` belongs to a drift or delete-layers phase", named()),
+                r#"make it kind = "drift" or kind = "delete-layers", or drop it"#,
+            ));
+        }
+        if p.kind != PhaseKind::Drift && p.content.is_some() {
+            return Err(file.invalid(
+                spanned,
+                format!("phase `{}`: `content` belongs to a drift phase", named()),
+                r#"make it kind = "drift", or drop it"#,
             ));
         }
         let name = match &p.name {
@@ -655,6 +663,10 @@ fn validate_phases(
         }
         let action = match p.kind {
             PhaseKind::Drift => drift(file, spanned, &name, &mut base_contents)?,
+            PhaseKind::DeleteLayers => {
+                let (base, declared) = phase_base(file, spanned, &name, "delete-layers", &base_contents)?;
+                PhaseAction::DeleteLayers { base, declared }
+            }
             PhaseKind::Prune => {
                 if p.sets_build_options() {
                     return Err(file.invalid(
@@ -814,36 +826,10 @@ fn drift(
     name: &Name,
     base_contents: &mut BTreeMap<String, (DeclaredBase, String)>,
 ) -> Result<PhaseAction, ConfigError> {
-    let p = spanned.get_ref();
-    if p.sets_build_options() || p.sets_prune_options() {
-        return Err(file.invalid(
-            spanned,
-            format!("phase `{name}` is a drift but sets build or prune options"),
-            "a drift phase takes only `base` and `content`",
-        ));
-    }
-    let Some(base) = &p.base else {
-        return Err(file.invalid(
-            spanned,
-            format!("drift phase `{name}` needs `base`"),
-            r#"write base = "APP_BASE", a declared base's build argument"#,
-        ));
-    };
-    let arg = base.get_ref();
-    let Some((declared, before)) = base_contents.get(arg).cloned() else {
-        let declared: Vec<&String> = base_contents.keys().collect();
-        return Err(file.invalid(
-            base,
-            format!("drift phase `{name}`: `{arg}` is not a declared base"),
-            if declared.is_empty() {
-                r#"declare one in [bases], e.g. APP_BASE = { from = "base-a", content = "v1" }"#.to_owned()
-            } else {
-                format!("use one of: {}", declared.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", "))
-            },
-        ));
-    };
-    let content = base_content(file, spanned, arg, p.content.as_deref())?;
-    if content == before {
+    let (arg, declared) = phase_base(file, spanned, name, "drift", base_contents)?;
+    let before = &base_contents[&arg].1;
+    let content = base_content(file, spanned, &arg, spanned.get_ref().content.as_deref())?;
+    if &content == before {
         return Err(file.invalid(
             spanned,
             format!("drift phase `{name}`: `{arg}` already has this content"),
@@ -851,7 +837,48 @@ fn drift(
         ));
     }
     base_contents.insert(arg.clone(), (declared.clone(), content.clone()));
-    Ok(PhaseAction::Drift { base: arg.clone(), declared, content })
+    Ok(PhaseAction::Drift { base: arg, declared, content })
+}
+
+/// The declared base a `kind` phase (drift, delete-layers) acts on: its build argument and declaration.
+/// Such a phase takes no build or prune options.
+fn phase_base(
+    file: &TomlFile<ScenarioDoc>,
+    spanned: &Spanned<PhaseDoc>,
+    name: &Name,
+    kind: &str,
+    base_contents: &BTreeMap<String, (DeclaredBase, String)>,
+) -> Result<(String, DeclaredBase), ConfigError> {
+    let p = spanned.get_ref();
+    if p.sets_build_options() || p.sets_prune_options() {
+        let takes = if kind == "drift" { "`base` and `content`" } else { "`base`" };
+        return Err(file.invalid(
+            spanned,
+            format!("phase `{name}` is a {kind} but sets build or prune options"),
+            format!("a {kind} phase takes only {takes}"),
+        ));
+    }
+    let Some(base) = &p.base else {
+        return Err(file.invalid(
+            spanned,
+            format!("{kind} phase `{name}` needs `base`"),
+            r#"write base = "APP_BASE", a declared base's build argument"#,
+        ));
+    };
+    let arg = base.get_ref();
+    let Some((declared, _)) = base_contents.get(arg) else {
+        let declared: Vec<&String> = base_contents.keys().collect();
+        return Err(file.invalid(
+            base,
+            format!("{kind} phase `{name}`: `{arg}` is not a declared base"),
+            if declared.is_empty() {
+                r#"declare one in [bases], e.g. APP_BASE = { from = "base-a", content = "v1" }"#.to_owned()
+            } else {
+                format!("use one of: {}", declared.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", "))
+            },
+        ));
+    };
+    Ok((arg.clone(), declared.clone()))
 }
 
 /// A build's `expect_files`: absolute plain paths, compared with an earlier phase that kept its output,

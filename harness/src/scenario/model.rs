@@ -98,7 +98,7 @@ impl Scenario {
             PhaseAction::Build(b) => {
                 b.output == Output::Push || b.cache_to.iter().any(|c| matches!(c.target, CacheRef::Registry(_)))
             }
-            PhaseAction::Prune(_) | PhaseAction::Drift { .. } => false,
+            PhaseAction::Prune(_) | PhaseAction::Drift { .. } | PhaseAction::DeleteLayers { .. } => false,
         }) || self.bases.values().any(|b| matches!(b, BaseImage::Declared(_)))
     }
 }
@@ -241,6 +241,12 @@ pub enum PhaseAction {
         base: String,
         declared: DeclaredBase,
         content: String,
+    },
+    /// Deletes a declared base's layer blobs from its repository; its manifest and config stay, so
+    /// `FROM` still resolves, but what a build needs of its files must come from a cache.
+    DeleteLayers {
+        base: String,
+        declared: DeclaredBase,
     },
 }
 
