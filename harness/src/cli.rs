@@ -632,8 +632,9 @@ fn explain(args: &ExplainArgs) -> Result<i32, Error> {
 
 impl CacheSource {
     async fn load(&self, source: &str) -> Result<crate::observe::forensics::CacheSummary, Error> {
-        let registry = Registry::new(&Pins::load(&self.pins)?);
-        Ok(inspect::load_cache(source, self.cache.as_deref(), &registry).await?)
+        // the pins file names the registry: a directory needs neither, so `cache inspect DIR` works anywhere
+        let registry = || Ok(Registry::new(&Pins::load(&self.pins)?));
+        Ok(inspect::load_cache(source, self.cache.as_deref(), registry).await?)
     }
 }
 

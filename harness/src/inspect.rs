@@ -20,6 +20,8 @@ pub enum InspectError {
     Infra(#[from] InfraError),
     #[error(transparent)]
     Cache(#[from] cache::CacheReadError),
+    #[error(transparent)]
+    Config(#[from] crate::errors::ConfigError),
     #[error("{0}: no exported cache named `{1}` (it has: {2})")]
     NoSuchCache(String, String, String),
     #[error("{0}: the repetition exported no cache")]
@@ -28,6 +30,10 @@ pub enum InspectError {
         "`{0}` is neither a repetition's artifacts directory ({RAW_FILE}), a cache directory (index.json) nor a ref in the local registry {1}\n  fix: pass bkcache-artifacts/<run>/<cell>-r<n>.*, a --cache-to type=local dest, or {1}/<repo>:<tag>"
     )]
     Unknown(String, String),
+    #[error(
+        "directory `{0}` holds neither a repetition's artifacts ({RAW_FILE}) nor a cache (index.json)\n  fix: pass bkcache-artifacts/<run>/<cell>-r<n>.* or a --cache-to type=local dest"
+    )]
+    NotACache(String),
 }
 
 /// Observes a repetition's artifacts directory again.
@@ -37,11 +43,11 @@ pub fn observe_repetition(dir: &Path) -> Result<Observations, InspectError> {
 }
 
 /// A cache by where it is: `DIR` (a repetition: its first export, or `cache` by name), a layout
-/// directory, or `<registry>/<repo>:<tag>`.
+/// directory, or `<registry>/<repo>:<tag>` (`registry` is asked for only then).
 pub async fn load_cache(
     source: &str,
     cache_name: Option<&str>,
-    registry: &Registry,
+    registry: impl FnOnce() -> Result<Registry, crate::errors::ConfigError>,
 ) -> Result<CacheSummary, InspectError> {
     let path = PathBuf::from(source);
     if path.join(RAW_FILE).is_file() {
@@ -60,6 +66,10 @@ pub async fn load_cache(
     if path.join("index.json").is_file() {
         return Ok(unlabelled(source, cache::read_layout(&path)?));
     }
+    if path.is_dir() {
+        return Err(InspectError::NotACache(source.into()));
+    }
+    let registry = registry()?;
     let Some((repo, tag)) = source.strip_prefix(&format!("{}/", registry.addr)).and_then(|r| r.rsplit_once(':')) else {
         return Err(InspectError::Unknown(source.into(), registry.addr.clone()));
     };

@@ -206,6 +206,20 @@ fn an_inline_cache_needs_a_push_no_mode_and_is_named_after_its_phase() {
 }
 
 #[test]
+fn cache_inspect_of_a_directory_needs_no_pins_file() {
+    // from a directory without ci/versions.env: a local cache is read without the registry's name
+    let elsewhere = tempfile::tempdir().unwrap();
+    let cache = repo().join("harness/tests/fixtures/forensics/issue-6893-newest-stargz/cache/main");
+    let out = bkcache(&["cache", "inspect", cache.to_str().unwrap()], elsewhere.path());
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("6 records, 1 with layers"), "{out:?}");
+    let out = bkcache(&["cache", "inspect", elsewhere.path().to_str().unwrap()], elsewhere.path());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("holds neither a repetition's artifacts") && err.contains("fix:"), "{err}");
+}
+
+#[test]
 fn report_merge_refuses_what_is_not_one_runs_results() {
     let dir = tempfile::tempdir().unwrap();
     let out = bkcache(&["report", "merge", dir.path().to_str().unwrap()], &repo());
