@@ -113,6 +113,7 @@ fn the_project_scenarios_plan_one_cell_per_builder() {
         "inline-chain",
         "inline-edit-later",
         "inline-lost-file",
+        "lost-cache-blob",
         "min-vs-max",
         "prune-until",
         "root-from-layer",
@@ -121,9 +122,8 @@ fn the_project_scenarios_plan_one_cell_per_builder() {
     let expected: Vec<String> = scenarios.iter().flat_map(|s| builders.map(|b| format!("{s}@{b}"))).collect();
     assert_eq!(cells, expected, "{stdout}");
     // #6893 is known on the stargz cells of cache-mount, content-restored, registry-backend,
-    // registry-estargz, same-base, issue-6893, inline-vs-max and single-stage, and on newest-stargz of
-    // min-vs-max
-    assert_eq!(stdout.matches("moby/buildkit#6893").count(), 17, "{stdout}");
+    // registry-estargz, same-base, issue-6893, inline-vs-max, single-stage and min-vs-max
+    assert_eq!(stdout.matches("moby/buildkit#6893").count(), 18, "{stdout}");
 }
 
 #[test]
@@ -388,6 +388,32 @@ fn declared_bases_drift_and_delete_layers_phases_are_checked() {
         ),
     ] {
         let text = format!("dockerfile = \"Dockerfile\"\n{bases}{phases}");
+        let err = list_error(&text);
+        assert!(err.contains(want), "{text}\n{err}");
+        assert!(err.contains("bad.toml:") && err.contains("fix:"), "{err}");
+    }
+    // a cache's layers: a local cache exported earlier, and a plain path
+    let export = "[[phases]]\nname = \"b\"\nkind = \"build\"\ncache_to = [{ type = \"local\", name = \"c\" }]\n";
+    let delete =
+        |cache: &str, rest: &str| format!("{export}[[phases]]\nkind = \"delete-layers\"\ncache = {cache}\n{rest}");
+    let local = "{ type = \"local\", name = \"c\" }";
+    for (phases, want) in [
+        (delete(local, ""), "names a cache but not which of its layers to delete"),
+        (delete(local, "holding = \"/a\"\nbase = \"APP\"\n"), "a base's layers or a cache's, not both"),
+        (
+            delete("{ type = \"local\", name = \"other\" }", "holding = \"/a\"\n"),
+            "no earlier phase exports cache `local:other`",
+        ),
+        (
+            delete("{ type = \"registry\", name = \"c\" }", "holding = \"/a\"\n"),
+            "only a local cache's layers can be deleted",
+        ),
+        (delete(local, "holding = \"a/../b\"\n"), "`a/../b` is not a path bkcache looks for in layers"),
+        (delete(local, "holding = \"/a\"\nall = true\n"), "is a delete-layers but sets other options"),
+        (format!("{export}[[phases]]\nkind = \"build\"\nholding = \"/a\"\n"), "belong to a delete-layers phase"),
+    ] {
+        let text =
+            format!("dockerfile = \"Dockerfile\"\n[bases]\nAPP = {{ from = \"base-a\", content = \"v1\" }}\n{phases}");
         let err = list_error(&text);
         assert!(err.contains(want), "{text}\n{err}");
         assert!(err.contains("bad.toml:") && err.contains("fix:"), "{err}");

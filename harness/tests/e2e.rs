@@ -202,6 +202,30 @@ async fn a_base_whose_layers_the_registry_lost_comes_only_from_the_cache() {
 }
 
 #[tokio::test]
+async fn a_cache_that_lost_a_layer_blob_is_carried_on_by_the_newest_release() {
+    if !environment_ready().await {
+        return;
+    }
+    // measured (README, moby/buildkit#6261): the build stage's layer is deleted from the cache
+    // directory; v0.33.1 imports it, exports a second cache, and that one restores the COPY
+    let run = bkcache_run(
+        &[
+            "scenarios/public-issues/lost-cache-blob.toml",
+            "--builders",
+            &builders_file(),
+            "--builder",
+            "newest-overlayfs",
+        ],
+        "e2e-lost-blob",
+    );
+    assert_eq!(run.code(), Some(0), "{}", run.stdout());
+    assert_eq!(run.cells()["newest-overlayfs"]["verdict"], "pass");
+    let live = String::from_utf8_lossy(&run.output.stderr);
+    assert!(live.contains("lose-blob cache local:first, layers holding /artifact: 1 layers deleted"), "{live}");
+    assert_eq!(leftovers("e2e-lost-blob").await, Vec::<String>::new());
+}
+
+#[tokio::test]
 async fn a_missing_base_image_is_an_infrastructure_error_before_any_builder() {
     if !environment_ready().await {
         return;

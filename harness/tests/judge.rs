@@ -342,3 +342,30 @@ fn file_checks_judge_the_bytes_a_real_import_build_wrote() {
     assert_eq!(j.verdict, Verdict::Error);
     assert!(matches!(&j.errors[..], [ErrorCause::NoFile { path, .. }] if path == "/nope"), "{j:#?}");
 }
+
+#[test]
+fn a_cache_that_lost_a_blob_is_judged_from_what_the_carrying_build_did() {
+    const LOST: &str = "scenarios/public-issues/lost-cache-blob.toml";
+    let fixed = observations("lost-cache-blob-newest-overlayfs");
+    let j = judge::judge(&cell(LOST, "newest-overlayfs", same), &fixed);
+    assert_eq!(j.verdict, Verdict::Pass, "{j:#?}");
+
+    // v0.25.0 (#6261): BuildKit fails the build that carries the cache on, a regression
+    let j = judge::judge(&cell(LOST, "newest-overlayfs", same), &observations("lost-cache-blob-v0-25-0-overlayfs"));
+    assert_eq!(j.verdict, Verdict::Fail, "{j:#?}");
+    assert!(
+        matches!(&j.reasons[..], [Reason::BuildFailed { phase, error }] if phase == "carry" && error.contains("failed to load result from remote")),
+        "{j:#?}"
+    );
+
+    // a delete-layers phase that found nothing to delete tested nothing: error, naming the rule
+    let mut nothing = fixed;
+    for p in &mut nothing.phases {
+        if let bkcache::observe::PhaseOutcome::LayersDeleted { layers, .. } = &mut p.outcome {
+            *layers = 0;
+        }
+    }
+    let j = judge::judge(&cell(LOST, "newest-overlayfs", same), &nothing);
+    assert_eq!(j.verdict, Verdict::Error, "{j:#?}");
+    assert!(matches!(&j.errors[..], [ErrorCause::NoLayer { phase, .. }] if phase == "lose-blob"), "{j:#?}");
+}

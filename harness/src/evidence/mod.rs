@@ -155,7 +155,7 @@ fn at_stake(
             .filter(|p| p.name.as_str() == phase)
             .filter_map(|p| match &p.action {
                 PhaseAction::Build(b) => Some(b.cache_from.iter()),
-                PhaseAction::Prune(_) | PhaseAction::Drift { .. } | PhaseAction::DeleteLayers { .. } => None,
+                PhaseAction::Prune(_) | PhaseAction::Drift { .. } | PhaseAction::DeleteLayers(_) => None,
             })
             .flatten()
             .collect();

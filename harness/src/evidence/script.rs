@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use crate::execute::phase::{self, CellPaths};
 use crate::execute::{bases, builder};
 use crate::plan::Cell;
-use crate::scenario::{BaseImage, DeclaredBase, PhaseAction, Scenario, StepMatcher};
+use crate::scenario::{BaseImage, DeclaredBase, LayerDeletion, PhaseAction, Scenario, StepMatcher};
 
 /// Marks a placeholder inside an argument: `\u{1}WORK\u{1}` becomes `"${WORK}"`.
 const MARK: char = '\u{1}';
@@ -155,6 +155,18 @@ delete_layers() {
   done
 }
 
+# delete_cache_layers DIR PATH: deletes the layer blobs of the local cache DIR that hold PATH (gzip or
+# plain tars), as bkcache's delete-layers phase of a cache does; none is an error, as there.
+delete_cache_layers() {
+  n=0 rel=${2#/}
+  for blob in "$1"/blobs/sha256/*; do
+    if { tar tzf "$blob" 2>/dev/null || tar tf "$blob" 2>/dev/null; } | sed 's#^\./##; s#/$##' | grep -qxF "$rel"; then
+      rm -f "$blob"; n=$((n + 1))
+    fi
+  done
+  [ "$n" -gt 0 ] || { errors=$((errors + 1)); echo "  ERROR  no layer of $1 holds $2"; finish; }
+}
+
 finish() {
   if [ "$errors" -gt 0 ]; then verdict=error code=2
   elif [ "$broke" -gt 0 ]; then verdict=fail code=1
@@ -258,9 +270,19 @@ pub fn render(inputs: &ScriptInputs<'_>) -> String {
                 let _ = writeln!(out, "echo \"phase {}: the base {base} moves\"", phase.name);
                 out.push_str(&push_base(declared, content, &paths));
             }
-            PhaseAction::DeleteLayers { base, declared } => {
-                let _ = writeln!(out, "echo \"phase {}: the layers of the base {base} are deleted\"", phase.name);
-                let _ = writeln!(out, "delete_layers {}", shell_word(&paths.declared_ref(declared)));
+            PhaseAction::DeleteLayers(deletion) => {
+                let _ = writeln!(out, "echo \"phase {}: delete the layers of {deletion}\"", phase.name);
+                let _ = match deletion {
+                    LayerDeletion::Base { declared, .. } => {
+                        writeln!(out, "delete_layers {}", shell_word(&paths.declared_ref(declared)))
+                    }
+                    LayerDeletion::Cache { cache, path } => writeln!(
+                        out,
+                        "delete_cache_layers {} {}",
+                        shell_word(&paths.local_cache_dir(cache).display().to_string()),
+                        shell_word(path)
+                    ),
+                };
             }
             PhaseAction::Prune(prune) => {
                 let _ = writeln!(out, "echo \"phase {}: docker buildx prune\"", phase.name);

@@ -287,7 +287,7 @@ pub async fn capture(
             key_dumps: key_dumps.clone(),
             output: None,
         }),
-        base_change: None,
+        effect: None,
     });
     raw.save(dir).map_err(InfraError::io(format!("writing {}", dir.join(RAW_FILE).display())))?;
     Ok(Captured { phase, succeeded: build.success, skipped, builder_log, key_dumps: key_dumps.is_some() })

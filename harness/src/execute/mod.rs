@@ -21,6 +21,7 @@ pub mod docker;
 pub mod gc;
 pub mod http;
 pub mod keys;
+pub mod layers;
 pub mod locks;
 pub mod phase;
 pub mod registry;
@@ -121,19 +122,19 @@ pub struct RawPhase {
     pub duration: Duration,
     /// `None` for a phase that builds nothing.
     pub build: Option<RawBuild>,
-    /// For a drift or delete-layers phase: what it did to a declared base.
+    /// For a drift or delete-layers phase: what it did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub base_change: Option<BaseChange>,
+    pub effect: Option<Effect>,
 }
 
-/// What a phase that builds nothing did to a declared base (named by its build argument).
+/// What a phase that builds nothing did.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
-pub enum BaseChange {
-    /// Pushed again under the same tag with other content.
+pub enum Effect {
+    /// A declared base (its build argument) pushed again under the same tag with other content.
     Drifted { base: String },
-    /// Its layer blobs deleted from its repository (this many).
-    LayersDeleted { base: String, layers: usize },
+    /// Layer blobs deleted (this many), from where `from` says.
+    LayersDeleted { from: String, layers: usize },
 }
 
 #[derive(Debug, Serialize, Deserialize)]

@@ -7,11 +7,12 @@ use std::time::{Duration, Instant};
 use super::builder::Builder;
 use super::buildx::buildx;
 use super::registry::Registry;
-use super::{BaseChange, BuildOutput, CacheArtifact, RawBuild, RawPhase};
+use super::{BuildOutput, CacheArtifact, Effect, RawBuild, RawPhase};
 use crate::errors::InfraError;
 use crate::names::Name;
 use crate::scenario::{
-    BaseImage, BuildPhase, CacheExport, CacheMode, CacheRef, DeclaredBase, Output, Phase, PhaseAction, Prune, Scenario,
+    BaseImage, BuildPhase, CacheExport, CacheMode, CacheRef, DeclaredBase, LayerDeletion, Output, Phase, PhaseAction,
+    Prune, Scenario,
 };
 
 /// Where a cell's phases put their files and caches.
@@ -104,18 +105,23 @@ pub async fn run(
 ) -> Result<RawPhase, InfraError> {
     let started = Instant::now();
     let timeout = Duration::from_secs(scenario.phase_timeout_secs);
-    let mut base_change = None;
+    let mut effect = None;
     let build = match &phase.action {
         PhaseAction::Drift { base, declared, content } => {
             bases
                 .push(declared, content, &paths.declared_ref(declared), &paths.base_ref(&declared.from), paths.dir)
                 .await?;
-            base_change = Some(BaseChange::Drifted { base: base.clone() });
+            effect = Some(Effect::Drifted { base: base.clone() });
             None
         }
-        PhaseAction::DeleteLayers { base, declared } => {
-            let layers = registry.delete_layers(&paths.declared_ref(declared)).await?;
-            base_change = Some(BaseChange::LayersDeleted { base: base.clone(), layers });
+        PhaseAction::DeleteLayers(deletion) => {
+            let layers = match deletion {
+                LayerDeletion::Base { declared, .. } => registry.delete_layers(&paths.declared_ref(declared)).await?,
+                LayerDeletion::Cache { cache, path } => {
+                    super::layers::delete_holding(&paths.local_cache_dir(cache), path)?
+                }
+            };
+            effect = Some(Effect::LayersDeleted { from: deletion.to_string(), layers });
             None
         }
         PhaseAction::Prune(prune) => {
@@ -150,7 +156,7 @@ pub async fn run(
             })
         }
     };
-    Ok(RawPhase { phase: phase.name.to_string(), duration: started.elapsed(), build, base_change })
+    Ok(RawPhase { phase: phase.name.to_string(), duration: started.elapsed(), build, effect })
 }
 
 /// The `docker buildx` arguments of a prune phase.

@@ -151,6 +151,8 @@ pub enum ErrorCause {
     NotLazy { builder: String, snapshotter: String },
     /// A file check whose file the earlier output it compares with lacks.
     NoFile { phase: String, path: String, missing_in: String },
+    /// A delete-layers phase that found no layer to delete: what follows it tests nothing.
+    NoLayer { phase: String, from: String },
 }
 
 impl fmt::Display for ErrorCause {
@@ -165,6 +167,10 @@ impl fmt::Display for ErrorCause {
             ErrorCause::NoFile { phase, path, missing_in } => write!(
                 f,
                 "rule no-file: phase `{phase}` compares {path} with the output of phase `{missing_in}`, which has no such file; fix the scenario's path"
+            ),
+            ErrorCause::NoLayer { phase, from } => write!(
+                f,
+                "rule no-layer: phase `{phase}` found no layer to delete ({from}); fix the scenario's path (or the cache never held that layer)"
             ),
             ErrorCause::NotLazy { builder, snapshotter } => write!(
                 f,
@@ -222,7 +228,16 @@ pub fn judge(cell: &Cell, observed: &Observations) -> Judgement {
             Vec::new(),
         );
     }
-    let mut errors = Vec::new();
+    let mut errors: Vec<ErrorCause> = observed
+        .phases
+        .iter()
+        .filter_map(|p| match &p.outcome {
+            PhaseOutcome::LayersDeleted { from, layers: 0 } => {
+                Some(ErrorCause::NoLayer { phase: p.phase.clone(), from: from.clone() })
+            }
+            _ => None,
+        })
+        .collect();
     let mut broken: Vec<Broken<'_>> = Vec::new();
     for phase in &cell.scenario.phases {
         let PhaseAction::Build(build) = &phase.action else { continue };

@@ -18,7 +18,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::execute::{BaseChange, RawBuild, RawPhase, RawRepetition};
+use crate::execute::{Effect, RawBuild, RawPhase, RawRepetition};
 use cache_loads::CacheLoadFailures;
 use forensics::{CacheSummary, Miss, ReadCache};
 use keys::KeyTexts;
@@ -66,9 +66,9 @@ pub enum PhaseOutcome {
     Drift {
         base: String,
     },
-    /// A declared base's layer blobs (this many) deleted from its repository.
+    /// Layer blobs (this many) deleted, from where `from` says (a declared base, a local cache).
     LayersDeleted {
-        base: String,
+        from: String,
         layers: usize,
     },
 }
@@ -197,11 +197,11 @@ fn phase(raw: &RawPhase) -> PhaseObservation {
     PhaseObservation {
         phase: raw.phase.clone(),
         duration_secs: raw.duration.as_secs_f64(),
-        outcome: match (&raw.build, &raw.base_change) {
+        outcome: match (&raw.build, &raw.effect) {
             (Some(build), _) => build_outcome(build),
-            (None, Some(BaseChange::Drifted { base })) => PhaseOutcome::Drift { base: base.clone() },
-            (None, Some(BaseChange::LayersDeleted { base, layers })) => {
-                PhaseOutcome::LayersDeleted { base: base.clone(), layers: *layers }
+            (None, Some(Effect::Drifted { base })) => PhaseOutcome::Drift { base: base.clone() },
+            (None, Some(Effect::LayersDeleted { from, layers })) => {
+                PhaseOutcome::LayersDeleted { from: from.clone(), layers: *layers }
             }
             (None, None) => PhaseOutcome::Prune,
         },

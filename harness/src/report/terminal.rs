@@ -39,8 +39,8 @@ pub fn live(event: Event<'_>) {
                 PhaseOutcome::Drift { base } => {
                     eprintln!("      {cell} {:<8} base {base} pushed again {secs:.1}s", phase.phase)
                 }
-                PhaseOutcome::LayersDeleted { base, layers } => {
-                    eprintln!("      {cell} {:<8} base {base}: {layers} layers deleted {secs:.1}s", phase.phase)
+                PhaseOutcome::LayersDeleted { from, layers } => {
+                    eprintln!("      {cell} {:<8} {from}: {layers} layers deleted {secs:.1}s", phase.phase)
                 }
                 PhaseOutcome::Build { steps, failure, .. } => {
                     let steps = steps.iter().filter(|s| !s.is_internal());

@@ -109,6 +109,9 @@ struct PhaseDoc {
     /// A drift or delete-layers phase: the declared base (its build argument); a drift's new content.
     base: Option<Spanned<String>>,
     content: Option<String>,
+    /// A delete-layers phase: the local cache, and the path its deleted layers hold.
+    cache: Option<Spanned<CacheDoc>>,
+    holding: Option<Spanned<String>>,
 }
 
 impl PhaseDoc {
@@ -176,7 +179,7 @@ enum OutputDoc {
     Local,
 }
 
-#[derive(Deserialize, Clone, Copy)]
+#[derive(Deserialize, Clone, Copy, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 enum CacheType {
     Local,
@@ -635,6 +638,13 @@ fn validate_phases(
             PhaseKind::DeleteLayers => "delete-layers",
         };
         let named = || p.name.as_ref().map_or(kind_name, |n| n.get_ref());
+        if p.kind != PhaseKind::DeleteLayers && (p.cache.is_some() || p.holding.is_some()) {
+            return Err(file.invalid(
+                spanned,
+                format!("phase `{}`: `cache` and `holding` belong to a delete-layers phase", named()),
+                r#"make it kind = "delete-layers", or drop them"#,
+            ));
+        }
         if !matches!(p.kind, PhaseKind::Drift | PhaseKind::DeleteLayers) && p.base.is_some() {
             return Err(file.invalid(
                 spanned,
@@ -664,8 +674,7 @@ fn validate_phases(
         let action = match p.kind {
             PhaseKind::Drift => drift(file, spanned, &name, &mut base_contents)?,
             PhaseKind::DeleteLayers => {
-                let (base, declared) = phase_base(file, spanned, &name, "delete-layers", &base_contents)?;
-                PhaseAction::DeleteLayers { base, declared }
+                PhaseAction::DeleteLayers(layer_deletion(file, spanned, &name, &base_contents, &exported)?)
             }
             PhaseKind::Prune => {
                 if p.sets_build_options() {
@@ -840,6 +849,71 @@ fn drift(
     Ok(PhaseAction::Drift { base: arg, declared, content })
 }
 
+/// A delete-layers phase: a declared base's layers (`base`), or those of a local cache exported earlier
+/// that hold a path (`cache` and `holding`).
+fn layer_deletion(
+    file: &TomlFile<ScenarioDoc>,
+    spanned: &Spanned<PhaseDoc>,
+    name: &Name,
+    base_contents: &BTreeMap<String, (DeclaredBase, String)>,
+    exported: &BTreeSet<String>,
+) -> Result<LayerDeletion, ConfigError> {
+    let p = spanned.get_ref();
+    let (cache, holding) = match (&p.base, &p.cache, &p.holding) {
+        (Some(_), None, None) | (None, None, None) => {
+            let (base, declared) = phase_base(file, spanned, name, "delete-layers", base_contents)?;
+            return Ok(LayerDeletion::Base { base, declared });
+        }
+        (None, Some(cache), Some(holding)) => (cache, holding),
+        (None, Some(_), None) => {
+            return Err(file.invalid(
+                spanned,
+                format!("delete-layers phase `{name}` names a cache but not which of its layers to delete"),
+                r#"add holding = "/path", a file the layers to delete hold"#,
+            ))
+        }
+        _ => {
+            return Err(file.invalid(
+                spanned,
+                format!("delete-layers phase `{name}`: delete a base's layers or a cache's, not both"),
+                r#"keep either base = "APP_BASE", or cache = { type = "local", name = "..." } with holding"#,
+            ))
+        }
+    };
+    if p.sets_build_options() || p.sets_prune_options() || p.content.is_some() {
+        return Err(file.invalid(
+            spanned,
+            format!("phase `{name}` is a delete-layers but sets other options"),
+            "a delete-layers phase of a cache takes only `cache` and `holding`",
+        ));
+    }
+    let doc = cache.get_ref();
+    let cache_name = doc.name(file, cache)?;
+    if doc.kind != CacheType::Local || doc.mode.is_some() || !doc.attrs.is_empty() {
+        return Err(file.invalid(
+            cache,
+            format!("delete-layers phase `{name}`: only a local cache's layers can be deleted"),
+            r#"write cache = { type = "local", name = "..." }, a cache an earlier phase exports"#,
+        ));
+    }
+    let key = cache_key(doc, &cache_name);
+    if !exported.contains(&key) {
+        return Err(file.invalid(
+            cache,
+            format!("delete-layers phase `{name}`: no earlier phase exports cache `{key}`"),
+            format!("export it first with cache_to = [{{ type = \"local\", name = \"{cache_name}\" }}]"),
+        ));
+    }
+    if !is_plain_path(holding.get_ref()) {
+        return Err(file.invalid(
+            holding,
+            format!("`{}` is not a path bkcache looks for in layers", holding.get_ref()),
+            "write an absolute path of letters, digits, '/', '.', '_' and '-', e.g. holding = \"/artifact\"",
+        ));
+    }
+    Ok(LayerDeletion::Cache { cache: cache_name, path: holding.get_ref().clone() })
+}
+
 /// The declared base a `kind` phase (drift, delete-layers) acts on: its build argument and declaration.
 /// Such a phase takes no build or prune options.
 fn phase_base(
@@ -881,6 +955,16 @@ fn phase_base(
     Ok((arg.clone(), declared.clone()))
 }
 
+/// An absolute path of letters, digits, '/', '.', '_' and '-', without `.` or `..` parts: a file of a
+/// build's output or of a layer.
+fn is_plain_path(path: &str) -> bool {
+    path.starts_with('/')
+        && path.len() > 1
+        && !path.ends_with('/')
+        && path.split('/').all(|part| part != ".." && part != ".")
+        && path.chars().all(|ch| ch.is_ascii_alphanumeric() || "/._-".contains(ch))
+}
+
 /// A build's `expect_files`: absolute plain paths, compared with an earlier phase that kept its output,
 /// from a phase that keeps its own.
 fn file_checks(
@@ -892,13 +976,7 @@ fn file_checks(
     let mut checks = Vec::new();
     for c in &p.expect_files {
         let doc = c.get_ref();
-        let plain = |s: &str| s.split('/').all(|part| part != ".." && part != ".");
-        let path_ok = doc.path.starts_with('/')
-            && doc.path.len() > 1
-            && !doc.path.ends_with('/')
-            && plain(&doc.path)
-            && doc.path.chars().all(|ch| ch.is_ascii_alphanumeric() || "/._-".contains(ch));
-        if !path_ok {
+        if !is_plain_path(&doc.path) {
             return Err(file.invalid(
                 c,
                 format!("`{}` is not a file path bkcache checks", doc.path),

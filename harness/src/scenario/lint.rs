@@ -38,7 +38,7 @@ pub fn check(scenario: &Scenario, dockerfile: &Dockerfile) -> Vec<ConfigError> {
                 continue;
             }
             // the builder's cache is as it was; what the base's move does to it is what a run measures
-            PhaseAction::Drift { .. } | PhaseAction::DeleteLayers { .. } => continue,
+            PhaseAction::Drift { .. } | PhaseAction::DeleteLayers(_) => continue,
             PhaseAction::Build(build) => build,
         };
         let mut args: BTreeMap<String, String> = scenario

@@ -98,7 +98,7 @@ impl Scenario {
             PhaseAction::Build(b) => {
                 b.output == Output::Push || b.cache_to.iter().any(|c| matches!(c.target, CacheRef::Registry(_)))
             }
-            PhaseAction::Prune(_) | PhaseAction::Drift { .. } | PhaseAction::DeleteLayers { .. } => false,
+            PhaseAction::Prune(_) | PhaseAction::Drift { .. } | PhaseAction::DeleteLayers(_) => false,
         }) || self.bases.values().any(|b| matches!(b, BaseImage::Declared(_)))
     }
 }
@@ -242,12 +242,28 @@ pub enum PhaseAction {
         declared: DeclaredBase,
         content: String,
     },
-    /// Deletes a declared base's layer blobs from its repository; its manifest and config stay, so
-    /// `FROM` still resolves, but what a build needs of its files must come from a cache.
-    DeleteLayers {
-        base: String,
-        declared: DeclaredBase,
-    },
+    /// Deletes layer blobs a later build may need: it must then get them elsewhere, or do without.
+    DeleteLayers(LayerDeletion),
+}
+
+/// Which layer blobs a delete-layers phase deletes.
+#[derive(Debug, Clone)]
+pub enum LayerDeletion {
+    /// A declared base's (build argument `base`), from its repository; its manifest and config stay,
+    /// so `FROM` still resolves, but what a build needs of its files must come from a cache.
+    Base { base: String, declared: DeclaredBase },
+    /// The layers of a local cache an earlier phase exported that hold `path` (absolute): the cache's
+    /// records still name blobs its directory lost (moby/buildkit#6261).
+    Cache { cache: Name, path: String },
+}
+
+impl fmt::Display for LayerDeletion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LayerDeletion::Base { base, .. } => write!(f, "base {base}"),
+            LayerDeletion::Cache { cache, path } => write!(f, "cache local:{cache}, layers holding {path}"),
+        }
+    }
 }
 
 /// `docker buildx prune --force`, with its options.
