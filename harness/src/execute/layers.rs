@@ -3,7 +3,7 @@
 //! are deleted, and the cache's documents, which still name them, stay.
 
 use std::fs::File;
-use std::io::{BufReader, Read};
+use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 
 use crate::errors::InfraError;
@@ -36,12 +36,9 @@ pub fn delete_holding(dir: &Path, path: &str) -> Result<usize, InfraError> {
 /// (relative, as tar writes it).
 fn holds(blob: &Path, wanted: &str) -> std::io::Result<bool> {
     let mut file = BufReader::new(File::open(blob)?);
-    let mut magic = [0u8; 4];
-    let read = file.get_mut().read(&mut magic)?;
-    let file = BufReader::new(File::open(blob)?);
-    let reader: Box<dyn Read> = match &magic[..read] {
+    let reader: Box<dyn Read> = match file.fill_buf()? {
         [0x1f, 0x8b, ..] => Box::new(flate2::read::MultiGzDecoder::new(file)),
-        [0x28, 0xb5, 0x2f, 0xfd] => {
+        [0x28, 0xb5, 0x2f, 0xfd, ..] => {
             return Err(std::io::Error::other("a zstd layer: bkcache reads gzip and uncompressed layers only"))
         }
         _ => Box::new(file),
@@ -55,4 +52,44 @@ fn holds(blob: &Path, wanted: &str) -> std::io::Result<bool> {
         }
     }
     Ok(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A layer with these files (gzip-compressed or not), as BuildKit writes them: relative paths.
+    fn layer(dir: &Path, name: &str, files: &[&str], gzip: bool) -> std::path::PathBuf {
+        let mut tar = tar::Builder::new(Vec::new());
+        for f in files {
+            let mut header = tar::Header::new_gnu();
+            header.set_size(1);
+            header.set_cksum();
+            tar.append_data(&mut header, f, &b"x"[..]).unwrap();
+        }
+        let mut bytes = tar.into_inner().unwrap();
+        if gzip {
+            let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            std::io::Write::write_all(&mut gz, &bytes).unwrap();
+            bytes = gz.finish().unwrap();
+        }
+        let path = dir.join(name);
+        std::fs::write(&path, bytes).unwrap();
+        path
+    }
+
+    #[test]
+    fn a_layer_holds_a_path_exactly_not_a_longer_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = layer(dir.path(), "run", &["artifact"], true);
+        let copy = layer(dir.path(), "copy", &["app/", "app/artifact"], true);
+        let plain = layer(dir.path(), "plain", &["./artifact"], false);
+        assert!(holds(&run, "artifact").unwrap());
+        assert!(!holds(&copy, "artifact").unwrap());
+        assert!(holds(&copy, "app/artifact").unwrap());
+        assert!(holds(&copy, "app").unwrap());
+        assert!(holds(&plain, "artifact").unwrap());
+        std::fs::write(dir.path().join("zstd"), [0x28, 0xb5, 0x2f, 0xfd, 0]).unwrap();
+        assert!(holds(&dir.path().join("zstd"), "artifact").is_err());
+    }
 }
