@@ -116,6 +116,7 @@ async fn an_inline_cache_in_the_pushed_image_is_imported() {
 /// The prune and build options reach buildx and do what BuildKit documents: a prune filtered by age or
 /// bounded by size keeps the builder's cache (`RUN echo stable` stays CACHED), `no_cache_filter` re-runs
 /// its stage, the builder's own `platform` keeps the cache. Were an option dropped, a phase would break.
+/// A prune without `--all` (the build cache only) removes the step's record too.
 #[tokio::test]
 async fn prune_filters_keep_storage_no_cache_filter_and_platform_take_effect() {
     if !environment_ready().await {
@@ -135,6 +136,7 @@ async fn prune_filters_keep_storage_no_cache_filter_and_platform_take_effect() {
         };
         assert_eq!(stable("after-filtered-prune"), Some(json!(true)), "{builder}");
         assert_eq!(stable("no-cache-stage"), Some(json!(false)), "{builder}");
+        assert_eq!(stable("after-build-cache-prune"), Some(json!(false)), "{builder}");
     }
     assert_eq!(leftovers("e2e-options").await, Vec::<String>::new());
 }

@@ -242,3 +242,19 @@ fn cache_to_spec(export: &CacheExport, paths: &CellPaths<'_>) -> String {
     }
     spec
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prune_args_carry_every_option() {
+        let all = Prune { all: true, filters: vec!["until=24h".into()], keep_storage: Some("1gb".into()) };
+        assert_eq!(
+            prune_args(&all, "b").join(" "),
+            "prune --builder b --force --all --filter until=24h --keep-storage 1gb"
+        );
+        // the build cache only: no --all
+        assert_eq!(prune_args(&Prune::default(), "b").join(" "), "prune --builder b --force");
+    }
+}
