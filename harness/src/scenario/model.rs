@@ -186,7 +186,10 @@ pub struct KnownIssue {
 impl KnownIssue {
     /// Whether it is expected on `profile`: a profile it names or one with its snapshotter (either, when
     /// neither is given) and, when it says `versions`, a profile whose BuildKit release is among them (a
-    /// profile given by `image` has no known release and is never in a version range).
+    /// profile given by `image` has no known release and is never in a version range). A pre-release (an
+    /// rc, or a commit's Go pseudo-version) counts as the release it leads to
+    /// (`v0.24.0-rc2.0.20250916172213-b9322799388c` as 0.24.0): semver would keep every pre-release out
+    /// of a range such as `<0.25.0`.
     pub fn applies_to(&self, profile: &crate::profiles::BuilderProfile) -> bool {
         let scoped = !self.builders.is_empty() || self.snapshotter.is_some();
         let named = self.builders.contains(&profile.name)
@@ -198,7 +201,7 @@ impl KnownIssue {
                 .buildkit
                 .as_ref()
                 .and_then(|b| semver::Version::parse(b.version.trim_start_matches('v')).ok())
-                .is_some_and(|v| req.matches(&v)),
+                .is_some_and(|v| req.matches(&semver::Version::new(v.major, v.minor, v.patch))),
         };
         named && in_versions
     }
@@ -383,5 +386,37 @@ mod tests {
         let m = StepMatcher::Pattern(Regex::new(r#"^\[build 3/3\] RUN echo ".*" > /bust$"#).unwrap());
         assert!(m.matches(r#"[build 3/3] RUN echo "2" > /bust"#));
         assert!(!m.matches(r#"[build 2/3] RUN echo "2" > /bust"#));
+    }
+
+    #[test]
+    fn a_commit_is_in_the_version_ranges_of_the_release_it_leads_to() {
+        let issue = |versions: &str| KnownIssue {
+            id: KnownIssueId("x".into()),
+            summary: None,
+            builders: Vec::new(),
+            snapshotter: None,
+            versions: Some(semver::VersionReq::parse(versions).unwrap()),
+            breaks: Vec::new(),
+            fails_with: Vec::new(),
+            breaks_files: Vec::new(),
+            intermittent: false,
+        };
+        let profile = |version: &str| crate::profiles::BuilderProfile {
+            name: Name::parse(crate::names::NameKind::Profile, "p").unwrap(),
+            image: "i".into(),
+            buildkit: Some(crate::execute::buildkit_image::BuildkitSpec {
+                version: version.into(),
+                source: Default::default(),
+                patches: Vec::new(),
+            }),
+            snapshotter: crate::profiles::Snapshotter::Overlayfs,
+            buildkitd_flags: Vec::new(),
+            buildkitd_config: toml::Table::new(),
+        };
+        let commit = profile("v0.24.0-rc2.0.20250916172213-b9322799388c");
+        assert!(issue("<0.25.0").applies_to(&commit));
+        assert!(!issue(">=0.25.0").applies_to(&commit));
+        assert!(issue(">=0.25.0, <0.26.0").applies_to(&profile("v0.25.0-rc1")));
+        assert!(!issue("<0.25.0").applies_to(&profile("v0.25.1")));
     }
 }
