@@ -400,6 +400,10 @@ fn declared_bases_drift_and_delete_layers_phases_are_checked() {
     let local = "{ type = \"local\", name = \"c\" }";
     for (phases, want) in [
         (delete(local, ""), "names a cache but not which of its layers to delete"),
+        (
+            format!("{export}[[phases]]\nkind = \"delete-layers\"\nholding = \"/a\"\n"),
+            "says what its layers hold but not whose layers",
+        ),
         (delete(local, "holding = \"/a\"\nbase = \"APP\"\n"), "a base's layers or a cache's, not both"),
         (
             delete("{ type = \"local\", name = \"other\" }", "holding = \"/a\"\n"),

@@ -872,6 +872,13 @@ fn layer_deletion(
                 r#"add holding = "/path", a file the layers to delete hold"#,
             ))
         }
+        (None, None, Some(_)) => {
+            return Err(file.invalid(
+                spanned,
+                format!("delete-layers phase `{name}` says what its layers hold but not whose layers"),
+                r#"add cache = { type = "local", name = "..." }, a cache an earlier phase exports"#,
+            ))
+        }
         _ => {
             return Err(file.invalid(
                 spanned,
@@ -880,7 +887,7 @@ fn layer_deletion(
             ))
         }
     };
-    if p.sets_build_options() || p.sets_prune_options() || p.content.is_some() {
+    if p.sets_build_options() || p.sets_prune_options() {
         return Err(file.invalid(
             spanned,
             format!("phase `{name}` is a delete-layers but sets other options"),
