@@ -1,5 +1,6 @@
 //! `bkcache bisect`: the first BuildKit release (or commit) where a cell goes bad, by binary search
-//! between a good and a bad one. Each probe is a whole `bkcache run` of one cell (its image built on
+//! between a good and a bad one — or, when the good release is the newer, the first where it is good
+//! again (the fix). Each probe is a whole `bkcache run` of one cell (its image built on
 //! demand); a version whose image does not build, or whose cell cannot test, is skipped the way
 //! `git bisect skip` does, and the answer then names every version it could be.
 
@@ -67,37 +68,83 @@ pub enum Probe {
     Skip(String),
 }
 
-/// The binary search over versions ordered oldest first: the first is good, the last bad.
+/// Which way the cell changed between the older end and the newer one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    /// Good, then bad: the search finds the first bad version.
+    Regression,
+    /// Bad, then good: the search finds the first good version.
+    Fix,
+}
+
+impl Direction {
+    /// A probe in the search's terms, where the older end is "old" and the newer "new".
+    fn term(self, probe: Probe) -> Term {
+        match (self, probe) {
+            (_, Probe::Skip(_)) => Term::Skip,
+            (Direction::Regression, Probe::Good) | (Direction::Fix, Probe::Bad) => Term::Old,
+            _ => Term::New,
+        }
+    }
+
+    /// What the older end must be.
+    fn old_probe(self) -> Probe {
+        match self {
+            Direction::Regression => Probe::Good,
+            Direction::Fix => Probe::Bad,
+        }
+    }
+
+    fn new_probe(self) -> Probe {
+        match self {
+            Direction::Regression => Probe::Bad,
+            Direction::Fix => Probe::Good,
+        }
+    }
+}
+
+/// A probe as the search sees it, whatever the direction (git bisect's "old" and "new").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Term {
+    Old,
+    New,
+    Skip,
+}
+
+/// The binary search over versions ordered oldest first: the first is old, the last new.
 #[derive(Debug, Clone)]
 pub struct Search {
     pub versions: Vec<String>,
-    probes: Vec<Option<Probe>>,
+    pub direction: Direction,
+    probes: Vec<Option<Term>>,
 }
 
-/// Where the search ended: the last good and first bad version, and the skipped versions between
-/// them (any of which may be the first bad one).
+/// Where the search ended: the last version like the older end and the first like the newer one
+/// (last good and first bad for a regression, last bad and first good for a fix), and the skipped
+/// versions between them (any of which may be the first).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Outcome {
-    pub last_good: String,
-    pub first_bad: String,
+    pub direction: Direction,
+    pub last_old: String,
+    pub first_new: String,
     pub untestable: Vec<String>,
 }
 
 impl Search {
-    pub fn new(versions: Vec<String>) -> Search {
+    pub fn new(versions: Vec<String>, direction: Direction) -> Search {
         let probes = vec![None; versions.len()];
-        Search { versions, probes }
+        Search { versions, direction, probes }
     }
 
     pub fn record(&mut self, index: usize, probe: Probe) {
-        self.probes[index] = Some(probe);
+        self.probes[index] = Some(self.direction.term(probe));
     }
 
-    /// The first bad probe, and the last good one before it.
+    /// The first new probe, and the last old one before it.
     fn bounds(&self) -> (usize, usize) {
         let last = self.versions.len() - 1;
-        let hi = (0..=last).find(|&i| self.probes[i] == Some(Probe::Bad)).unwrap_or(last);
-        let lo = (0..hi).rev().find(|&i| self.probes[i] == Some(Probe::Good)).unwrap_or(0);
+        let hi = (0..=last).find(|&i| self.probes[i] == Some(Term::New)).unwrap_or(last);
+        let lo = (0..hi).rev().find(|&i| self.probes[i] == Some(Term::Old)).unwrap_or(0);
         (lo, hi)
     }
 
@@ -111,8 +158,9 @@ impl Search {
     pub fn outcome(&self) -> Outcome {
         let (lo, hi) = self.bounds();
         Outcome {
-            last_good: self.versions[lo].clone(),
-            first_bad: self.versions[hi].clone(),
+            direction: self.direction,
+            last_old: self.versions[lo].clone(),
+            first_new: self.versions[hi].clone(),
             untestable: self.versions[lo + 1..hi].to_vec(),
         }
     }
@@ -143,8 +191,9 @@ pub struct BisectOptions {
     pub run: RunOptions,
 }
 
-/// The versions to search, oldest first: `good`, the releases (or commits) between, `bad`.
-pub async fn versions(options: &BisectOptions) -> Result<Vec<String>, Error> {
+/// The versions to search, oldest first: `good`, the releases (or commits) between, `bad`; or, when
+/// `good` is the newer release, from `bad` to `good` (a search for the fix).
+pub async fn versions(options: &BisectOptions) -> Result<(Vec<String>, Direction), Error> {
     if !options.commits.is_empty() {
         // with --commits the ends may be commits too
         let (good, bad) = (version_of(options, &options.good).await?, version_of(options, &options.bad).await?);
@@ -156,20 +205,23 @@ pub async fn versions(options: &BisectOptions) -> Result<Vec<String>, Error> {
             }
         }
         out.push(bad);
-        return Ok(out);
+        return Ok((out, Direction::Regression));
     }
-    let mut out = vec![options.good.clone()];
     let parse = |v: &str| semver::Version::parse(v.strip_prefix('v')?).ok();
     let (Some(good), Some(bad)) = (parse(&options.good), parse(&options.bad)) else {
         return Err(usage("--good and --bad must be releases (vX.Y.Z) unless --commits is given"));
     };
-    if good >= bad {
-        return Err(usage("--good must be older than --bad"));
-    }
+    let (older, newer, direction) = match good.cmp(&bad) {
+        std::cmp::Ordering::Less => (&options.good, &options.bad, Direction::Regression),
+        std::cmp::Ordering::Greater => (&options.bad, &options.good, Direction::Fix),
+        std::cmp::Ordering::Equal => return Err(usage("--good and --bad are the same release")),
+    };
+    let (low, high) = (good.clone().min(bad.clone()), good.max(bad));
     let listed = releases::listed().await?;
-    out.extend(listed.iter().filter(|v| **v > good && **v < bad).map(|v| format!("v{v}")));
-    out.push(options.bad.clone());
-    Ok(out)
+    let mut out = vec![older.clone()];
+    out.extend(listed.iter().filter(|v| **v > low && **v < high).map(|v| format!("v{v}")));
+    out.push(newer.clone());
+    Ok((out, direction))
 }
 
 /// A release as given, or a commit's version.
@@ -199,8 +251,9 @@ where
     I: Future<Output = &'static str>,
     F: FnMut(&Step),
 {
-    let mut search = Search::new(versions(options).await?);
-    let ends = [(0, Probe::Good), (search.versions.len() - 1, Probe::Bad)];
+    let (versions, direction) = versions(options).await?;
+    let mut search = Search::new(versions, direction);
+    let ends = [(0, direction.old_probe()), (search.versions.len() - 1, direction.new_probe())];
     for (i, want) in ends {
         let step = probe(options, &search.versions[i], i, interrupt()).await?;
         on_step(&step);
@@ -296,7 +349,7 @@ mod tests {
 
     fn run(truth: &[bool]) -> (Outcome, Vec<usize>) {
         let versions: Vec<String> = (0..truth.len()).map(|i| format!("v0.{i}.0")).collect();
-        let mut search = Search::new(versions);
+        let mut search = Search::new(versions, Direction::Regression);
         search.record(0, Probe::Good);
         search.record(truth.len() - 1, Probe::Bad);
         let mut probed = Vec::new();
@@ -312,8 +365,8 @@ mod tests {
         for first_bad in 1..17 {
             let truth: Vec<bool> = (0..17).map(|i| i >= first_bad).collect();
             let (outcome, probed) = run(&truth);
-            assert_eq!(outcome.first_bad, format!("v0.{first_bad}.0"));
-            assert_eq!(outcome.last_good, format!("v0.{}.0", first_bad - 1));
+            assert_eq!(outcome.first_new, format!("v0.{first_bad}.0"));
+            assert_eq!(outcome.last_old, format!("v0.{}.0", first_bad - 1));
             assert!(outcome.untestable.is_empty());
             assert!(probed.len() <= 4, "{first_bad}: {probed:?}");
         }
@@ -322,7 +375,7 @@ mod tests {
     #[test]
     fn skipped_versions_widen_the_answer_like_git_bisect_skip() {
         let versions: Vec<String> = (0..6).map(|i| format!("v0.{i}.0")).collect();
-        let mut search = Search::new(versions);
+        let mut search = Search::new(versions, Direction::Regression);
         search.record(0, Probe::Good);
         search.record(5, Probe::Bad);
         // truth: v0.3.0 is the first bad; v0.2.0 and v0.3.0 do not build
@@ -335,8 +388,23 @@ mod tests {
             search.record(i, probe);
         }
         let outcome = search.outcome();
-        assert_eq!((outcome.last_good.as_str(), outcome.first_bad.as_str()), ("v0.1.0", "v0.4.0"));
+        assert_eq!((outcome.last_old.as_str(), outcome.first_new.as_str()), ("v0.1.0", "v0.4.0"));
         assert_eq!(outcome.untestable, vec!["v0.2.0".to_owned(), "v0.3.0".to_owned()]);
+    }
+
+    #[test]
+    fn a_fix_search_finds_the_first_good_version() {
+        // bad from v0.0.0, good again from v0.5.0 on
+        let versions: Vec<String> = (0..9).map(|i| format!("v0.{i}.0")).collect();
+        let mut search = Search::new(versions, Direction::Fix);
+        search.record(0, Probe::Bad);
+        search.record(8, Probe::Good);
+        while let Some(i) = search.next() {
+            search.record(i, if i >= 5 { Probe::Good } else { Probe::Bad });
+        }
+        let outcome = search.outcome();
+        assert_eq!((outcome.last_old.as_str(), outcome.first_new.as_str()), ("v0.4.0", "v0.5.0"));
+        assert_eq!(outcome.direction, Direction::Fix);
     }
 
     #[test]

@@ -98,7 +98,8 @@ struct BisectArgs {
     /// A release (or, with --commits, a version or commit) where the cell is good.
     #[arg(long)]
     good: String,
-    /// A later one where it is bad.
+    /// One where it is bad: a later one, to find the first bad release (or commit); an earlier release,
+    /// to find the first good one again (the fix).
     #[arg(long)]
     bad: String,
     /// The snapshotter of the cell.
@@ -535,14 +536,18 @@ async fn bisect(args: &BisectArgs) -> Result<i32, Error> {
     })
     .await?;
     let took = started.elapsed().as_secs_f64();
+    let (new, old) = match outcome.direction {
+        crate::bisect::Direction::Regression => ("bad", "good"),
+        crate::bisect::Direction::Fix => ("good", "bad"),
+    };
     if outcome.untestable.is_empty() {
-        println!("first bad: {} (last good: {}); {took:.0}s", outcome.first_bad, outcome.last_good);
+        println!("first {new}: {} (last {old}: {}); {took:.0}s", outcome.first_new, outcome.last_old);
     } else {
         println!(
-            "first bad: one of {}, {} (untestable between them; last good: {}); {took:.0}s",
+            "first {new}: one of {}, {} (untestable between them; last {old}: {}); {took:.0}s",
             outcome.untestable.join(", "),
-            outcome.first_bad,
-            outcome.last_good
+            outcome.first_new,
+            outcome.last_old
         );
     }
     Ok(EXIT_OK)

@@ -1,5 +1,6 @@
 //! End-to-end: release testing across BuildKit releases built from the Go module proxy — the range
-//! `--buildkit` resolves, and `bisect` finding the first bad release of a real behaviour change. Same
+//! `--buildkit` resolves, and `bisect` finding the first bad release of a real behaviour change, and
+//! the release that fixed another. Same
 //! environment rules as e2e.rs. Cost: the images of v0.25.0, v0.25.1 and v0.26.0 are built when missing
 //! (about 3.5 minutes on this machine with warm Go caches, once); then the bisect takes about 30 s.
 
@@ -37,6 +38,36 @@ async fn bisect_finds_the_release_where_the_mode_min_cache_lost_its_layers_on_st
     assert!(out.contains("first bad: v0.25.0 (last good: v0.24.0)"), "{out}");
     for probe in 0..5 {
         assert_eq!(leftovers(&format!("bisect-e2e-{probe}")).await, Vec::<String>::new());
+    }
+}
+
+#[tokio::test]
+async fn bisect_with_the_good_release_newer_finds_the_fix() {
+    if !environment_ready().await {
+        return;
+    }
+    // measured (README, moby/buildkit#6261): on overlayfs v0.25.0's solver fails lost-cache-blob's
+    // carrying build, v0.25.1 fixed it; the search probes both ends, then v0.25.1, and is done
+    let out = bkcache_ok([
+        "bisect",
+        "scenarios/public-issues/lost-cache-blob.toml",
+        "--good",
+        "v0.26.0",
+        "--bad",
+        "v0.25.0",
+        "--snapshotter",
+        "overlayfs",
+        "--bad-when",
+        "build-failure",
+        "--run-id",
+        "bisect-fix-e2e",
+    ]);
+    let probed: Vec<(&str, &str)> =
+        out.lines().filter_map(|l| l.split_whitespace().collect::<Vec<_>>().get(..2).map(|w| (w[0], w[1]))).collect();
+    assert_eq!(&probed[..3], &[("v0.25.0", "bad"), ("v0.26.0", "good"), ("v0.25.1", "good")], "{out}");
+    assert!(out.contains("first good: v0.25.1 (last bad: v0.25.0)"), "{out}");
+    for probe in 0..3 {
+        assert_eq!(leftovers(&format!("bisect-fix-e2e-{probe}")).await, Vec::<String>::new());
     }
 }
 
