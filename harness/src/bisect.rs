@@ -347,15 +347,17 @@ fn classify(bad_when: &BadWhen, version: &str, report: &RunReport) -> Result<(Pr
 mod tests {
     use super::*;
 
-    fn run(truth: &[bool]) -> (Outcome, Vec<usize>) {
-        let versions: Vec<String> = (0..truth.len()).map(|i| format!("v0.{i}.0")).collect();
-        let mut search = Search::new(versions, Direction::Regression);
-        search.record(0, Probe::Good);
-        search.record(truth.len() - 1, Probe::Bad);
+    /// Searches `n` versions `v0.<i>.0` whose ends are as `direction` wants, probing each as `truth`
+    /// says; the outcome and the indexes probed between the ends.
+    fn run(n: usize, direction: Direction, truth: impl Fn(usize) -> Probe) -> (Outcome, Vec<usize>) {
+        let versions: Vec<String> = (0..n).map(|i| format!("v0.{i}.0")).collect();
+        let mut search = Search::new(versions, direction);
+        search.record(0, direction.old_probe());
+        search.record(n - 1, direction.new_probe());
         let mut probed = Vec::new();
         while let Some(i) = search.next() {
             probed.push(i);
-            search.record(i, if truth[i] { Probe::Bad } else { Probe::Good });
+            search.record(i, truth(i));
         }
         (search.outcome(), probed)
     }
@@ -363,8 +365,8 @@ mod tests {
     #[test]
     fn finds_the_first_bad_version_in_log2_probes() {
         for first_bad in 1..17 {
-            let truth: Vec<bool> = (0..17).map(|i| i >= first_bad).collect();
-            let (outcome, probed) = run(&truth);
+            let truth = |i| if i >= first_bad { Probe::Bad } else { Probe::Good };
+            let (outcome, probed) = run(17, Direction::Regression, truth);
             assert_eq!(outcome.first_new, format!("v0.{first_bad}.0"));
             assert_eq!(outcome.last_old, format!("v0.{}.0", first_bad - 1));
             assert!(outcome.untestable.is_empty());
@@ -374,20 +376,12 @@ mod tests {
 
     #[test]
     fn skipped_versions_widen_the_answer_like_git_bisect_skip() {
-        let versions: Vec<String> = (0..6).map(|i| format!("v0.{i}.0")).collect();
-        let mut search = Search::new(versions, Direction::Regression);
-        search.record(0, Probe::Good);
-        search.record(5, Probe::Bad);
         // truth: v0.3.0 is the first bad; v0.2.0 and v0.3.0 do not build
-        while let Some(i) = search.next() {
-            let probe = match i {
-                2 | 3 => Probe::Skip("does not build".into()),
-                1 => Probe::Good,
-                _ => Probe::Bad,
-            };
-            search.record(i, probe);
-        }
-        let outcome = search.outcome();
+        let (outcome, _) = run(6, Direction::Regression, |i| match i {
+            2 | 3 => Probe::Skip("does not build".into()),
+            1 => Probe::Good,
+            _ => Probe::Bad,
+        });
         assert_eq!((outcome.last_old.as_str(), outcome.first_new.as_str()), ("v0.1.0", "v0.4.0"));
         assert_eq!(outcome.untestable, vec!["v0.2.0".to_owned(), "v0.3.0".to_owned()]);
     }
@@ -395,14 +389,7 @@ mod tests {
     #[test]
     fn a_fix_search_finds_the_first_good_version() {
         // bad from v0.0.0, good again from v0.5.0 on
-        let versions: Vec<String> = (0..9).map(|i| format!("v0.{i}.0")).collect();
-        let mut search = Search::new(versions, Direction::Fix);
-        search.record(0, Probe::Bad);
-        search.record(8, Probe::Good);
-        while let Some(i) = search.next() {
-            search.record(i, if i >= 5 { Probe::Good } else { Probe::Bad });
-        }
-        let outcome = search.outcome();
+        let (outcome, _) = run(9, Direction::Fix, |i| if i >= 5 { Probe::Good } else { Probe::Bad });
         assert_eq!((outcome.last_old.as_str(), outcome.first_new.as_str()), ("v0.4.0", "v0.5.0"));
         assert_eq!(outcome.direction, Direction::Fix);
     }

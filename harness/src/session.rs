@@ -208,7 +208,7 @@ impl Session {
             .iter()
             .flat_map(|c| c.scenario.bases.values())
             .filter_map(BaseImage::local)
-            .map(|name| BaseImage::Local(name.clone()).reference(&registry, &|_| String::new()))
+            .map(|name| BaseImage::local_reference(&registry, name))
             .collect();
         for base in bases {
             if !self.machine.registry.has_image(&base).await? {

@@ -8,6 +8,11 @@ mod common;
 
 use common::{bkcache_ok, environment_ready, leftovers};
 
+/// The probes `bisect` printed, in order: (version, good|bad|skip).
+fn probes(out: &str) -> Vec<(&str, &str)> {
+    out.lines().filter_map(|l| l.split_whitespace().collect::<Vec<_>>().get(..2).map(|w| (w[0], w[1]))).collect()
+}
+
 #[tokio::test]
 async fn bisect_finds_the_release_where_the_mode_min_cache_lost_its_layers_on_stargz() {
     if !environment_ready().await {
@@ -28,8 +33,7 @@ async fn bisect_finds_the_release_where_the_mode_min_cache_lost_its_layers_on_st
         "--run-id",
         "bisect-e2e",
     ]);
-    let probed: Vec<(&str, &str)> =
-        out.lines().filter_map(|l| l.split_whitespace().collect::<Vec<_>>().get(..2).map(|w| (w[0], w[1]))).collect();
+    let probed = probes(&out);
     assert_eq!(
         &probed[..4],
         &[("v0.24.0", "good"), ("v0.26.0", "bad"), ("v0.25.1", "bad"), ("v0.25.0", "bad")],
@@ -62,8 +66,7 @@ async fn bisect_with_the_good_release_newer_finds_the_fix() {
         "--run-id",
         "bisect-fix-e2e",
     ]);
-    let probed: Vec<(&str, &str)> =
-        out.lines().filter_map(|l| l.split_whitespace().collect::<Vec<_>>().get(..2).map(|w| (w[0], w[1]))).collect();
+    let probed = probes(&out);
     assert_eq!(&probed[..3], &[("v0.25.0", "bad"), ("v0.26.0", "good"), ("v0.25.1", "good")], "{out}");
     assert!(out.contains("first good: v0.25.1 (last bad: v0.25.0)"), "{out}");
     for probe in 0..3 {

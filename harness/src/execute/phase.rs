@@ -105,14 +105,12 @@ pub async fn run(
 ) -> Result<RawPhase, InfraError> {
     let started = Instant::now();
     let timeout = Duration::from_secs(scenario.phase_timeout_secs);
-    let mut effect = None;
-    let build = match &phase.action {
+    let (build, effect) = match &phase.action {
         PhaseAction::Drift { base, declared, content } => {
             bases
                 .push(declared, content, &paths.declared_ref(declared), &paths.base_ref(&declared.from), paths.dir)
                 .await?;
-            effect = Some(Effect::Drifted { base: base.clone() });
-            None
+            (None, Some(Effect::Drifted { base: base.clone() }))
         }
         PhaseAction::DeleteLayers(deletion) => {
             let layers = match deletion {
@@ -121,12 +119,11 @@ pub async fn run(
                     super::layers::delete_holding(&paths.local_cache_dir(cache), path)?
                 }
             };
-            effect = Some(Effect::LayersDeleted { from: deletion.to_string(), layers });
-            None
+            (None, Some(Effect::LayersDeleted { from: deletion.to_string(), layers }))
         }
         PhaseAction::Prune(prune) => {
             buildx(&prune_args(prune, &builder.name), timeout).await?.require_success()?;
-            None
+            (None, None)
         }
         PhaseAction::Build(build) => {
             let args = build_args(&phase.name, build, scenario, &builder.name, paths, "rawjson");
@@ -143,7 +140,7 @@ pub async fn run(
                     key_dumps = Some(paths.dir.join(phase.name.as_str()));
                 }
             }
-            Some(RawBuild {
+            let raw = RawBuild {
                 succeeded: run.success,
                 rawjson: run.stderr,
                 exports: build.cache_to.iter().map(|c| paths.cache_artifact(&c.target)).collect(),
@@ -153,7 +150,8 @@ pub async fn run(
                     dir: paths.output_dir(&phase.name),
                     checked: scenario.checked_files(&phase.name),
                 }),
-            })
+            };
+            (Some(raw), None)
         }
     };
     Ok(RawPhase { phase: phase.name.to_string(), duration: started.elapsed(), build, effect })

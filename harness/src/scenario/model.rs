@@ -134,10 +134,15 @@ impl BaseImage {
     /// Its reference; a declared base's is its repetition's (`declared` gives it from the tag).
     pub fn reference(&self, registry: &str, declared: &dyn Fn(&Name) -> String) -> String {
         match self {
-            BaseImage::Local(name) => format!("{registry}/bkcache/{name}:esgz"),
+            BaseImage::Local(name) => Self::local_reference(registry, name),
             BaseImage::Image(r) => r.clone(),
             BaseImage::Declared(base) => declared(&base.tag),
         }
+    }
+
+    /// Where the set-up pushes local base `name`.
+    pub fn local_reference(registry: &str, name: &Name) -> String {
+        format!("{registry}/bkcache/{name}:esgz")
     }
 
     /// The local base it is or it is made from, which the set-up must have pushed.
