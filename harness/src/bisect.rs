@@ -68,6 +68,16 @@ pub enum Probe {
     Skip(String),
 }
 
+impl std::fmt::Display for Probe {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Probe::Good => f.write_str("good"),
+            Probe::Bad => f.write_str("bad"),
+            Probe::Skip(why) => write!(f, "skip ({why})"),
+        }
+    }
+}
+
 /// Which way the cell changed between the older end and the newer one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Direction {
@@ -259,13 +269,11 @@ where
         on_step(&step);
         if step.probe != want {
             let which = if want == Probe::Good { "--good" } else { "--bad" };
-            return Err(usage(&format!(
-                "{which} {} is not {}: the cell gave {} ({:?})",
-                step.version,
-                if want == Probe::Good { "good" } else { "bad" },
-                step.verdict,
-                step.probe
-            )));
+            let gave = match &step.probe {
+                Probe::Skip(why) => format!("it cannot be tested: {why}"),
+                probe => format!("it was {probe} (the cell gave {})", step.verdict),
+            };
+            return Err(usage(&format!("{which} {} is not {want}: {gave}", step.version)));
         }
         search.record(i, step.probe);
     }

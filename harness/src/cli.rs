@@ -113,7 +113,7 @@ struct BisectArgs {
     /// its vendored modules) instead of the Go module proxy, which serves releases only.
     #[arg(long, value_name = "DIR")]
     git: Option<PathBuf>,
-    /// Run the cell N times per version: bad when any repetition is.
+    /// Run the cell N times per version: bad when any repetition is bad.
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=MAX_REPEAT as i64))]
     repeat: Option<u32>,
     /// What makes a version bad: `broke` (an expectation broke, known issues aside), `build-failure`
@@ -527,11 +527,7 @@ async fn bisect(args: &BisectArgs) -> Result<i32, Error> {
     };
     let started = std::time::Instant::now();
     let outcome = crate::bisect::bisect(&options, interrupted, |step| {
-        let probe = match &step.probe {
-            crate::bisect::Probe::Good => "good".to_owned(),
-            crate::bisect::Probe::Bad => "bad".to_owned(),
-            crate::bisect::Probe::Skip(why) => format!("skip ({why})"),
-        };
+        let probe = step.probe.to_string();
         println!("{:<42} {:<5} {:<40} {:.0}s", step.version, probe, step.verdict, step.duration.as_secs_f64());
     })
     .await?;

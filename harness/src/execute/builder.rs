@@ -28,6 +28,10 @@ use crate::profiles::BuilderProfile;
 const CREATE_TIMEOUT: Duration = Duration::from_secs(180);
 const REMOVE_TIMEOUT: Duration = Duration::from_secs(60);
 const RESET_TIMEOUT: Duration = Duration::from_secs(60);
+/// Creations of a builder whose debug port another process took first (see `keys::free_loopback_port`).
+const CREATE_ATTEMPTS: u32 = 3;
+/// What buildkitd logs when its debug address is taken.
+const PORT_TAKEN: &str = "address already in use";
 /// Where the docker-container driver mounts the builder's state volume, and where buildx puts the config.
 const STATE_DIR: &str = "/var/lib/buildkit";
 const CONFIG_DIR: &str = "/etc/buildkit";
@@ -46,12 +50,16 @@ pub struct Builder {
     log_lines_before: usize,
     /// buildkitd's debug address (`127.0.0.1:<port>`), when it records cache-key plaintexts.
     pub debug_addr: Option<String>,
+    /// How often Docker had restarted the container when this life was handed out: a count above it
+    /// later means buildkitd died in this life (one that failed to start and came back before it was
+    /// handed out is not a death during a build).
+    pub restarts_before: i64,
 }
 
 impl Builder {
     /// The container the docker-container driver runs buildkitd in.
     pub fn container(&self) -> String {
-        format!("{CONTAINER_PREFIX}{}0", self.name)
+        container_of(&self.name)
     }
 
     /// What buildkitd logged in this life.
@@ -59,6 +67,10 @@ impl Builder {
         let log = engine.container_logs(&self.container(), 0).await?;
         Ok(log.lines().skip(self.log_lines_before).flat_map(|l| [l, "\n"]).collect())
     }
+}
+
+fn container_of(builder: &str) -> String {
+    format!("{CONTAINER_PREFIX}{builder}0")
 }
 
 fn root(life: u32) -> String {
@@ -116,7 +128,7 @@ impl Janitor {
                 }
             }
         }
-        self.create(profile, registry, work_dir).await
+        self.create(profile, registry, work_dir, engine).await
     }
 
     /// Hands a builder back after a repetition: kept for the next one when `clean` (the repetition saw
@@ -129,21 +141,50 @@ impl Janitor {
         self.remove(&builder.name, engine).await
     }
 
-    async fn create(&self, profile: &BuilderProfile, registry: &str, work_dir: &Path) -> Result<Builder, InfraError> {
+    async fn create(
+        &self,
+        profile: &BuilderProfile,
+        registry: &str,
+        work_dir: &Path,
+        engine: &Engine,
+    ) -> Result<Builder, InfraError> {
         let name = self.builder_name(self.created.fetch_add(1, Ordering::Relaxed), &profile.name);
         let config = write_config(work_dir, &buildkitd_config(profile, registry, 1))?;
         self.live.lock().expect("janitor lock").push(name.clone());
-        let mut flags = profile.all_buildkitd_flags();
-        let debug_addr = match profile.records_cache_keys() {
-            true => Some(format!("127.0.0.1:{}", super::keys::free_loopback_port()?)),
-            false => None,
-        };
-        if let Some(addr) = &debug_addr {
-            flags.extend(["--save-cache-debug".into(), format!("--debugaddr={addr}")]);
+        let mut attempt = 1;
+        loop {
+            let mut flags = profile.all_buildkitd_flags();
+            let debug_addr = match profile.records_cache_keys() {
+                true => Some(format!("127.0.0.1:{}", super::keys::free_loopback_port()?)),
+                false => None,
+            };
+            if let Some(addr) = &debug_addr {
+                flags.extend(["--save-cache-debug".into(), format!("--debugaddr={addr}")]);
+            }
+            let args = create_args(&name, &profile.image, &flags, &config.display().to_string());
+            let created = buildx(&args, CREATE_TIMEOUT).await.and_then(|out| out.require_success());
+            if let Err(e) = created {
+                // the debug port, free when picked, was bound by someone else before buildkitd bound it
+                let log = engine.container_logs(&container_of(&name), 0).await.unwrap_or_default();
+                if debug_addr.is_none() || attempt == CREATE_ATTEMPTS || !log.contains(PORT_TAKEN) {
+                    return Err(e);
+                }
+                tracing::warn!(builder = %name, attempt, "buildkitd's debug port was taken; creating it again");
+                remove(&name, engine).await?;
+                attempt += 1;
+                continue;
+            }
+            let mut builder = Builder {
+                name,
+                profile: profile.name.clone(),
+                life: 1,
+                log_lines_before: 0,
+                debug_addr,
+                restarts_before: 0,
+            };
+            builder.restarts_before = restarts(&builder, engine).await?;
+            return Ok(builder);
         }
-        let args = create_args(&name, &profile.image, &flags, &config.display().to_string());
-        buildx(&args, CREATE_TIMEOUT).await?.require_success()?;
-        Ok(Builder { name, profile: profile.name.clone(), life: 1, log_lines_before: 0, debug_addr })
     }
 
     /// Removes a builder with its container and state volume.
@@ -240,7 +281,14 @@ async fn reset(mut builder: Builder, config: &str, engine: &Engine) -> Result<Bu
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    builder.restarts_before = restarts(&builder, engine).await?;
     Ok(builder)
+}
+
+/// How often Docker has restarted the builder's container so far.
+async fn restarts(builder: &Builder, engine: &Engine) -> Result<i64, InfraError> {
+    let state = engine.container_state(&builder.container()).await?;
+    Ok(state.map(|s| s.restarts).unwrap_or_default())
 }
 
 #[cfg(test)]

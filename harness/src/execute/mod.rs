@@ -281,11 +281,11 @@ async fn probe(
     let container = builder.container();
     let died = |what: &str| Some(InfraFailure::new(format!("{context} {what}"), &buildx_said()));
     match machine.engine.container_state(&container).await {
-        Ok(Some(state)) if state.running && state.restarts == 0 => {}
-        Ok(Some(state)) if state.running => {
-            return died("buildkitd died during the build (Docker restarted its container)")
+        Ok(state) => {
+            if let Some(what) = buildkitd_death(state, builder.restarts_before) {
+                return died(what);
+            }
         }
-        Ok(_) => return died("the builder's container is no longer running"),
         Err(e) => return Some(InfraFailure::new(format!("{context} the builder could not be inspected"), &e)),
     }
     // the state lags behind a process that was just killed: ask buildkitd itself; an exec refused because the
@@ -310,10 +310,38 @@ async fn probe(
     None
 }
 
+/// What the builder's container says about its buildkitd after a failed build, if it died: gone, or
+/// restarted by Docker more often than when the builder was handed out.
+fn buildkitd_death(state: Option<docker::ContainerState>, restarts_before: i64) -> Option<&'static str> {
+    match state {
+        Some(state) if state.running && state.restarts == restarts_before => None,
+        Some(state) if state.running => Some("buildkitd died during the build (Docker restarted its container)"),
+        _ => Some("the builder's container is no longer running"),
+    }
+}
+
 /// Whether `dir` takes a 1 MiB file (a full disk fails exports to it, which is not BuildKit's doing).
 fn has_room(dir: &Path) -> Result<(), InfraError> {
     let probe = dir.join(".bkcache-room-probe");
     let written = std::fs::write(&probe, vec![0u8; 1 << 20]).and_then(|()| std::fs::File::open(&probe)?.sync_all());
     let _ = std::fs::remove_file(&probe);
     written.map_err(InfraError::io(format!("writing a 1 MiB file into {}", dir.display())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::docker::ContainerState;
+    use super::*;
+
+    #[test]
+    fn buildkitd_died_only_when_restarted_after_the_builder_was_handed_out() {
+        let state = |running, restarts| Some(ContainerState { running, restarts });
+        // a buildkitd that failed to bind its debug port 5 times came back before the builder was handed out
+        assert_eq!(buildkitd_death(state(true, 5), 5), None);
+        assert_eq!(buildkitd_death(state(true, 0), 0), None);
+        assert!(buildkitd_death(state(true, 6), 5).unwrap().contains("died during the build"));
+        assert!(buildkitd_death(state(true, 1), 0).unwrap().contains("died during the build"));
+        assert!(buildkitd_death(state(false, 5), 5).unwrap().contains("no longer running"));
+        assert!(buildkitd_death(None, 0).unwrap().contains("no longer running"));
+    }
 }
