@@ -17,7 +17,7 @@
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::buildx::buildx;
 use super::docker::Engine;
@@ -265,21 +265,22 @@ async fn reset(mut builder: Builder, config: &str, engine: &Engine) -> Result<Bu
     engine.start_container(&container).await?;
     let previous = root(builder.life);
     builder.life += 1;
-    if !engine.exec_succeeds(&container, &["rm", "-rf", &previous]).await? {
-        return Err(InfraError::BuilderReset { builder: builder.name, reason: format!("could not delete {previous}") });
-    }
-    let deadline = Instant::now() + RESET_TIMEOUT;
-    while !engine.exec_succeeds(&container, &["buildctl", "debug", "workers"]).await? {
-        if !engine.container_state(&container).await?.is_some_and(|s| s.running) {
-            return Err(InfraError::BuilderReset { builder: builder.name, reason: "its container stopped".into() });
+    // one exec deletes the previous root and then asks buildkitd until it answers: every exec costs
+    // dockerd, containerd and runc CPU, which an exec per question spent beside the other repetitions
+    let wait = format!("rm -rf {previous} && until buildctl debug workers >/dev/null 2>&1; do sleep 0.05; done");
+    let failed = |reason: String| InfraError::BuilderReset { builder: builder.name.clone(), reason };
+    match tokio::time::timeout(RESET_TIMEOUT, engine.exec_succeeds(&container, &["sh", "-c", &wait])).await {
+        Ok(Ok(true)) => {}
+        Ok(Ok(false)) => {
+            return Err(match engine.container_state(&container).await?.is_some_and(|s| s.running) {
+                true => failed(format!("could not delete {previous}")),
+                false => failed("its container stopped".into()),
+            })
         }
-        if Instant::now() > deadline {
-            return Err(InfraError::BuilderReset {
-                builder: builder.name,
-                reason: format!("buildkitd did not answer within {}s of its restart", RESET_TIMEOUT.as_secs()),
-            });
+        Ok(Err(e)) => return Err(e),
+        Err(_) => {
+            return Err(failed(format!("buildkitd did not answer within {}s of its restart", RESET_TIMEOUT.as_secs())))
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
     builder.restarts_before = restarts(&builder, engine).await?;
     Ok(builder)
