@@ -221,12 +221,11 @@ pub async fn versions(options: &BisectOptions) -> Result<(Vec<String>, Direction
     let (Some(good), Some(bad)) = (parse(&options.good), parse(&options.bad)) else {
         return Err(usage("--good and --bad must be releases (vX.Y.Z) unless --commits is given"));
     };
-    let (older, newer, direction) = match good.cmp(&bad) {
-        std::cmp::Ordering::Less => (&options.good, &options.bad, Direction::Regression),
-        std::cmp::Ordering::Greater => (&options.bad, &options.good, Direction::Fix),
+    let ((older, low), (newer, high), direction) = match good.cmp(&bad) {
+        std::cmp::Ordering::Less => ((&options.good, good), (&options.bad, bad), Direction::Regression),
+        std::cmp::Ordering::Greater => ((&options.bad, bad), (&options.good, good), Direction::Fix),
         std::cmp::Ordering::Equal => return Err(usage("--good and --bad are the same release")),
     };
-    let (low, high) = (good.clone().min(bad.clone()), good.max(bad));
     let listed = releases::listed().await?;
     let mut out = vec![older.clone()];
     out.extend(listed.iter().filter(|v| **v > low && **v < high).map(|v| format!("v{v}")));

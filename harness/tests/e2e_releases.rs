@@ -13,6 +13,25 @@ fn probes(out: &str) -> Vec<(&str, &str)> {
     out.lines().filter_map(|l| l.split_whitespace().collect::<Vec<_>>().get(..2).map(|w| (w[0], w[1]))).collect()
 }
 
+/// The arguments of `bkcache bisect` for moby/buildkit#6261: lost-cache-blob on overlayfs, bad when
+/// BuildKit fails a build.
+fn bisect_6261<'a>(good: &'a str, bad: &'a str, run_id: &'a str) -> [&'a str; 12] {
+    [
+        "bisect",
+        "scenarios/public-issues/lost-cache-blob.toml",
+        "--good",
+        good,
+        "--bad",
+        bad,
+        "--snapshotter",
+        "overlayfs",
+        "--bad-when",
+        "build-failure",
+        "--run-id",
+        run_id,
+    ]
+}
+
 #[tokio::test]
 async fn bisect_finds_the_release_whose_solver_fails_a_build_on_a_cache_that_lost_a_blob() {
     if !environment_ready().await {
@@ -23,20 +42,7 @@ async fn bisect_finds_the_release_whose_solver_fails_a_build_on_a_cache_that_los
     // fails it, every time; adjacent releases, so the search is done after probing its ends. (The stargz
     // regressions at v0.25.0 have v0.24.0 ends that lose layers in some runs: a CI run saw min-vs-max's
     // 3 times in a row.)
-    let out = bkcache_ok([
-        "bisect",
-        "scenarios/public-issues/lost-cache-blob.toml",
-        "--good",
-        "v0.24.0",
-        "--bad",
-        "v0.25.0",
-        "--snapshotter",
-        "overlayfs",
-        "--bad-when",
-        "build-failure",
-        "--run-id",
-        "bisect-e2e",
-    ]);
+    let out = bkcache_ok(bisect_6261("v0.24.0", "v0.25.0", "bisect-e2e"));
     assert_eq!(probes(&out)[..2], [("v0.24.0", "good"), ("v0.25.0", "bad")], "{out}");
     assert!(out.contains("first bad: v0.25.0 (last good: v0.24.0)"), "{out}");
     for probe in 0..2 {
@@ -50,8 +56,7 @@ async fn a_bisect_whose_good_end_is_bad_is_refused_with_what_its_cell_gave() {
         return;
     }
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_bkcache"))
-        .args(["bisect", "scenarios/public-issues/lost-cache-blob.toml", "--good", "v0.25.0", "--bad", "v0.26.0"])
-        .args(["--snapshotter", "overlayfs", "--bad-when", "build-failure", "--run-id", "bisect-refused-e2e"])
+        .args(bisect_6261("v0.25.0", "v0.26.0", "bisect-refused-e2e"))
         .current_dir(common::repo())
         .output()
         .unwrap();
@@ -69,20 +74,7 @@ async fn bisect_with_the_good_release_newer_finds_the_fix() {
     }
     // measured (README, moby/buildkit#6261): on overlayfs v0.25.0's solver fails lost-cache-blob's
     // carrying build, v0.25.1 fixed it; the search probes both ends, then v0.25.1, and is done
-    let out = bkcache_ok([
-        "bisect",
-        "scenarios/public-issues/lost-cache-blob.toml",
-        "--good",
-        "v0.26.0",
-        "--bad",
-        "v0.25.0",
-        "--snapshotter",
-        "overlayfs",
-        "--bad-when",
-        "build-failure",
-        "--run-id",
-        "bisect-fix-e2e",
-    ]);
+    let out = bkcache_ok(bisect_6261("v0.26.0", "v0.25.0", "bisect-fix-e2e"));
     let probed = probes(&out);
     assert_eq!(&probed[..3], &[("v0.25.0", "bad"), ("v0.26.0", "good"), ("v0.25.1", "good")], "{out}");
     assert!(out.contains("first good: v0.25.1 (last bad: v0.25.0)"), "{out}");

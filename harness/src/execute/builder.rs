@@ -174,16 +174,15 @@ impl Janitor {
                 attempt += 1;
                 continue;
             }
-            let mut builder = Builder {
+            let restarts_before = restarts(&container_of(&name), engine).await?;
+            return Ok(Builder {
                 name,
                 profile: profile.name.clone(),
                 life: 1,
                 log_lines_before: 0,
                 debug_addr,
-                restarts_before: 0,
-            };
-            builder.restarts_before = restarts(&builder, engine).await?;
-            return Ok(builder);
+                restarts_before,
+            });
         }
     }
 
@@ -282,14 +281,13 @@ async fn reset(mut builder: Builder, config: &str, engine: &Engine) -> Result<Bu
             return Err(failed(format!("buildkitd did not answer within {}s of its restart", RESET_TIMEOUT.as_secs())))
         }
     }
-    builder.restarts_before = restarts(&builder, engine).await?;
+    builder.restarts_before = restarts(&container, engine).await?;
     Ok(builder)
 }
 
-/// How often Docker has restarted the builder's container so far.
-async fn restarts(builder: &Builder, engine: &Engine) -> Result<i64, InfraError> {
-    let state = engine.container_state(&builder.container()).await?;
-    Ok(state.map(|s| s.restarts).unwrap_or_default())
+/// How often Docker has restarted a builder's container so far.
+async fn restarts(container: &str, engine: &Engine) -> Result<i64, InfraError> {
+    Ok(engine.container_state(container).await?.map(|s| s.restarts).unwrap_or_default())
 }
 
 #[cfg(test)]
