@@ -1,10 +1,18 @@
 //! Running the `docker buildx` CLI: the way BuildKit's users drive builders, so the harness exercises
 //! the same path. Every call has a time limit, and its child dies with the call (Ctrl-C included).
+//!
+//! The plugin binary is run directly, in buildx's standalone mode (same binary, arguments, builders and
+//! output): `docker buildx X` starts the docker CLI, which starts the plugin once for its metadata and
+//! again to run it, about 50 ms of CPU per command that two CLI processes spend on nothing bkcache
+//! uses. The docker CLI names its plugin (a client-only `docker info`); where it does not, bkcache runs
+//! `docker buildx`.
 
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
 use tokio::process::Command;
+use tokio::sync::OnceCell;
 
 use crate::errors::InfraError;
 
@@ -32,9 +40,13 @@ impl Invocation {
 /// Runs `docker buildx ARGS...`, capturing its output, killing it after `timeout`.
 pub async fn buildx(args: &[String], timeout: Duration) -> Result<Invocation, InfraError> {
     let command = format!("docker buildx {}", args.join(" "));
-    tracing::debug!(%command, "running");
-    let child = Command::new("docker")
-        .arg("buildx")
+    let program = program().await;
+    tracing::debug!(%command, program = %program.display(), "running");
+    let mut child = Command::new(program);
+    if program == Path::new("docker") {
+        child.arg("buildx");
+    }
+    let child = child
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -53,6 +65,27 @@ pub async fn buildx(args: &[String], timeout: Duration) -> Result<Invocation, In
         stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
     })
+}
+
+/// The buildx plugin the docker CLI would run, or `docker` (then run as `docker buildx`).
+async fn program() -> &'static Path {
+    static PROGRAM: OnceCell<PathBuf> = OnceCell::const_new();
+    PROGRAM
+        .get_or_init(|| async {
+            let format = r#"{{range .ClientInfo.Plugins}}{{if eq .Name "buildx"}}{{.Path}}{{end}}{{end}}"#;
+            let info = Command::new("docker").args(["info", "--format", format]).stdin(Stdio::null()).output().await;
+            let path = match info {
+                Ok(out) if out.status.success() => PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()),
+                _ => PathBuf::new(),
+            };
+            if path.is_absolute() && path.is_file() {
+                path
+            } else {
+                tracing::debug!("the docker CLI names no buildx plugin; running `docker buildx`");
+                PathBuf::from("docker")
+            }
+        })
+        .await
 }
 
 /// The last `n` non-empty lines of some output, for error messages.
