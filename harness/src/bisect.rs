@@ -322,7 +322,7 @@ async fn probe(
         Ok(()) => classify(&options.bad_when, version, &session.run(interrupt, |_| {}).await),
     };
     for e in session.clean_up().await {
-        eprintln!("warning: clean-up: {e}");
+        errln!("warning: clean-up: {e}");
     }
     let (probe, verdict) = judged?;
     Ok(Step { version: version.to_owned(), probe, verdict, duration: started.elapsed() })

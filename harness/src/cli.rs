@@ -324,7 +324,7 @@ struct RunArgs {
     /// Also write one result file per cell and repetition here, for `bkcache report merge`.
     #[arg(long)]
     results_dir: Option<PathBuf>,
-    /// How many repetitions run at once, each on its own builder [default: the number of CPUs].
+    /// How many repetitions run at once, each on its own builder [default: one more than the CPUs].
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..=256))]
     jobs: Option<u16>,
     /// Where cells that do not pass keep their rawjson logs, buildkitd log and exported caches.
@@ -362,7 +362,7 @@ pub async fn main() -> i32 {
         Command::Evidence(args) => evidence(&args).await,
     };
     outcome.unwrap_or_else(|e| {
-        eprintln!("error: {e}");
+        errln!("error: {e}");
         EXIT_INFRA_OR_USAGE
     })
 }
@@ -374,7 +374,8 @@ fn init_tracing(verbose: u8) {
         _ => "bkcache=debug",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| default.into());
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    // a closed stderr is no reason to stop (see `output`): tracing's own complaint would panic
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).log_internal_errors(false).init();
 }
 
 impl PlanArgs {
@@ -384,7 +385,7 @@ impl PlanArgs {
             Some(text) => {
                 let resolved = session::releases(text).await?;
                 for (version, reason) in &resolved.skipped {
-                    eprintln!("skipping BuildKit {version}: it does not build here: {reason}");
+                    errln!("skipping BuildKit {version}: it does not build here: {reason}");
                 }
                 if resolved.versions.is_empty() {
                     return Err(ConfigError::Usage {
@@ -418,7 +419,7 @@ async fn list(args: &PlanArgs) -> Result<i32, Error> {
         let known: Vec<String> = cell.known_issues.iter().map(|k| k.id.to_string()).collect();
         let known = if known.is_empty() { String::new() } else { format!("  known issue: {}", known.join(", ")) };
         let reps = if cell.repetitions > 1 { format!("  x{}", cell.repetitions) } else { String::new() };
-        println!(
+        outln!(
             "{}  image {}  snapshotter {}{reps}{known}",
             cell.name(),
             cell.profile.image,
@@ -431,7 +432,7 @@ async fn list(args: &PlanArgs) -> Result<i32, Error> {
 async fn lint(args: &PlanArgs) -> Result<i32, Error> {
     let plan = session::plan(&args.options().await?)?;
     let scenarios = report::ordered(plan.cells.iter().map(|c| c.scenario.name.as_str()));
-    println!("{} scenarios, {} cells: no lint findings", scenarios.len(), plan.cells.len());
+    outln!("{} scenarios, {} cells: no lint findings", scenarios.len(), plan.cells.len());
     Ok(EXIT_OK)
 }
 
@@ -453,7 +454,7 @@ async fn buildkit_build(args: &BuildkitBuildArgs) -> Result<i32, Error> {
     let spec = BuildkitSpec { version, source, patches };
     let engine = Engine::connect().await?;
     let image = buildkit_image::ensure(&engine, &spec, pins.registry()).await?;
-    println!("{} ({})", image.tag, if image.built { "built" } else { "reused" });
+    outln!("{} ({})", image.tag, if image.built { "built" } else { "reused" });
     Ok(EXIT_OK)
 }
 
@@ -474,8 +475,8 @@ async fn evidence(args: &EvidenceArgs) -> Result<i32, Error> {
         },
     };
     let report = crate::evidence::evidence(&options, interrupted()).await?;
-    print!("{}", report::terminal::summary(&report));
-    println!("evidence: {} (README.md, reproduce.sh)", args.out.display());
+    out!("{}", report::terminal::summary(&report));
+    outln!("evidence: {} (README.md, reproduce.sh)", args.out.display());
     Ok(report::exit_code(&report))
 }
 
@@ -528,7 +529,7 @@ async fn bisect(args: &BisectArgs) -> Result<i32, Error> {
     let started = std::time::Instant::now();
     let outcome = crate::bisect::bisect(&options, interrupted, |step| {
         let probe = step.probe.to_string();
-        println!("{:<42} {:<5} {:<40} {:.0}s", step.version, probe, step.verdict, step.duration.as_secs_f64());
+        outln!("{:<42} {:<5} {:<40} {:.0}s", step.version, probe, step.verdict, step.duration.as_secs_f64());
     })
     .await?;
     let took = started.elapsed().as_secs_f64();
@@ -537,9 +538,9 @@ async fn bisect(args: &BisectArgs) -> Result<i32, Error> {
         crate::bisect::Direction::Fix => ("good", "bad"),
     };
     if outcome.untestable.is_empty() {
-        println!("first {new}: {} (last {old}: {}); {took:.0}s", outcome.first_new, outcome.last_old);
+        outln!("first {new}: {} (last {old}: {}); {took:.0}s", outcome.first_new, outcome.last_old);
     } else {
-        println!(
+        outln!(
             "first {new}: one of {}, {} (untestable between them; last {old}: {}); {took:.0}s",
             outcome.untestable.join(", "),
             outcome.first_new,
@@ -572,7 +573,7 @@ async fn buildkit_releases(args: &ReleasesArgs) -> Result<i32, Error> {
     table.set_header(["release", "image", "builds here"]);
     for version in &versions {
         if args.check && known.get(version).is_none() {
-            eprintln!("checking {version} ...");
+            errln!("checking {version} ...");
             known.record(version, releases::check(version).await)?;
         }
         let spec = BuildkitSpec::release(version.clone());
@@ -589,9 +590,9 @@ async fn buildkit_releases(args: &ReleasesArgs) -> Result<i32, Error> {
         };
         table.add_row([version.as_str(), image, &builds]);
     }
-    println!("{table}");
+    outln!("{table}");
     if engine.is_none() {
-        println!("(image: ? = the docker engine is not reachable)");
+        outln!("(image: ? = the docker engine is not reachable)");
     }
     Ok(EXIT_OK)
 }
@@ -607,26 +608,26 @@ async fn capture(args: &CaptureArgs) -> Result<i32, Error> {
     )
     .await?;
     let outcome = if done.succeeded { "succeeded" } else { "failed (BuildKit's error is in its rawjson)" };
-    println!("captured phase `{}` into {}: the build {outcome}", done.phase, args.dir.display());
+    outln!("captured phase `{}` into {}: the build {outcome}", done.phase, args.dir.display());
     for why in &done.skipped {
-        println!("  cache not captured: {why}");
+        outln!("  cache not captured: {why}");
     }
     if !done.builder_log {
-        println!("  no builder log: not a docker-container builder (failed cache loads cannot be named)");
+        outln!("  no builder log: not a docker-container builder (failed cache loads cannot be named)");
     }
     if !done.key_dumps {
-        println!("  no key plaintexts (--debug-addr): records cannot be mapped to steps");
+        outln!("  no key plaintexts (--debug-addr): records cannot be mapped to steps");
     }
-    println!("then: bkcache explain {}", args.dir.display());
+    outln!("then: bkcache explain {}", args.dir.display());
     Ok(if done.succeeded { EXIT_OK } else { EXIT_REGRESSION })
 }
 
 fn explain(args: &ExplainArgs) -> Result<i32, Error> {
     let observed = inspect::observe_repetition(&args.dir)?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&observed).expect("observations serialize"));
+        outln!("{}", serde_json::to_string_pretty(&observed).expect("observations serialize"));
     } else {
-        print!("{}", report::forensics::explanation(&observed));
+        out!("{}", report::forensics::explanation(&observed));
     }
     Ok(EXIT_OK)
 }
@@ -642,16 +643,16 @@ impl CacheSource {
 async fn cache_inspect(args: &CacheInspectArgs) -> Result<i32, Error> {
     let summary = args.from.load(&args.source).await?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&summary).expect("a summary serializes"));
+        outln!("{}", serde_json::to_string_pretty(&summary).expect("a summary serializes"));
     } else {
-        print!("{}", report::forensics::cache(&summary));
+        out!("{}", report::forensics::cache(&summary));
     }
     Ok(EXIT_OK)
 }
 
 async fn cache_diff(args: &CacheDiffArgs) -> Result<i32, Error> {
     let (a, b) = (args.from.load(&args.a).await?, args.from.load(&args.b).await?);
-    print!("{}", report::forensics::diff(&args.a, &args.b, &inspect::diff(&a, &b), args.all));
+    out!("{}", report::forensics::diff(&args.a, &args.b, &inspect::diff(&a, &b), args.all));
     Ok(EXIT_OK)
 }
 
@@ -662,12 +663,12 @@ async fn gc(args: &GcArgs) -> Result<i32, Error> {
     let older_than = std::time::Duration::from_secs(args.older_than_days.saturating_mul(24 * 3600));
     let collected = crate::execute::gc::collect(&engine, &registry, &args.artifacts_dir, older_than).await?;
     for builder in &collected.builders {
-        println!("removed builder {builder}");
+        outln!("removed builder {builder}");
     }
     for dir in &collected.artifact_dirs {
-        println!("removed artifacts {}", dir.display());
+        outln!("removed artifacts {}", dir.display());
     }
-    println!(
+    outln!(
         "{} builders, {} registry manifests, {} artifact directories of dead runs removed; registry blobs {}",
         collected.builders.len(),
         collected.manifests,
@@ -681,7 +682,7 @@ fn report_merge(args: &MergeArgs) -> Result<i32, Error> {
     let report = crate::results::merge(&args.dirs)?;
     let mut reports = ReportFiles::open(&args.reports, &report.run_id)?;
     reports.write(&report)?;
-    print!("{}", report::terminal::summary(&report));
+    out!("{}", report::terminal::summary(&report));
     Ok(report::exit_code(&report))
 }
 
@@ -697,13 +698,13 @@ async fn run(args: &RunArgs) -> Result<i32, Error> {
         artifacts_dir: args.artifacts_dir.clone(),
         keep_all_artifacts: args.keep_artifacts,
         fresh_builders: args.fresh_builders,
-        jobs: args.jobs.map_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()), usize::from),
+        jobs: args.jobs.map_or_else(default_jobs, usize::from),
     };
     let mut session = Session::connect(plan, options).await?;
     let prepared = tokio::select! {
         prepared = session.prepare(report::terminal::live) => prepared.map(|()| true),
         signal = interrupted() => {
-            eprintln!("\n{signal} while preparing the run");
+            errln!("\n{signal} while preparing the run");
             Ok(false)
         }
     };
@@ -727,7 +728,7 @@ async fn run(args: &RunArgs) -> Result<i32, Error> {
     };
     // on every way out (finished, failed, interrupted): no builder of this run is left behind
     for e in session.clean_up().await {
-        eprintln!("warning: clean-up: {e}");
+        errln!("warning: clean-up: {e}");
     }
     outcome
 }
@@ -814,6 +815,13 @@ pub async fn interrupted() -> &'static str {
 }
 
 /// Unique enough per run on one machine, and readable in builder and directory names.
+/// One repetition more than the CPUs: a repetition also waits on the engine (its builder stopped and
+/// started, a layer pulled), and a spare one fills those gaps. On 2 cores, `--repeat 20` of issue-6893 took
+/// 28-30 s at 3 jobs against 30-31 s at 2, where 9 of the 2 cores' CPU-seconds went idle.
+fn default_jobs() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get()) + 1
+}
+
 fn default_run_id() -> String {
     let secs = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
     format!("{secs:x}{:x}", std::process::id())

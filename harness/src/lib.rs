@@ -9,7 +9,10 @@
 //! [`inspect`] loads caches and repetitions from artifacts or the registry for `explain` and `cache`.
 //! [`errors`] holds the errors; [`names`] the checked names every path, ref and option is built from;
 //! [`buildkitd`] what profiles may pass to buildkitd; [`cli`] only parses arguments and maps outcomes to
-//! exit codes.
+//! exit codes; `output` prints what a closed stream cannot stop.
+
+#[macro_use]
+mod output;
 
 pub mod bisect;
 pub mod buildkitd;

@@ -1,6 +1,7 @@
 //! End-to-end, real BuildKit: what BuildKit does is judged (a build its solver fails is `fail`, or what
 //! the scenario expects, or a known issue), repetitions agree (`3/3`) or not (`flaky`), and an
-//! interrupted run still writes its reports with the finished cells intact.
+//! interrupted run still writes its reports with the finished cells intact, and one whose output nobody
+//! reads finishes.
 
 mod common;
 
@@ -315,6 +316,33 @@ async fn an_interrupted_run_writes_its_reports_and_leaves_nothing() {
     let markdown = std::fs::read_to_string(&markdown).unwrap();
     assert!(markdown.contains("INTERRUPTED after 0/2 repetitions"), "{markdown}");
     assert_eq!(leftovers("e2e-sigint").await, Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn a_run_whose_output_nobody_reads_still_finishes_and_leaves_nothing() {
+    if !environment_ready().await {
+        return;
+    }
+    let reports = tempfile::tempdir().unwrap();
+    let json_path = reports.path().join("r.json");
+    // as in `bkcache run ... 2>&1 | head -1`: stdout and stderr are pipes whose readers are gone
+    let mut child = Command::new(env!("CARGO_BIN_EXE_bkcache"))
+        .args(["run", "scenarios/issue-6893.toml", "--builder", "newest-overlayfs", "-vv", "--run-id", "e2e-closed"])
+        .arg("--artifacts-dir")
+        .arg(reports.path().join("artifacts"))
+        .arg("--report-json")
+        .arg(&json_path)
+        .current_dir(repo())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    drop(child.stderr.take());
+    assert_eq!(child.wait().unwrap().code(), Some(0), "a closed output stream stopped the run");
+    let report: Value = serde_json::from_str(&std::fs::read_to_string(&json_path).unwrap()).unwrap();
+    assert_eq!(report["cells"][0]["verdict"], "pass", "{report:#}");
+    assert_eq!(leftovers("e2e-closed").await, Vec::<String>::new());
 }
 
 #[tokio::test]

@@ -71,7 +71,7 @@ pub async fn evidence(
         Err(e) => Err(e),
     };
     for e in session.clean_up().await {
-        eprintln!("warning: clean-up: {e}");
+        errln!("warning: clean-up: {e}");
     }
     let report = outcome?;
     write_pack(&report, &registry, out)?;

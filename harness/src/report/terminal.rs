@@ -21,41 +21,38 @@ use crate::session::{CellResult, RepetitionResult, RunReport};
 pub fn live(event: Event<'_>) {
     match event.kind {
         EventKind::RunStarted { run_id, cells, repetitions } => {
-            eprintln!("run {run_id}: {cells} cells, {repetitions} repetitions");
+            errln!("run {run_id}: {cells} cells, {repetitions} repetitions");
         }
         EventKind::ImageReady { image } => {
             let how = if image.built { "built" } else { "reused" };
-            eprintln!("BuildKit image {} {how}", image.tag);
+            errln!("BuildKit image {} {how}", image.tag);
         }
         EventKind::CellStarted { cell, index, total } => {
             let reps = if cell.repetitions > 1 { format!(", {} repetitions", cell.repetitions) } else { String::new() };
-            eprintln!("[{}/{total}] {} (image {}{reps})", index + 1, cell.name(), cell.profile.image);
+            errln!("[{}/{total}] {} (image {}{reps})", index + 1, cell.name(), cell.profile.image);
         }
         EventKind::PhaseFinished { cell, phase, .. } if cell.repetitions == 1 => {
             let secs = phase.duration_secs;
             let cell = cell.name();
             match &phase.outcome {
-                PhaseOutcome::Prune => eprintln!("      {cell} {:<8} prune done {secs:.1}s", phase.phase),
+                PhaseOutcome::Prune => errln!("      {cell} {:<8} prune done {secs:.1}s", phase.phase),
                 PhaseOutcome::Drift { base } => {
-                    eprintln!("      {cell} {:<8} base {base} pushed again {secs:.1}s", phase.phase)
+                    errln!("      {cell} {:<8} base {base} pushed again {secs:.1}s", phase.phase)
                 }
                 PhaseOutcome::LayersDeleted { from, layers } => {
-                    eprintln!("      {cell} {:<8} {from}: {layers} layers deleted {secs:.1}s", phase.phase)
+                    errln!("      {cell} {:<8} {from}: {layers} layers deleted {secs:.1}s", phase.phase)
                 }
                 PhaseOutcome::Build { steps, failure, .. } => {
                     let steps = steps.iter().filter(|s| !s.is_internal());
                     let (total, cached) = steps.fold((0, 0), |(t, c), s| (t + 1, c + usize::from(s.cached)));
                     let status = if failure.is_none() { "ok" } else { "FAILED" };
-                    eprintln!(
-                        "      {cell} {:<8} build {status} {secs:.1}s: {total} steps, {cached} cached",
-                        phase.phase
-                    );
+                    errln!("      {cell} {:<8} build {status} {secs:.1}s: {total} steps, {cached} cached", phase.phase);
                 }
             }
         }
         EventKind::RepetitionFinished { cell, repetition } if cell.repetitions > 1 => {
             let v = repetition.judgement.verdict.as_str();
-            eprintln!(
+            errln!(
                 "      {} #{}/{} => {v} ({:.1}s)",
                 cell.name(),
                 repetition.index + 1,
@@ -65,17 +62,17 @@ pub fn live(event: Event<'_>) {
         }
         EventKind::CellFinished { result } => {
             let issues = issue_list(result).map(|i| format!(" ({i})")).unwrap_or_default();
-            eprintln!(
+            errln!(
                 "      {} => {}{issues} ({:.1}s)",
                 result.cell.name(),
                 verdict_words(result),
                 result.duration.as_secs_f64()
             );
         }
-        EventKind::RunFinished { report } => print!("{}", summary(report)),
+        EventKind::RunFinished { report } => out!("{}", summary(report)),
         EventKind::RunInterrupted { signal, report } => {
-            eprintln!("\n{signal}: removing this run's builders; the report holds the cells that finished");
-            print!("{}", summary(report));
+            errln!("\n{signal}: removing this run's builders; the report holds the cells that finished");
+            out!("{}", summary(report));
         }
         _ => {}
     }
