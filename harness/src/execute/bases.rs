@@ -98,7 +98,7 @@ impl<'a> Helper<'a> {
 
     pub async fn release(self) -> Result<(), InfraError> {
         match self.builder {
-            Some(b) => self.machine.janitor.release(b, true, &self.machine.engine).await,
+            Some(b) => self.machine.janitor.release(b, true, &self.machine.engine).await.outcome,
             None => Ok(()),
         }
     }

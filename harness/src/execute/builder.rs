@@ -5,12 +5,13 @@
 //!
 //! A repetition must start from a state indistinguishable from a fresh builder. Creating one (buildx
 //! create + bootstrap, later buildx rm) costs about as much CPU as a whole small build, so a builder that
-//! finished a repetition cleanly is kept and **reset** for the next repetition on the same profile:
-//! its container is stopped (buildkitd exits, its lazy mounts go with its mount namespace), buildkitd.toml
-//! points `root` at a new empty directory of the state volume, the container starts again, the previous
-//! root is deleted, and buildkitd is asked until it answers. Nothing of the previous life is visible to
-//! buildkitd: same image, flags and config, empty state, new process. The buildkitd log is read from the
-//! line where this life began. That this is equivalent is checked, not assumed: the e2e test
+//! finished a repetition cleanly is kept and **reset** for the next repetition on the same profile.
+//! Handed back, its container is stopped (buildkitd exits, its lazy mounts go with its mount namespace)
+//! and what buildkitd logged in that life is read (the container's log from the line where the life
+//! began). Reset, buildkitd.toml points `root` at a new empty directory of the state volume, the container
+//! starts again, the previous root is deleted, and buildkitd is asked until it answers. Nothing of the
+//! previous life is visible to buildkitd: same image, flags and config, empty state, new process. That
+//! this is equivalent is checked, not assumed: the e2e test
 //! `a_reset_builder_observes_what_a_fresh_one_does` compares every observation (steps, caches, laziness)
 //! of a fresh and of reset builders; `--fresh-builders` turns reuse off.
 
@@ -62,11 +63,22 @@ impl Builder {
         container_of(&self.name)
     }
 
-    /// What buildkitd logged in this life.
-    pub async fn buildkitd_log(&self, engine: &Engine) -> Result<String, InfraError> {
+    /// What buildkitd has logged in this life so far; a next life's log starts after it.
+    async fn take_log(&mut self, engine: &Engine) -> Result<String, InfraError> {
         let log = engine.container_logs(&self.container(), 0).await?;
-        Ok(log.lines().skip(self.log_lines_before).flat_map(|l| [l, "\n"]).collect())
+        let lines: Vec<&str> = log.lines().collect();
+        let this_life =
+            lines.get(self.log_lines_before..).unwrap_or_default().iter().flat_map(|l| [*l, "\n"]).collect();
+        self.log_lines_before = lines.len();
+        Ok(this_life)
     }
+}
+
+/// A builder handed back to the [`Janitor`]: what its buildkitd logged in the life that ended, and
+/// whether it could be kept or removed.
+pub struct HandedBack {
+    pub log: Result<String, InfraError>,
+    pub outcome: Result<(), InfraError>,
 }
 
 fn container_of(builder: &str) -> String {
@@ -131,14 +143,24 @@ impl Janitor {
         self.create(profile, registry, work_dir, engine).await
     }
 
-    /// Hands a builder back after a repetition: kept for the next one when `clean` (the repetition saw
-    /// no infrastructure failure) and reuse is on, removed otherwise.
-    pub async fn release(&self, builder: Builder, clean: bool, engine: &Engine) -> Result<(), InfraError> {
-        if self.reuse && clean {
-            self.idle.lock().expect("janitor lock").push(builder);
-            return Ok(());
+    /// Hands a builder back after a repetition. It is kept for the next one when `clean` (the repetition
+    /// saw no infrastructure failure) and reuse is on: stopped first, so that buildkitd's last lines are
+    /// read with this life's. Otherwise, or when it cannot be stopped or its log read, it is removed.
+    pub async fn release(&self, mut builder: Builder, clean: bool, engine: &Engine) -> HandedBack {
+        let keep = self.reuse && clean;
+        let stopped = match keep {
+            true => engine.stop_container(&builder.container()).await,
+            false => Ok(()),
+        };
+        let log = builder.take_log(engine).await;
+        if let Err(e) = &stopped {
+            tracing::warn!(builder = %builder.name, error = %e, "could not stop the builder to keep it; removing it");
         }
-        self.remove(&builder.name, engine).await
+        if keep && stopped.is_ok() && log.is_ok() {
+            self.idle.lock().expect("janitor lock").push(builder);
+            return HandedBack { log, outcome: Ok(()) };
+        }
+        HandedBack { log, outcome: self.remove(&builder.name, engine).await }
     }
 
     async fn create(
@@ -255,11 +277,9 @@ fn write_config(work_dir: &Path, config: &str) -> Result<std::path::PathBuf, Inf
     Ok(path)
 }
 
-/// Gives `builder` its next life: see the module documentation.
+/// Gives `builder`, stopped when it was handed back, its next life: see the module documentation.
 async fn reset(mut builder: Builder, config: &str, engine: &Engine) -> Result<Builder, InfraError> {
     let container = builder.container();
-    engine.stop_container(&container).await?;
-    builder.log_lines_before = engine.container_logs(&container, 0).await?.lines().count();
     engine.upload_file(&container, CONFIG_DIR, "buildkitd.toml", config.as_bytes()).await?;
     engine.start_container(&container).await?;
     let previous = root(builder.life);

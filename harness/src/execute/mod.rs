@@ -227,7 +227,9 @@ pub async fn run_repetition(
             break;
         }
     }
-    match builder.buildkitd_log(&machine.engine).await {
+    let clean = raw.infrastructure.is_none();
+    let handed_back = machine.janitor.release(builder, clean, &machine.engine).await;
+    match handed_back.log {
         Ok(log) => {
             let _ = std::fs::write(ws.dir.join("buildkitd.log"), &log);
             raw.buildkitd_log = Some(log);
@@ -236,8 +238,7 @@ pub async fn run_repetition(
             raw.infrastructure.get_or_insert_with(|| InfraFailure::new("reading the buildkitd log", &e));
         }
     }
-    let clean = raw.infrastructure.is_none();
-    if let Err(e) = machine.janitor.release(builder, clean, &machine.engine).await {
+    if let Err(e) = handed_back.outcome {
         raw.infrastructure.get_or_insert_with(|| InfraFailure::new("removing the builder", &e));
     }
     if let Err(e) = helper.release().await {
