@@ -8,9 +8,12 @@
 //! finished a repetition cleanly is kept and **reset** for the next repetition on the same profile.
 //! Handed back, its container is stopped (buildkitd exits, its lazy mounts go with its mount namespace)
 //! and what buildkitd logged in that life is read (the container's log from the line where the life
-//! began). Reset, buildkitd.toml points `root` at a new empty directory of the state volume, the container
-//! starts again, the previous root is deleted, and buildkitd is asked until it answers. Nothing of the
-//! previous life is visible to buildkitd: same image, flags and config, empty state, new process. That
+//! began). Reset, the container starts again with a buildkitd.toml whose `root` is a new empty directory
+//! of the state volume, the previous root is deleted, and buildkitd is asked until it answers. Nothing of
+//! the previous life is visible to buildkitd: same image, flags and config, empty state, new process.
+//! The config a life starts with is written by the exec that readied the life before (uploading a file
+//! into a container costs dockerd a re-exec of itself, ~90 ms of CPU); only a builder's first reset
+//! uploads it. That
 //! this is equivalent is checked, not assumed: the e2e test
 //! `a_reset_builder_observes_what_a_fresh_one_does` compares every observation (steps, caches, laziness)
 //! of a fresh and of reset builders; `--fresh-builders` turns reuse off.
@@ -36,6 +39,7 @@ const PORT_TAKEN: &str = "address already in use";
 /// Where the docker-container driver mounts the builder's state volume, and where buildx puts the config.
 const STATE_DIR: &str = "/var/lib/buildkit";
 const CONFIG_DIR: &str = "/etc/buildkit";
+const CONFIG_FILE: &str = "buildkitd.toml";
 /// The docker-container driver names a builder's container `<prefix><builder>0`, its volume `..0_state`.
 pub const CONTAINER_PREFIX: &str = "buildx_buildkit_";
 
@@ -51,6 +55,8 @@ pub struct Builder {
     log_lines_before: usize,
     /// buildkitd's debug address (`127.0.0.1:<port>`), when it records cache-key plaintexts.
     pub debug_addr: Option<String>,
+    /// Whether the container's buildkitd.toml is already the next life's (see the module documentation).
+    next_config_written: bool,
     /// How often Docker had restarted the container when this life was handed out: a count above it
     /// later means buildkitd died in this life (one that failed to start and came back before it was
     /// handed out is not a death during a build).
@@ -131,7 +137,8 @@ impl Janitor {
         if let Some(builder) = idle {
             let config = buildkitd_config(profile, registry, builder.life + 1);
             write_config(work_dir, &config)?;
-            match reset(builder.clone(), &config, engine).await {
+            let next = buildkitd_config(profile, registry, builder.life + 2);
+            match reset(builder.clone(), &config, &next, engine).await {
                 Ok(builder) => return Ok(builder),
                 // a reset is only a shortcut: a builder that cannot be reset is replaced
                 Err(e) => {
@@ -202,6 +209,7 @@ impl Janitor {
                 profile: profile.name.clone(),
                 life: 1,
                 log_lines_before: 0,
+                next_config_written: false,
                 debug_addr,
                 restarts_before,
             });
@@ -277,22 +285,30 @@ fn write_config(work_dir: &Path, config: &str) -> Result<std::path::PathBuf, Inf
     Ok(path)
 }
 
-/// Gives `builder`, stopped when it was handed back, its next life: see the module documentation.
-async fn reset(mut builder: Builder, config: &str, engine: &Engine) -> Result<Builder, InfraError> {
+/// Gives `builder`, stopped when it was handed back, its next life with `config`, and writes `next`, the
+/// config of the life after: see the module documentation.
+async fn reset(mut builder: Builder, config: &str, next: &str, engine: &Engine) -> Result<Builder, InfraError> {
     let container = builder.container();
-    engine.upload_file(&container, CONFIG_DIR, "buildkitd.toml", config.as_bytes()).await?;
+    if !builder.next_config_written {
+        engine.upload_file(&container, CONFIG_DIR, CONFIG_FILE, config.as_bytes()).await?;
+    }
     engine.start_container(&container).await?;
     let previous = root(builder.life);
     builder.life += 1;
-    // one exec deletes the previous root and then asks buildkitd until it answers: every exec costs
-    // dockerd, containerd and runc CPU, which an exec per question spent beside the other repetitions
-    let wait = format!("rm -rf {previous} && until buildctl debug workers >/dev/null 2>&1; do sleep 0.05; done");
+    // one exec deletes the previous root, writes the next life's config (buildkitd has read this one) and
+    // then asks buildkitd until it answers: every exec costs dockerd, containerd and runc CPU, which an exec
+    // per question spent beside the other repetitions
+    let wait = format!(
+        "rm -rf {previous} && printf '%s' {next} > {CONFIG_DIR}/{CONFIG_FILE} && \
+         until buildctl debug workers >/dev/null 2>&1; do sleep 0.05; done",
+        next = single_quoted(next)
+    );
     let failed = |reason: String| InfraError::BuilderReset { builder: builder.name.clone(), reason };
     match tokio::time::timeout(RESET_TIMEOUT, engine.exec_succeeds(&container, &["sh", "-c", &wait])).await {
         Ok(Ok(true)) => {}
         Ok(Ok(false)) => {
             return Err(match engine.container_state(&container).await?.is_some_and(|s| s.running) {
-                true => failed(format!("could not delete {previous}")),
+                true => failed(format!("could not delete {previous} or write the next config")),
                 false => failed("its container stopped".into()),
             })
         }
@@ -302,7 +318,13 @@ async fn reset(mut builder: Builder, config: &str, engine: &Engine) -> Result<Bu
         }
     }
     builder.restarts_before = restarts(&container, engine).await?;
+    builder.next_config_written = true;
     Ok(builder)
+}
+
+/// `text` as one word of a POSIX shell command.
+fn single_quoted(text: &str) -> String {
+    format!("'{}'", text.replace('\'', r"'\''"))
 }
 
 /// How often Docker has restarted a builder's container so far.
@@ -323,6 +345,15 @@ mod tests {
         for n in [0, 1, 10] {
             assert!(!a_1.builder_name(n, &profile).starts_with(&a.prefix), "{}", a_1.builder_name(n, &profile));
         }
+    }
+
+    #[test]
+    fn a_single_quoted_config_reaches_the_shell_byte_for_byte() {
+        let config =
+            "root = \"/var/lib/buildkit/life-2\"\n[registry.\"x\"]\nmirrors = ['it''s', \"$HOME `id` \\\\\"]\n";
+        let script = format!("printf '%s' {}", single_quoted(config));
+        let out = std::process::Command::new("sh").args(["-c", &script]).output().unwrap();
+        assert_eq!(String::from_utf8(out.stdout).unwrap(), config);
     }
 
     #[test]
