@@ -152,18 +152,21 @@ impl Janitor {
 
     /// Hands a builder back after a repetition. It is kept for the next one when `clean` (the repetition
     /// saw no infrastructure failure) and reuse is on: stopped first, so that buildkitd's last lines are
-    /// read with this life's. Otherwise, or when it cannot be stopped or its log read, it is removed.
+    /// read with this life's. Otherwise, or when it cannot be stopped or its log read, or Docker restarted
+    /// its buildkitd in this life (which then started with the next life's config), it is removed.
     pub async fn release(&self, mut builder: Builder, clean: bool, engine: &Engine) -> HandedBack {
+        let container = builder.container();
         let keep = self.reuse && clean;
         let stopped = match keep {
-            true => engine.stop_container(&builder.container()).await,
+            true => engine.stop_container(&container).await,
             false => Ok(()),
         };
         let log = builder.take_log(engine).await;
         if let Err(e) = &stopped {
             tracing::warn!(builder = %builder.name, error = %e, "could not stop the builder to keep it; removing it");
         }
-        if keep && stopped.is_ok() && log.is_ok() {
+        let restarted = || async { restarts(&container, engine).await.map_or(true, |n| n != builder.restarts_before) };
+        if keep && stopped.is_ok() && log.is_ok() && !restarted().await {
             self.idle.lock().expect("janitor lock").push(builder);
             return HandedBack { log, outcome: Ok(()) };
         }
@@ -295,12 +298,13 @@ async fn reset(mut builder: Builder, config: &str, next: &str, engine: &Engine) 
     engine.start_container(&container).await?;
     let previous = root(builder.life);
     builder.life += 1;
-    // one exec deletes the previous root, writes the next life's config (buildkitd has read this one) and
-    // then asks buildkitd until it answers: every exec costs dockerd, containerd and runc CPU, which an exec
-    // per question spent beside the other repetitions
+    // one exec deletes the previous root, asks buildkitd until it answers and then writes the next life's
+    // config (only once buildkitd answers has it surely read this one: written earlier, it raced buildkitd's
+    // start, which then took the next life's root): every exec costs dockerd, containerd and runc CPU,
+    // which an exec per question spent beside the other repetitions
     let wait = format!(
-        "rm -rf {previous} && printf '%s' {next} > {CONFIG_DIR}/{CONFIG_FILE} && \
-         until buildctl debug workers >/dev/null 2>&1; do sleep 0.05; done",
+        "rm -rf {previous} && until buildctl debug workers >/dev/null 2>&1; do sleep 0.05; done && \
+         printf '%s' {next} > {CONFIG_DIR}/{CONFIG_FILE}",
         next = single_quoted(next)
     );
     let failed = |reason: String| InfraError::BuilderReset { builder: builder.name.clone(), reason };
@@ -308,7 +312,7 @@ async fn reset(mut builder: Builder, config: &str, next: &str, engine: &Engine) 
         Ok(Ok(true)) => {}
         Ok(Ok(false)) => {
             return Err(match engine.container_state(&container).await?.is_some_and(|s| s.running) {
-                true => failed(format!("could not delete {previous} or write the next config")),
+                true => failed(format!("could not delete {previous} or write the next life's config")),
                 false => failed("its container stopped".into()),
             })
         }
