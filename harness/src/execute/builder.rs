@@ -13,8 +13,7 @@
 //! the previous life is visible to buildkitd: same image, flags and config, empty state, new process.
 //! The config a life starts with is written by the exec that readied the life before (uploading a file
 //! into a container costs dockerd a re-exec of itself, ~90 ms of CPU); only a builder's first reset
-//! uploads it. That
-//! this is equivalent is checked, not assumed: the e2e test
+//! uploads it. That this is equivalent is checked, not assumed: the e2e test
 //! `a_reset_builder_observes_what_a_fresh_one_does` compares every observation (steps, caches, laziness)
 //! of a fresh and of reset builders; `--fresh-builders` turns reuse off.
 
@@ -55,8 +54,6 @@ pub struct Builder {
     log_lines_before: usize,
     /// buildkitd's debug address (`127.0.0.1:<port>`), when it records cache-key plaintexts.
     pub debug_addr: Option<String>,
-    /// Whether the container's buildkitd.toml is already the next life's (see the module documentation).
-    next_config_written: bool,
     /// How often Docker had restarted the container when this life was handed out: a count above it
     /// later means buildkitd died in this life (one that failed to start and came back before it was
     /// handed out is not a death during a build).
@@ -212,7 +209,6 @@ impl Janitor {
                 profile: profile.name.clone(),
                 life: 1,
                 log_lines_before: 0,
-                next_config_written: false,
                 debug_addr,
                 restarts_before,
             });
@@ -292,7 +288,8 @@ fn write_config(work_dir: &Path, config: &str) -> Result<std::path::PathBuf, Inf
 /// config of the life after: see the module documentation.
 async fn reset(mut builder: Builder, config: &str, next: &str, engine: &Engine) -> Result<Builder, InfraError> {
     let container = builder.container();
-    if !builder.next_config_written {
+    // after its first life, the exec that readied the previous one wrote it
+    if builder.life == 1 {
         engine.upload_file(&container, CONFIG_DIR, CONFIG_FILE, config.as_bytes()).await?;
     }
     engine.start_container(&container).await?;
@@ -322,7 +319,6 @@ async fn reset(mut builder: Builder, config: &str, next: &str, engine: &Engine) 
         }
     }
     builder.restarts_before = restarts(&container, engine).await?;
-    builder.next_config_written = true;
     Ok(builder)
 }
 

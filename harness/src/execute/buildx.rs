@@ -41,11 +41,15 @@ impl Invocation {
 pub async fn buildx(args: &[String], timeout: Duration) -> Result<Invocation, InfraError> {
     let command = format!("docker buildx {}", args.join(" "));
     let program = program().await;
-    tracing::debug!(%command, program = %program.display(), "running");
-    let mut child = Command::new(program);
-    if program == Path::new("docker") {
-        child.arg("buildx");
-    }
+    tracing::debug!(%command, plugin = ?program, "running");
+    let mut child = match program {
+        Some(plugin) => Command::new(plugin),
+        None => {
+            let mut docker = Command::new("docker");
+            docker.arg("buildx");
+            docker
+        }
+    };
     let child = child
         .args(args)
         .stdin(Stdio::null())
@@ -67,25 +71,25 @@ pub async fn buildx(args: &[String], timeout: Duration) -> Result<Invocation, In
     })
 }
 
-/// The buildx plugin the docker CLI would run, or `docker` (then run as `docker buildx`).
-async fn program() -> &'static Path {
-    static PROGRAM: OnceCell<PathBuf> = OnceCell::const_new();
-    PROGRAM
+/// The buildx plugin the docker CLI would run; `None`: run `docker buildx`.
+async fn program() -> Option<&'static Path> {
+    static PLUGIN: OnceCell<Option<PathBuf>> = OnceCell::const_new();
+    PLUGIN
         .get_or_init(|| async {
             let format = r#"{{range .ClientInfo.Plugins}}{{if eq .Name "buildx"}}{{.Path}}{{end}}{{end}}"#;
             let info = Command::new("docker").args(["info", "--format", format]).stdin(Stdio::null()).output().await;
-            let path = match info {
-                Ok(out) if out.status.success() => PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()),
-                _ => PathBuf::new(),
-            };
-            if path.is_absolute() && path.is_file() {
-                path
-            } else {
+            let path = info
+                .ok()
+                .filter(|out| out.status.success())
+                .map(|out| PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()));
+            let plugin = path.filter(|p| p.is_absolute() && p.is_file());
+            if plugin.is_none() {
                 tracing::debug!("the docker CLI names no buildx plugin; running `docker buildx`");
-                PathBuf::from("docker")
             }
+            plugin
         })
         .await
+        .as_deref()
 }
 
 /// The last `n` non-empty lines of some output, for error messages.
