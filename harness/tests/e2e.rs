@@ -416,8 +416,11 @@ async fn cells_sharded_by_nextest_and_merged_give_the_verdicts_of_one_run() {
     let results = |k: u32| work.path().join(format!("shard-{k}")).display().to_string();
     for shard in [1, 2] {
         let mut nextest = std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-        // the inner nextest is a run of its own, not a test of this one
-        for (key, _) in std::env::vars().filter(|(k, _)| k.starts_with("NEXTEST")) {
+        // the inner nextest is a run of its own, not a test of this one: without the variables nextest and
+        // cargo set for this test (ring's build script reruns when CARGO_MANIFEST_DIR changes, and the inner
+        // cargo would then rebuild, relinking the test binaries this run starts others from)
+        let own = |k: &str| k.starts_with("NEXTEST") || (k.starts_with("CARGO_") && k != "CARGO_HOME");
+        for (key, _) in std::env::vars().filter(|(k, _)| own(k)) {
             nextest.env_remove(key);
         }
         let output = nextest
