@@ -14,7 +14,9 @@ log "building bkcache"
 bkcache="$REPO_ROOT/target/release/bkcache"
 # BuildKit images of the pinned releases, from the Go module (bkcache reuses an image that exists)
 for version in "$BUILDKIT_BASELINE" "$BUILDKIT_NEWEST"; do
-  log "BuildKit $version: $("$bkcache" buildkit build --version "$version" --pins "$CI_DIR/versions.env")"
+  image=$("$bkcache" buildkit build --version "$version" --pins "$CI_DIR/versions.env") ||
+    die "the BuildKit $version image did not build (bkcache's error above)"
+  log "BuildKit $version: $image"
 done
 bash "$CI_DIR/build-bases.sh"
 bash "$CI_DIR/build-faultproxy.sh"

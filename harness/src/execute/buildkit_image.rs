@@ -178,12 +178,23 @@ pub(crate) async fn writable_copy(module: &Path, src: &Path) -> Result<(), Strin
 pub(crate) const GO_TAGS: &str = "osusergo netgo static_build";
 
 /// `go` in a copy of the module source, set up as the image build runs it: static, with the source's
-/// own `vendor/` when it has one (a git export), else modules resolved through the proxy.
+/// own `vendor/` when it has one, else modules resolved through the proxy.
 pub(crate) fn go_in(src: &Path) -> Command {
     let mut cmd = Command::new("go");
-    let modules = if src.join("vendor/modules.txt").is_file() { "-mod=vendor" } else { "-mod=mod" };
-    cmd.current_dir(src).env("CGO_ENABLED", "0").env("GOFLAGS", modules);
+    cmd.current_dir(src).env("CGO_ENABLED", "0").env("GOFLAGS", module_mode(src));
     cmd
+}
+
+/// `-mod=vendor` when `src` carries its dependencies' packages (a git export of a release that vendors
+/// them), else `-mod=mod`. A module from the proxy of such a release keeps `vendor/modules.txt` but not
+/// the packages (module zips leave vendored packages out), so the file alone does not make a vendor tree.
+fn module_mode(src: &Path) -> &'static str {
+    let vendor = src.join("vendor");
+    let packages = std::fs::read_dir(&vendor).map_or(false, |entries| entries.flatten().any(|e| e.path().is_dir()));
+    match packages && vendor.join("modules.txt").is_file() {
+        true => "-mod=vendor",
+        false => "-mod=mod",
+    }
 }
 
 /// The tree of `version` in a moby/buildkit clone, written to `src`: the commit a pseudo-version names,
@@ -317,4 +328,20 @@ async fn rootfs_tar(bin: &Path) -> Result<bytes::Bytes, BuildkitImageError> {
     .map_err(|e| io("task")(std::io::Error::other(e)))?
     .map_err(io("tar"))?;
     Ok(bytes::Bytes::from(tar))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_tree_with_vendored_packages_builds_from_vendor() {
+        let src = tempfile::tempdir().unwrap();
+        assert_eq!(module_mode(src.path()), "-mod=mod", "no vendor directory");
+        std::fs::create_dir(src.path().join("vendor")).unwrap();
+        std::fs::write(src.path().join("vendor/modules.txt"), "# github.com/x/y v1.0.0\n").unwrap();
+        assert_eq!(module_mode(src.path()), "-mod=mod", "a module from the proxy keeps only modules.txt");
+        std::fs::create_dir_all(src.path().join("vendor/github.com/x/y")).unwrap();
+        assert_eq!(module_mode(src.path()), "-mod=vendor", "a git export carries the packages");
+    }
 }
