@@ -230,6 +230,9 @@ impl Session {
         let emit = |kind: EventKind<'_>| (on_event.borrow_mut())(kind.now());
         let units: Vec<(usize, u32)> =
             self.cells.iter().enumerate().flat_map(|(i, c)| (0..c.repetitions).map(move |r| (i, r))).collect();
+        for cell in &self.cells {
+            self.machine.janitor.expect(&cell.profile, cell.repetitions as usize);
+        }
         emit(EventKind::RunStarted { run_id: &self.options.run_id, cells: self.cells.len(), repetitions: units.len() });
         let state = RefCell::new(RunState::new(&self.cells));
         let work = stream::iter(units)

@@ -17,6 +17,7 @@
 //! `a_reset_builder_observes_what_a_fresh_one_does` compares every observation (steps, caches, laziness)
 //! of a fresh and of reset builders; `--fresh-builders` turns reuse off.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -46,8 +47,8 @@ pub const CONTAINER_PREFIX: &str = "buildx_buildkit_";
 #[derive(Debug, Clone)]
 pub struct Builder {
     pub name: String,
-    /// The profile it was made from: only repetitions of that profile reuse it.
-    profile: Name,
+    /// What it was made from: only a repetition wanting the same kind reuses it.
+    kind: Kind,
     /// How many times it was (re)started; each life has its own buildkitd root.
     life: u32,
     /// Lines of the container's log written before this life.
@@ -77,6 +78,20 @@ impl Builder {
     }
 }
 
+/// Builders that can stand in for one another: made from the same profile and BuildKit image (the
+/// helper profile that pushes bases has one name for every image).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct Kind {
+    profile: Name,
+    image: String,
+}
+
+impl Kind {
+    fn of(profile: &BuilderProfile) -> Self {
+        Kind { profile: profile.name.clone(), image: profile.image.clone() }
+    }
+}
+
 /// A builder handed back to the [`Janitor`]: what its buildkitd logged in the life that ended, and
 /// whether it could be kept or removed.
 pub struct HandedBack {
@@ -98,11 +113,13 @@ pub fn buildkitd_config(profile: &BuilderProfile, registry: &str, life: u32) -> 
 }
 
 /// Tracks the builders a run has alive, so an interrupted run can remove them, and keeps the idle ones
-/// for reuse.
+/// a later repetition will reuse.
 #[derive(Clone, Default)]
 pub struct Janitor {
     live: Arc<Mutex<Vec<String>>>,
     idle: Arc<Mutex<Vec<Builder>>>,
+    /// Acquisitions still to come, for the kinds whose demand the run announced (see [`Janitor::expect`]).
+    wanted: Arc<Mutex<HashMap<Kind, usize>>>,
     created: Arc<AtomicUsize>,
     prefix: String,
     reuse: bool,
@@ -112,6 +129,28 @@ impl Janitor {
     /// `reuse`: reset builders between repetitions instead of creating one per repetition.
     pub fn new(run_id: &str, reuse: bool) -> Self {
         Janitor { prefix: format!("bkcache-{run_id}."), reuse, ..Default::default() }
+    }
+
+    /// Announces that `acquisitions` more builders of `profile` will be acquired. A builder of a kind
+    /// whose announced acquisitions the idle ones already cover is removed when handed back, while other
+    /// repetitions still run, instead of idling until the run's sweep; a kind never announced is kept.
+    pub fn expect(&self, profile: &BuilderProfile, acquisitions: usize) {
+        *self.wanted.lock().expect("janitor lock").entry(Kind::of(profile)).or_default() += acquisitions;
+    }
+
+    /// Whether a later acquisition will want one more idle builder of `kind`.
+    fn wants_another(&self, kind: &Kind) -> bool {
+        let idle = self.idle.lock().expect("janitor lock").iter().filter(|b| &b.kind == kind).count();
+        self.wanted.lock().expect("janitor lock").get(kind).map_or(true, |&wanted| wanted > idle)
+    }
+
+    /// Counts an acquisition of `kind` and takes an idle builder of that kind, if there is one.
+    fn take_idle(&self, kind: &Kind) -> Option<Builder> {
+        if let Some(wanted) = self.wanted.lock().expect("janitor lock").get_mut(kind) {
+            *wanted = wanted.saturating_sub(1);
+        }
+        let mut idle = self.idle.lock().expect("janitor lock");
+        idle.iter().position(|b| &b.kind == kind).map(|i| idle.swap_remove(i))
     }
 
     fn builder_name(&self, n: usize, profile: &Name) -> String {
@@ -127,11 +166,7 @@ impl Janitor {
         work_dir: &Path,
         engine: &Engine,
     ) -> Result<Builder, InfraError> {
-        let idle = {
-            let mut idle = self.idle.lock().expect("janitor lock");
-            idle.iter().position(|b| b.profile == profile.name).map(|i| idle.swap_remove(i))
-        };
-        if let Some(builder) = idle {
+        if let Some(builder) = self.take_idle(&Kind::of(profile)) {
             let config = buildkitd_config(profile, registry, builder.life + 1);
             write_config(work_dir, &config)?;
             let next = buildkitd_config(profile, registry, builder.life + 2);
@@ -148,12 +183,13 @@ impl Janitor {
     }
 
     /// Hands a builder back after a repetition. It is kept for the next one when `clean` (the repetition
-    /// saw no infrastructure failure) and reuse is on: stopped first, so that buildkitd's last lines are
-    /// read with this life's. Otherwise, or when it cannot be stopped or its log read, or Docker restarted
-    /// its buildkitd in this life (which then started with the next life's config), it is removed.
+    /// saw no infrastructure failure), reuse is on and a later repetition wants it: stopped first, so that
+    /// buildkitd's last lines are read with this life's. Otherwise, or when it cannot be stopped or its log
+    /// read, or Docker restarted its buildkitd in this life (which then started with the next life's
+    /// config), it is removed.
     pub async fn release(&self, mut builder: Builder, clean: bool, engine: &Engine) -> HandedBack {
         let container = builder.container();
-        let keep = self.reuse && clean;
+        let keep = self.reuse && clean && self.wants_another(&builder.kind);
         let stopped = match keep {
             true => engine.stop_container(&container).await,
             false => Ok(()),
@@ -163,7 +199,8 @@ impl Janitor {
             tracing::warn!(builder = %builder.name, error = %e, "could not stop the builder to keep it; removing it");
         }
         let restarted = || async { restarts(&container, engine).await.map_or(true, |n| n != builder.restarts_before) };
-        if keep && stopped.is_ok() && log.is_ok() && !restarted().await {
+        // another release may have covered the demand while this one stopped its builder
+        if keep && stopped.is_ok() && log.is_ok() && !restarted().await && self.wants_another(&builder.kind) {
             self.idle.lock().expect("janitor lock").push(builder);
             return HandedBack { log, outcome: Ok(()) };
         }
@@ -206,7 +243,7 @@ impl Janitor {
             let restarts_before = restarts(&container_of(&name), engine).await?;
             return Ok(Builder {
                 name,
-                profile: profile.name.clone(),
+                kind: Kind::of(profile),
                 life: 1,
                 log_lines_before: 0,
                 debug_addr,
@@ -222,16 +259,12 @@ impl Janitor {
         Ok(())
     }
 
-    /// Removes every builder this run still has, then anything left under its prefix.
+    /// Removes every builder this run still has, all at once, then anything left under its prefix.
     pub async fn sweep(&self, engine: &Engine) -> Vec<InfraError> {
         self.idle.lock().expect("janitor lock").clear();
         let names: Vec<String> = self.live.lock().expect("janitor lock").clone();
-        let mut errors = Vec::new();
-        for name in names {
-            if let Err(e) = self.remove(&name, engine).await {
-                errors.push(e);
-            }
-        }
+        let removals = futures_util::future::join_all(names.iter().map(|name| self.remove(name, engine))).await;
+        let mut errors: Vec<InfraError> = removals.into_iter().filter_map(Result::err).collect();
         if let Err(e) = engine.remove_by_prefix(&format!("{CONTAINER_PREFIX}{}", self.prefix)).await {
             errors.push(e);
         }
@@ -345,6 +378,40 @@ mod tests {
         for n in [0, 1, 10] {
             assert!(!a_1.builder_name(n, &profile).starts_with(&a.prefix), "{}", a_1.builder_name(n, &profile));
         }
+    }
+
+    fn idle_builder(janitor: &Janitor, kind: &Kind) {
+        let name = janitor.builder_name(janitor.created.fetch_add(1, Ordering::Relaxed), &kind.profile);
+        let builder =
+            Builder { name, kind: kind.clone(), life: 1, log_lines_before: 0, debug_addr: None, restarts_before: 0 };
+        janitor.idle.lock().unwrap().push(builder);
+    }
+
+    #[test]
+    fn a_builder_is_kept_only_while_a_later_acquisition_wants_it() {
+        let profile = |name: &str, image: &str| BuilderProfile {
+            name: Name::parse(crate::names::NameKind::Profile, name).unwrap(),
+            image: image.into(),
+            buildkit: None,
+            snapshotter: crate::profiles::Snapshotter::Stargz,
+            buildkitd_flags: Vec::new(),
+            buildkitd_config: toml::Table::new(),
+        };
+        let (p, other_image, unannounced) = (profile("p", "a"), profile("p", "b"), profile("q", "a"));
+        let janitor = Janitor::new("a", true);
+        janitor.expect(&p, 4);
+        let kind = Kind::of(&p);
+        // three jobs acquire at once; one acquisition is still to come
+        for _ in 0..3 {
+            assert!(janitor.take_idle(&kind).is_none());
+        }
+        assert!(janitor.wants_another(&kind), "the fourth repetition wants the first builder handed back");
+        idle_builder(&janitor, &kind);
+        assert!(!janitor.wants_another(&kind), "the idle builder covers the last acquisition");
+        assert!(janitor.take_idle(&Kind::of(&other_image)).is_none(), "another image's builder is no stand-in");
+        assert!(janitor.take_idle(&kind).is_some());
+        assert!(!janitor.wants_another(&kind), "no acquisition is left");
+        assert!(janitor.wants_another(&Kind::of(&unannounced)), "a kind whose demand is unknown is kept");
     }
 
     #[test]
