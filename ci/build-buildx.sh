@@ -15,4 +15,5 @@ cp -r "$src/." "$work/" && chmod -R u+w "$work"
   -ldflags "-s -w -X github.com/docker/buildx/version.Version=$BUILDX_VERSION -X github.com/docker/buildx/version.Revision=gomod" \
   -o "$work/docker-buildx" ./cmd/buildx)
 install -D -m 0755 "$work/docker-buildx" "$plugin"
-log "installed $("$plugin" version)"
+built=$("$plugin" version) || die "the buildx plugin just built ($plugin) does not run"
+log "installed $built"

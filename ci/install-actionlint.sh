@@ -9,4 +9,5 @@ if actionlint -version 2>/dev/null | grep -qx "$ACTIONLINT_VERSION"; then
 fi
 log "building actionlint $ACTIONLINT_VERSION from its Go module"
 GOBIN=/usr/local/bin go install "github.com/rhysd/actionlint/cmd/actionlint@$ACTIONLINT_VERSION"
-log "installed actionlint $(actionlint -version | head -1)"
+built=$(actionlint -version) || die "the actionlint just installed does not run"
+log "installed actionlint ${built%%$'\n'*}"
