@@ -141,7 +141,7 @@ impl Janitor {
     /// Whether a later acquisition will want one more idle builder of `kind`.
     fn wants_another(&self, kind: &Kind) -> bool {
         let idle = self.idle.lock().expect("janitor lock").iter().filter(|b| &b.kind == kind).count();
-        self.wanted.lock().expect("janitor lock").get(kind).map_or(true, |&wanted| wanted > idle)
+        self.wanted.lock().expect("janitor lock").get(kind).is_none_or(|&wanted| wanted > idle)
     }
 
     /// Counts an acquisition of `kind` and takes an idle builder of that kind, if there is one.

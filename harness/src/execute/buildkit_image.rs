@@ -190,7 +190,7 @@ pub(crate) fn go_in(src: &Path) -> Command {
 /// the packages (module zips leave vendored packages out), so the file alone does not make a vendor tree.
 fn module_mode(src: &Path) -> &'static str {
     let vendor = src.join("vendor");
-    let packages = std::fs::read_dir(&vendor).map_or(false, |entries| entries.flatten().any(|e| e.path().is_dir()));
+    let packages = std::fs::read_dir(&vendor).is_ok_and(|entries| entries.flatten().any(|e| e.path().is_dir()));
     match packages && vendor.join("modules.txt").is_file() {
         true => "-mod=vendor",
         false => "-mod=mod",
