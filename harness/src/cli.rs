@@ -178,6 +178,10 @@ struct CaptureArgs {
     /// The build's time limit, in seconds.
     #[arg(long, default_value_t = 3600)]
     timeout: u64,
+    /// Read caches from registries (and a debug address) off loopback too; by default bkcache reads
+    /// only from this machine.
+    #[arg(long)]
+    allow_network: bool,
     /// What follows `docker buildx build` (bkcache adds `--progress=rawjson`).
     #[arg(last = true, required = true, num_args = 1..)]
     build: Vec<String>,
@@ -236,6 +240,9 @@ struct GcArgs {
     /// The pins file naming the local registry and its container.
     #[arg(long, default_value = "ci/versions.env")]
     pins: PathBuf,
+    /// Say what would be removed, and remove nothing.
+    #[arg(long)]
+    dry_run: bool,
 }
 
 #[derive(Subcommand)]
@@ -605,6 +612,7 @@ async fn capture(args: &CaptureArgs) -> Result<i32, Error> {
         args.debug_addr.as_deref(),
         &args.build,
         timeout,
+        args.allow_network,
     )
     .await?;
     let outcome = if done.succeeded { "succeeded" } else { "failed (BuildKit's error is in its rawjson)" };
@@ -657,23 +665,38 @@ async fn cache_diff(args: &CacheDiffArgs) -> Result<i32, Error> {
 }
 
 async fn gc(args: &GcArgs) -> Result<i32, Error> {
+    crate::execute::gc::check_artifacts_dir(&args.artifacts_dir)?;
     let pins = Pins::load(&args.pins)?;
     let engine = Engine::connect().await?;
     let registry = crate::execute::registry::Registry::new(&pins);
     let older_than = std::time::Duration::from_secs(args.older_than_days.saturating_mul(24 * 3600));
-    let collected = crate::execute::gc::collect(&engine, &registry, &args.artifacts_dir, older_than).await?;
+    let collected =
+        crate::execute::gc::collect(&engine, &registry, &args.artifacts_dir, older_than, args.dry_run).await?;
+    let verb = if args.dry_run { "would remove" } else { "removed" };
     for builder in &collected.builders {
-        outln!("removed builder {builder}");
+        outln!("{verb} builder {builder}");
+    }
+    for repo in &collected.repositories {
+        outln!("{verb} registry repository {repo}");
     }
     for dir in &collected.artifact_dirs {
-        outln!("removed artifacts {}", dir.display());
+        outln!("{verb} artifacts {}", dir.display());
     }
+    for what in &collected.unmarked {
+        outln!("left {what}: named like bkcache's, but without bkcache's mark");
+    }
+    let blobs = match (args.dry_run, collected.registry_collected) {
+        (true, _) => "not collected (dry run)",
+        (false, true) => "collected",
+        (false, false) => "not collected (a run is active)",
+    };
     outln!(
-        "{} builders, {} registry manifests, {} artifact directories of dead runs removed; registry blobs {}",
+        "{} builders, {} registry repositories ({} manifests), {} artifact directories of dead runs {verb_past}; registry blobs {blobs}",
         collected.builders.len(),
+        collected.repositories.len(),
         collected.manifests,
         collected.artifact_dirs.len(),
-        if collected.registry_collected { "collected" } else { "not collected (a run is active)" }
+        verb_past = if args.dry_run { "to remove" } else { "removed" },
     );
     Ok(EXIT_OK)
 }

@@ -82,6 +82,9 @@ pub enum InfraError {
     RunIdInUse { run_id: String },
     #[error("registry garbage collection in container {container} failed: {detail}")]
     RegistryGc { container: String, detail: String },
+    /// Data from outside (a registry, a cache directory) that bkcache refuses to act on.
+    #[error("{source_name}: refused: {problem}")]
+    Untrusted { source_name: String, problem: String },
     #[error("builder {builder} could not be reset: {reason}")]
     BuilderReset { builder: String, reason: String },
     #[error("the machine failed while probing BuildKit {version}: {failure}")]

@@ -165,6 +165,7 @@ impl Session {
         let engine = Engine::connect().await?;
         let run_dir = options.artifacts_dir.join(&options.run_id);
         std::fs::create_dir_all(&run_dir).map_err(InfraError::io(format!("creating {}", run_dir.display())))?;
+        crate::execute::gc::mark_run_dir(&run_dir, &options.run_id)?;
         let machine = Machine {
             engine,
             registry: Registry::new(&plan.profiles.pins),

@@ -13,6 +13,7 @@ use crate::errors::{ConfigError, Error, InfraError};
 use crate::execute::phase::CellPaths;
 use crate::observe::cache::{read_layout, CacheRecord};
 use crate::plan::Filter;
+use crate::safe_fs::copy_tree;
 use crate::scenario::{CacheRef, PhaseAction};
 use crate::session::{self, CellResult, PlanOptions, RunOptions, RunReport, Session};
 
@@ -82,12 +83,13 @@ fn write_pack(report: &RunReport, registry: &str, out: &Path) -> Result<(), Erro
     let result = &report.cells[0];
     let cell = &result.cell;
     let scenario = &cell.scenario;
+    // a pack goes into public issues: links are copied as links, never as what they point to
     let copy = |from: &Path, to: &str| -> Result<(), InfraError> {
-        std::fs::copy(from, out.join(to)).map(drop).map_err(InfraError::io(format!("copying {}", from.display())))
+        copy_tree(from, &out.join(to)).map_err(InfraError::io(format!("copying {}", from.display())))
     };
     copy(&scenario.file, "scenario.toml")?;
     copy(&scenario.dockerfile, DOCKERFILE)?;
-    copy_dir(&scenario.context, &out.join(CONTEXT))
+    copy_tree(&scenario.context, &out.join(CONTEXT))
         .map_err(InfraError::io(format!("copying {}", scenario.context.display())))?;
     if let Some(spec) = cell.profile.buildkit.as_ref().filter(|s| !s.patches.is_empty()) {
         std::fs::create_dir_all(out.join("patches")).map_err(InfraError::io("creating patches/"))?;
@@ -176,20 +178,6 @@ fn at_stake(
         stakes.push(Stake { phase: phase.clone(), step: step.clone(), why: why.clone(), caches });
     }
     Ok(stakes)
-}
-
-fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
-    std::fs::create_dir_all(to)?;
-    for entry in std::fs::read_dir(from)? {
-        let entry = entry?;
-        let target = to.join(entry.file_name());
-        if entry.file_type()?.is_dir() {
-            copy_dir(&entry.path(), &target)?;
-        } else {
-            std::fs::copy(entry.path(), target)?;
-        }
-    }
-    Ok(())
 }
 
 fn write_executable(path: &Path, text: &str) -> std::io::Result<()> {

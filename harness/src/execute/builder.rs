@@ -280,6 +280,9 @@ pub fn create_args(name: &str, image: &str, flags: &[String], config: &str) -> V
             .map(str::to_owned)
             .to_vec();
     args.extend(["--driver-opt".into(), format!("image={image}")]);
+    if let Some(run) = run_of(name) {
+        args.extend(["--driver-opt".into(), format!("env.{}", ownership_mark(run))]);
+    }
     args.extend(["--buildkitd-flags".into(), flags.join(" ")]);
     args.extend(["--buildkitd-config".into(), config.to_owned(), "--bootstrap".into()]);
     args
@@ -291,11 +294,20 @@ pub async fn remove(name: &str, engine: &Engine) -> Result<(), InfraError> {
         .await
         .and_then(|rm| rm.require_success());
     if removed.is_err() {
-        // what buildx could not remove (or never registered), the engine API removes
-        engine.remove_by_prefix(&format!("{CONTAINER_PREFIX}{name}")).await?;
+        // what buildx could not remove (or never registered), the engine API removes: these names only
+        let container = container_of(name);
+        engine.remove_container_and_volume(&container, &format!("{container}_state")).await?;
     }
     Ok(())
 }
+
+/// The environment entry that marks a builder container as made by run `run_id` (a driver option of
+/// every builder bkcache creates): `bkcache gc` removes only containers that carry their run's mark.
+pub fn ownership_mark(run_id: &str) -> String {
+    format!("{OWNER_ENV}={run_id}")
+}
+
+const OWNER_ENV: &str = "BKCACHE_RUN";
 
 /// The run a bkcache builder (or its container or volume) belongs to: `bkcache-<run id>.<n>.<profile>`.
 pub fn run_of(name: &str) -> Option<&str> {

@@ -97,3 +97,43 @@ pub fn last_lines(text: &str, n: usize) -> String {
     let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
     lines[lines.len().saturating_sub(n)..].join("\n")
 }
+
+/// A buildx option value (`--cache-to`, `--cache-from`, `--output`): `key=value` fields joined as the CSV
+/// line buildx reads them from (Go's encoding/csv), each field quoted when it holds a `,`, a `"` or a
+/// line break, so a path such as `/a,dest=/b` stays one value of one key (unquoted, buildx would keep
+/// the last `dest`).
+pub fn option_value(fields: &[(&str, &str)]) -> String {
+    let field = |(key, value): &(&str, &str)| {
+        let text = format!("{key}={value}");
+        match text.contains([',', '"', '\n', '\r']) {
+            true => format!("\"{}\"", text.replace('"', "\"\"")),
+            false => text,
+        }
+    };
+    fields.iter().map(field).collect::<Vec<_>>().join(",")
+}
+
+#[cfg(test)]
+mod option_tests {
+    use super::option_value;
+
+    /// Read back as buildx reads it: one CSV record, each field split at its first `=`.
+    fn read_back(value: &str) -> Vec<(String, String)> {
+        let mut reader = csv::ReaderBuilder::new().has_headers(false).from_reader(value.as_bytes());
+        let record = reader.records().next().unwrap().unwrap();
+        record.iter().map(|f| f.split_once('=').map(|(k, v)| (k.into(), v.into())).unwrap()).collect()
+    }
+
+    #[test]
+    fn a_path_with_commas_quotes_or_equals_stays_one_field() {
+        for path in ["/art/c", "/art,dest=/escaped", "/a\"b", "/a=b", "/a b"] {
+            let value = option_value(&[("type", "local"), ("dest", path)]);
+            assert_eq!(
+                read_back(&value),
+                [("type".into(), "local".into()), ("dest".into(), path.to_owned())],
+                "{value}"
+            );
+        }
+        assert_eq!(option_value(&[("type", "local"), ("dest", "/c")]), "type=local,dest=/c");
+    }
+}

@@ -19,7 +19,9 @@ use super::registry::Registry;
 use super::{keys, CacheArtifact, RawBuild, RawPhase, RawRepetition, RAW_FILE};
 use crate::errors::InfraError;
 use crate::names::{Name, NameError, NameKind};
-use crate::observe::cache::child_documents;
+use crate::network::is_loopback_host;
+use crate::observe::cache::{copy_documents, CopyDocumentsError};
+use crate::safe_fs::{read_regular, DOCUMENT_LIMIT};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CaptureError {
@@ -99,6 +101,18 @@ fn cache_location(flag: &str, value: &str, export: bool) -> Result<CacheLocation
             let reference = attrs.get("ref").ok_or_else(|| bad("a registry cache needs `ref=HOST/REPO:TAG`"))?;
             let (host, path) = reference.split_once('/').ok_or_else(|| bad("the ref names no registry host"))?;
             let (repo, tag) = path.rsplit_once(':').unwrap_or((path, "latest"));
+            // the distribution grammar: both end up in URL paths
+            let repo_ok = repo.split('/').all(|c| {
+                !c.is_empty()
+                    && c.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
+                    && c.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
+            });
+            let tag_ok = tag.len() <= 128
+                && tag.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric() || b == b'_')
+                && tag.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+            if !repo_ok || !tag_ok {
+                return Err(bad("the ref's repository or tag is not in the registry's grammar"));
+            }
             Ok(CacheLocation::Registry { host: host.into(), repo: repo.into(), tag: tag.into() })
         }
         other => Ok(CacheLocation::Other(format!("{other}: {value}"))),
@@ -152,8 +166,16 @@ fn parse_args(args: &[String]) -> Result<BuildArgs, CaptureError> {
     Ok(parsed)
 }
 
-/// `--debug-addr`: a `host:port` the debug endpoints' URLs are built from.
-fn check_debug_addr(addr: &str) -> Result<(), CaptureError> {
+/// `--debug-addr`: a `host:port` the debug endpoints' URLs are built from, on loopback unless allowed.
+fn check_debug_addr(addr: &str, allow_network: bool) -> Result<(), CaptureError> {
+    if !allow_network && !is_loopback_host(addr) {
+        return Err(CaptureError::Argument {
+            arg: format!("--debug-addr {addr}"),
+            problem: "is not on this machine".into(),
+            fix: "give a loopback address (buildkitd on the host network listens there), or pass --allow-network"
+                .into(),
+        });
+    }
     let fits = addr.rsplit_once(':').is_some_and(|(host, port)| {
         port.parse::<u16>().is_ok_and(|p| p > 0)
             && !host.is_empty()
@@ -169,30 +191,37 @@ fn check_debug_addr(addr: &str) -> Result<(), CaptureError> {
     }
 }
 
-/// Copies the documents of the OCI layout at `src` (index, manifests, configs; no layers) to `dst`.
+/// Copies the documents of the OCI layout at `src` (index, manifests, configs; no layers) to `dst`:
+/// regular files only, no link followed, each verified against the digest that names it.
 fn copy_layout(src: &Path, dst: &Path) -> Result<(), InfraError> {
-    let read = |path: PathBuf| std::fs::read(&path).map_err(InfraError::io(format!("reading {}", path.display())));
+    let read = |path: PathBuf| {
+        read_regular(&path, DOCUMENT_LIMIT).map_err(InfraError::io(format!("reading {}", path.display())))
+    };
     let blobs = dst.join("blobs/sha256");
     std::fs::create_dir_all(&blobs).map_err(InfraError::io(format!("creating {}", blobs.display())))?;
     let index = read(src.join("index.json"))?;
     std::fs::write(dst.join("index.json"), &index).map_err(InfraError::io(format!("writing {}", dst.display())))?;
-    let mut pending = vec![index];
-    while let Some(document) = pending.pop() {
-        for child in child_documents(&document) {
-            let file = child.digest.trim_start_matches("sha256:").to_owned();
-            let body = read(src.join("blobs/sha256").join(&file))?;
-            std::fs::write(blobs.join(&file), &body).map_err(InfraError::io(format!("writing {}", dst.display())))?;
-            if child.is_manifest {
-                pending.push(body);
-            }
-        }
-    }
-    Ok(())
+    copy_documents(
+        index,
+        |child| read(child.digest.blob_path(src)),
+        |digest, body| {
+            let path = digest.blob_path(dst);
+            std::fs::write(&path, body).map_err(InfraError::io(format!("writing {}", path.display())))
+        },
+    )
+    .map_err(|e| match e {
+        CopyDocumentsError::Source(e) => e,
+        e => InfraError::Untrusted { source_name: src.display().to_string(), problem: e.to_string() },
+    })
 }
 
 /// Copies the cache at `location` into `dir`; `Ok(Some(why))` when it cannot be captured.
-async fn copy_cache(location: &CacheLocation, dir: &Path) -> Result<Option<String>, InfraError> {
+async fn copy_cache(location: &CacheLocation, dir: &Path, allow_network: bool) -> Result<Option<String>, InfraError> {
     match location {
+        CacheLocation::Registry { host, .. } if !allow_network && !is_loopback_host(host) => Ok(Some(format!(
+            "{}: not on this machine; bkcache reads only loopback registries unless given --allow-network",
+            location.name()
+        ))),
         CacheLocation::Local(src) if !src.join("index.json").is_file() => {
             Ok(Some(format!("{}: no index.json (nothing there yet)", src.display())))
         }
@@ -217,11 +246,12 @@ fn places(dir: &Path, phase: &str, direction: &str, locations: &[CacheLocation])
 /// Copies each cache to its place; those that cannot be captured are said in `skipped`.
 async fn copy_caches(
     places: &[(CacheLocation, PathBuf)],
+    allow_network: bool,
     skipped: &mut Vec<String>,
 ) -> Result<Vec<CacheArtifact>, InfraError> {
     let mut artifacts = Vec::new();
     for (location, cache_dir) in places {
-        match copy_cache(location, cache_dir).await? {
+        match copy_cache(location, cache_dir, allow_network).await? {
             None => artifacts.push(CacheArtifact { name: location.name(), dir: cache_dir.clone() }),
             Some(why) => skipped.push(why),
         }
@@ -237,11 +267,12 @@ pub async fn capture(
     debug_addr: Option<&str>,
     args: &[String],
     timeout: Duration,
+    allow_network: bool,
 ) -> Result<Captured, CaptureError> {
     let parsed = parse_args(args)?;
     let phase = phase.map(|p| Name::parse(NameKind::Phase, p)).transpose()?;
     if let Some(addr) = debug_addr {
-        check_debug_addr(addr)?;
+        check_debug_addr(addr, allow_network)?;
     }
     std::fs::create_dir_all(dir).map_err(InfraError::io(format!("creating {}", dir.display())))?;
     let mut raw = match dir.join(RAW_FILE).is_file() {
@@ -255,7 +286,7 @@ pub async fn capture(
     let mut skipped = Vec::new();
     let imports = places(dir, &phase, "from", &parsed.imports);
     let exports = places(dir, &phase, "to", &parsed.exports);
-    let imported = copy_caches(&imports, &mut skipped).await?;
+    let imported = copy_caches(&imports, allow_network, &mut skipped).await?;
 
     let since = SystemTime::now().duration_since(UNIX_EPOCH).ok().and_then(|d| i32::try_from(d.as_secs()).ok());
     let start = Instant::now();
@@ -263,7 +294,7 @@ pub async fn capture(
     command.extend(args.iter().cloned());
     let build = buildx(&command, timeout).await?;
     let duration = start.elapsed();
-    let exported = if build.success { copy_caches(&exports, &mut skipped).await? } else { Vec::new() };
+    let exported = if build.success { copy_caches(&exports, allow_network, &mut skipped).await? } else { Vec::new() };
 
     let key_dumps = match debug_addr.filter(|_| build.success) {
         Some(addr) => {
@@ -346,18 +377,26 @@ mod tests {
 
     #[test]
     fn debug_addresses_are_host_and_port() {
+        assert!(check_debug_addr("10.0.0.1:6060", false).is_err());
+        assert!(check_debug_addr("10.0.0.1:6060", true).is_ok());
         for good in ["127.0.0.1:6060", "localhost:6060", "[::1]:6060"] {
-            assert!(check_debug_addr(good).is_ok(), "{good}");
+            assert!(check_debug_addr(good, false).is_ok(), "{good}");
         }
         for bad in ["127.0.0.1", "127.0.0.1:0", "h/x:6060", ":6060", "127.0.0.1:6060/debug"] {
-            assert!(check_debug_addr(bad).is_err(), "{bad}");
+            assert!(check_debug_addr(bad, true).is_err(), "{bad}");
         }
     }
 
     #[test]
     fn arguments_bkcache_cannot_capture_from_are_refused_with_a_fix() {
-        for bad in ["--progress plain .", "--cache-from type=local .", "--cache-to type=local,src=/x .", "--cache-from"]
-        {
+        for bad in [
+            "--progress plain .",
+            "--cache-from type=local .",
+            "--cache-to type=local,src=/x .",
+            "--cache-from",
+            "--cache-from 127.0.0.1:5000/../../v2/x:t .",
+            "--cache-from type=registry,ref=127.0.0.1:5000/app:t/../x .",
+        ] {
             let e = parse_args(&args(bad)).unwrap_err();
             assert!(matches!(e, CaptureError::Argument { .. }), "{bad}: {e}");
             assert!(e.to_string().contains("fix:"), "{e}");

@@ -78,6 +78,26 @@ impl Engine {
         }
     }
 
+    /// A container's environment (`KEY=value` entries), `None` when the container is gone: where bkcache
+    /// reads the mark it gives its builders' containers.
+    pub async fn container_env(&self, container: &str) -> Result<Option<Vec<String>>, InfraError> {
+        match self.docker.inspect_container(container, None::<bollard::query_parameters::InspectContainerOptions>).await
+        {
+            Ok(c) => Ok(Some(c.config.and_then(|c| c.env).unwrap_or_default())),
+            Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => Ok(None),
+            Err(e) => Err(docker_err("inspecting a builder container")(e)),
+        }
+    }
+
+    /// Removes the container and the volume of these exact names (either may be gone already).
+    pub async fn remove_container_and_volume(&self, container: &str, volume: &str) -> Result<(), InfraError> {
+        let options = RemoveContainerOptions { force: true, v: true, ..Default::default() };
+        gone_is_fine(self.docker.remove_container(container, Some(options)).await)
+            .map_err(docker_err("removing a container"))?;
+        gone_is_fine(self.docker.remove_volume(volume, Some(RemoveVolumeOptions { force: true })).await)
+            .map_err(docker_err("removing a volume"))
+    }
+
     /// Runs `cmd` in a container and says whether it exited 0; false when the container cannot run it
     /// (stopped, gone, or its process just died).
     pub async fn exec_succeeds(&self, container: &str, cmd: &[&str]) -> Result<bool, InfraError> {

@@ -1,36 +1,78 @@
 //! `bkcache gc`: what runs that no longer live left behind — a run killed before its clean-up (SIGKILL,
-//! a crashed machine) leaves builders, their containers and volumes, registry refs and artifacts. A run
-//! is dead when its lock can be taken (see [`super::locks`]); nothing of a live run is touched.
+//! a crashed machine) leaves builders, their containers and volumes, registry refs and artifacts.
+//!
+//! gc runs as root on shared machines, so it deletes only what carries bkcache's mark, never by name
+//! alone: a builder container whose environment holds its run's [`builder::ownership_mark`]; an
+//! artifacts directory (a real one, not a link) holding a [`RUN_MARKER`] file that names it; registry
+//! repositories under bkcache's own prefixes. A run is dead when its lock can be taken in the lock
+//! directory every bkcache process finds ([`locks::dir`]), so nothing of a live run is touched. It
+//! refuses to look into `/`, the home directory or a repository's root, and says what it removes (or
+//! would, with `dry_run`).
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use super::builder::{self, CONTAINER_PREFIX};
-use super::buildx::buildx;
 use super::docker::Engine;
 use super::locks;
 use super::registry::Registry;
-use crate::errors::InfraError;
+use crate::errors::{ConfigError, Error, InfraError};
 
-/// What `bkcache gc` removed.
+/// The file a run writes into its artifacts directory, holding its run id: gc's proof the directory is
+/// a run's.
+pub const RUN_MARKER: &str = ".bkcache-run";
+
+/// Marks `run_dir` as the artifacts directory of run `run_id`.
+pub fn mark_run_dir(run_dir: &Path, run_id: &str) -> Result<(), InfraError> {
+    let marker = run_dir.join(RUN_MARKER);
+    std::fs::write(&marker, run_id).map_err(InfraError::io(format!("writing {}", marker.display())))
+}
+
+/// What `bkcache gc` removed (or, dry, would remove), and what it left because it carries no mark.
 #[derive(Debug, Default)]
 pub struct Collected {
     pub builders: Vec<String>,
+    pub repositories: Vec<String>,
     pub manifests: usize,
-    pub artifact_dirs: Vec<std::path::PathBuf>,
-    /// Whether the registry's unreferenced blobs were collected (not while a run is active).
+    pub artifact_dirs: Vec<PathBuf>,
+    /// Names that look like bkcache's but carry no mark of it: not touched.
+    pub unmarked: Vec<String>,
+    /// Whether the registry's unreferenced blobs were collected (not while a run is active, not dry).
     pub registry_collected: bool,
 }
 
-/// Removes the builders and registry refs of dead runs, and the artifact directories of dead runs
-/// older than `older_than` (kept artifacts keep their registry refs until then).
+/// Refuses artifacts directories whose sub-directories are the machine's or a project's own.
+pub fn check_artifacts_dir(dir: &Path) -> Result<(), ConfigError> {
+    let refuse = |why: &str| {
+        Err(ConfigError::Usage {
+            message: format!("--artifacts-dir {}: {why}; gc will not look for runs to delete there", dir.display()),
+            fix: "name the directory runs were given as --artifacts-dir (default bkcache-artifacts)".into(),
+        })
+    };
+    let resolved = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_owned());
+    if resolved.parent().is_none() {
+        return refuse("is the root directory");
+    }
+    if std::env::var_os("HOME").is_some_and(|home| Path::new(&home) == resolved) {
+        return refuse("is the home directory");
+    }
+    if let Some(found) = [".git", "Cargo.toml"].into_iter().find(|f| resolved.join(f).exists()) {
+        return refuse(&format!("holds {found}: it is a repository"));
+    }
+    Ok(())
+}
+
+/// Removes the builders and registry refs of dead runs, and the marked artifact directories of dead
+/// runs older than `older_than` (kept artifacts keep their registry refs until then).
 pub async fn collect(
     engine: &Engine,
     registry: &Registry,
     artifacts_dir: &Path,
     older_than: Duration,
-) -> Result<Collected, InfraError> {
+    dry_run: bool,
+) -> Result<Collected, Error> {
+    check_artifacts_dir(artifacts_dir)?;
     let mut collected = Collected::default();
     let mut alive: BTreeMap<String, bool> = BTreeMap::new();
     let mut is_dead = |run: &str| -> Result<bool, InfraError> {
@@ -42,48 +84,110 @@ pub async fn collect(
         Ok(!a)
     };
 
-    let mut builders: Vec<String> = engine
-        .names_with_prefix(&format!("{CONTAINER_PREFIX}bkcache-"))
-        .await?
-        .iter()
-        .filter_map(|n| builder::builder_of(n).map(str::to_owned))
-        .collect();
-    let ls = buildx(&["ls".into(), "--format".into(), "{{.Name}}".into()], Duration::from_secs(60)).await?;
-    builders.extend(ls.require_success()?.stdout.lines().map(|l| l.trim().to_owned()));
-    builders.sort();
-    builders.dedup();
-    for name in builders {
-        let Some(run) = builder::run_of(&name) else { continue };
-        if is_dead(run)? {
-            builder::remove(&name, engine).await?;
-            collected.builders.push(name);
+    let names = engine.names_with_prefix(&format!("{CONTAINER_PREFIX}bkcache-")).await?;
+    let containers: Vec<&String> = names.iter().filter(|n| !n.ends_with("_state")).collect();
+    for container in &containers {
+        let (Some(builder), Some(run)) = (builder::builder_of(container), builder::run_of(container)) else {
+            continue;
+        };
+        if !is_dead(run)? {
+            continue;
+        }
+        let env = engine.container_env(container).await?.unwrap_or_default();
+        if !env.contains(&builder::ownership_mark(run)) {
+            collected.unmarked.push(format!("container {container}"));
+            continue;
+        }
+        if !dry_run {
+            builder::remove(builder, engine).await?;
+        }
+        collected.builders.push(builder.to_owned());
+    }
+    // a state volume whose container is gone carries no mark: left, and said
+    for volume in names.iter().filter(|n| n.ends_with("_state")) {
+        let container = volume.trim_end_matches("_state");
+        if !containers.iter().any(|c| *c == container) && builder::run_of(volume).is_some() {
+            collected.unmarked.push(format!("volume {volume} (its container is gone)"));
         }
     }
 
     let stale = |dir: &Path| {
-        let modified = std::fs::metadata(dir).and_then(|m| m.modified()).unwrap_or(SystemTime::UNIX_EPOCH);
+        let modified = std::fs::symlink_metadata(dir).and_then(|m| m.modified()).unwrap_or(SystemTime::UNIX_EPOCH);
         modified.elapsed().unwrap_or_default() >= older_than
     };
     for (repo, run) in registry.run_repositories().await? {
         let artifacts = artifacts_dir.join(&run);
         if is_dead(&run)? && (!artifacts.exists() || stale(&artifacts)) {
-            collected.manifests += registry.delete_repository(&repo).await?;
+            if !dry_run {
+                collected.manifests += registry.delete_repository(&repo).await?;
+            }
+            collected.repositories.push(repo);
         }
     }
     if let Ok(entries) = std::fs::read_dir(artifacts_dir) {
         for entry in entries.flatten() {
             let path = entry.path();
             let run = entry.file_name().to_string_lossy().into_owned();
-            if path.is_dir() && crate::names::parse_run_id(&run).is_ok() && is_dead(&run)? && stale(&path) {
-                std::fs::remove_dir_all(&path).map_err(InfraError::io(format!("removing {}", path.display())))?;
-                collected.artifact_dirs.push(path);
+            // file_type() does not follow a link: a link to a directory is not a run's directory
+            let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
+            if !is_dir || crate::names::parse_run_id(&run).is_err() || !is_dead(&run)? || !stale(&path) {
+                continue;
             }
+            if !carries_mark(&path, &run) {
+                collected.unmarked.push(format!("directory {}", path.display()));
+                continue;
+            }
+            if !dry_run {
+                std::fs::remove_dir_all(&path).map_err(InfraError::io(format!("removing {}", path.display())))?;
+            }
+            collected.artifact_dirs.push(path);
         }
     }
 
-    if let Some(_owned) = locks::try_own_registry()? {
-        registry.collect_garbage(engine).await?;
-        collected.registry_collected = true;
+    if !dry_run {
+        if let Some(_owned) = locks::try_own_registry()? {
+            registry.collect_garbage(engine).await?;
+            collected.registry_collected = true;
+        }
     }
     Ok(collected)
+}
+
+/// Whether `dir` holds a regular [`RUN_MARKER`] naming run `run`.
+fn carries_mark(dir: &Path, run: &str) -> bool {
+    crate::safe_fs::read_regular(&dir.join(RUN_MARKER), 64).is_ok_and(|text| text == run.as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_directory_marked_with_its_own_run_is_a_runs() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("run-1");
+        std::fs::create_dir(&dir).unwrap();
+        assert!(!carries_mark(&dir, "run-1"));
+        mark_run_dir(&dir, "run-2").unwrap();
+        assert!(!carries_mark(&dir, "run-1"));
+        mark_run_dir(&dir, "run-1").unwrap();
+        assert!(carries_mark(&dir, "run-1"));
+        // a marker that is a link to another run's marker is not one
+        let other = root.path().join("other");
+        std::fs::create_dir(&other).unwrap();
+        std::fs::remove_file(dir.join(RUN_MARKER)).unwrap();
+        mark_run_dir(&other, "run-1").unwrap();
+        std::os::unix::fs::symlink(other.join(RUN_MARKER), dir.join(RUN_MARKER)).unwrap();
+        assert!(!carries_mark(&dir, "run-1"));
+    }
+
+    #[test]
+    fn the_root_home_and_repositories_are_refused() {
+        assert!(check_artifacts_dir(Path::new("/")).is_err());
+        let checkout = tempfile::tempdir().unwrap();
+        std::fs::write(checkout.path().join("Cargo.toml"), "").unwrap();
+        assert!(check_artifacts_dir(checkout.path()).unwrap_err().to_string().contains("Cargo.toml"));
+        let plain = tempfile::tempdir().unwrap();
+        check_artifacts_dir(plain.path()).unwrap();
+    }
 }

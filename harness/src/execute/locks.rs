@@ -1,6 +1,8 @@
 //! Coordination between bkcache processes on one machine (two CI jobs, a run and `bkcache gc`), by
-//! advisory file locks in one directory (`$BKCACHE_LOCK_DIR`, default `<tmp>/bkcache-locks`). A lock
-//! dies with its process, so a crashed run never leaves one behind.
+//! advisory file locks in one directory every bkcache process of a user finds without being told
+//! ([`dir`]: no environment variable can make a `gc` look elsewhere and take live runs for dead ones).
+//! A lock dies with its process, so a crashed run never leaves one behind. The directory is checked
+//! to be this user's and closed to others, and lock files are opened without following links.
 //!
 //! - `run-<id>.lock`, exclusive, for a run's lifetime: a run whose lock can be taken is not running, so
 //!   `bkcache gc` may remove what it left; and two live runs cannot share an id.
@@ -10,6 +12,7 @@
 //!   runs need it at the same time.
 
 use std::fs::{File, OpenOptions, TryLockError};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 
 use crate::errors::InfraError;
@@ -18,18 +21,27 @@ use crate::errors::InfraError;
 #[derive(Debug)]
 pub struct Held(#[allow(dead_code)] File);
 
-fn dir() -> PathBuf {
-    std::env::var_os("BKCACHE_LOCK_DIR").map_or_else(|| std::env::temp_dir().join("bkcache-locks"), PathBuf::from)
+/// The lock directory: `/run/bkcache/locks` for root (only root writes `/run`), else
+/// `/tmp/bkcache-<uid>/locks`.
+pub fn dir() -> PathBuf {
+    match crate::safe_fs::effective_uid() {
+        0 => PathBuf::from("/run/bkcache/locks"),
+        uid => PathBuf::from(format!("/tmp/bkcache-{uid}/locks")),
+    }
 }
 
 fn open(name: &str) -> Result<File, InfraError> {
     let dir = dir();
-    std::fs::create_dir_all(&dir).map_err(InfraError::io(format!("creating {}", dir.display())))?;
+    let parent = dir.parent().expect("the lock directory has a parent");
+    for d in [parent, &dir] {
+        crate::safe_fs::private_dir(d).map_err(InfraError::io(format!("the lock directory {}", d.display())))?;
+    }
     let path = dir.join(name);
     OpenOptions::new()
         .create(true)
         .truncate(false)
         .write(true)
+        .custom_flags(libc::O_NOFOLLOW)
         .open(&path)
         .map_err(InfraError::io(format!("opening the lock {}", path.display())))
 }

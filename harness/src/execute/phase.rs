@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use super::builder::Builder;
-use super::buildx::buildx;
+use super::buildx::{buildx, option_value};
 use super::registry::Registry;
 use super::{BuildOutput, CacheArtifact, Effect, RawBuild, RawPhase};
 use crate::errors::InfraError;
@@ -61,7 +61,7 @@ impl CellPaths<'_> {
         match target {
             CacheRef::Local(name) => {
                 let key = if importing { "src" } else { "dest" };
-                format!("type=local,{key}={}", self.local_cache_dir(name).display())
+                option_value(&[("type", "local"), (key, &self.local_cache_dir(name).display().to_string())])
             }
             CacheRef::Registry(name) => {
                 format!("type=registry,ref={},registry.insecure=true", self.registry_ref("cache", name))
@@ -218,7 +218,9 @@ pub fn build_args(
         Output::Push => {
             format!("type=image,name={},push=true,registry.insecure=true", paths.registry_ref("out", phase_name))
         }
-        Output::Local => format!("type=local,dest={}", paths.output_dir(phase_name).display()),
+        Output::Local => {
+            option_value(&[("type", "local"), ("dest", &paths.output_dir(phase_name).display().to_string())])
+        }
     };
     args.extend(["--output".into(), output, scenario.context.display().to_string()]);
     args

@@ -2,8 +2,12 @@
 //! a run pushed (its registry caches and images) so the registry does not grow run after run.
 
 use super::http::{agent, blocking};
+use std::io::Read as _;
+
+use crate::digest::BlobDigest;
 use crate::errors::InfraError;
-use crate::observe::cache::{child_documents, sha256_digest};
+use crate::observe::cache::{copy_documents, CopyDocumentsError};
+use crate::safe_fs::DOCUMENT_LIMIT;
 
 #[derive(Debug, Clone)]
 pub struct Registry {
@@ -186,39 +190,50 @@ impl Registry {
     pub async fn fetch_layout(&self, repo: &str, tag: &str, dir: &std::path::Path) -> Result<(), InfraError> {
         let base = format!("http://{}/v2/{repo}", self.addr);
         let (tag, dir, fail) = (tag.to_owned(), dir.to_owned(), self.unreachable());
+        let addr = self.addr.clone();
         blocking(move || {
             let blobs = dir.join("blobs").join("sha256");
             std::fs::create_dir_all(&blobs).map_err(InfraError::io(format!("creating {}", blobs.display())))?;
-            let write = |digest: &str, body: &[u8]| {
-                let path = blobs.join(digest.trim_start_matches("sha256:"));
+            let write = |digest: &BlobDigest, body: &[u8]| {
+                let path = digest.blob_path(&dir);
                 std::fs::write(&path, body).map_err(InfraError::io(format!("writing {}", path.display())))
             };
             let get = |url: String| -> Result<(String, Vec<u8>), InfraError> {
                 let response = agent().get(&url).set("Accept", MANIFEST_TYPES).call().map_err(&fail)?;
                 let media_type = response.content_type().to_owned();
                 let mut body = Vec::new();
-                std::io::Read::read_to_end(&mut response.into_reader(), &mut body)
+                std::io::Read::read_to_end(&mut response.into_reader().take(DOCUMENT_LIMIT + 1), &mut body)
                     .map_err(InfraError::io(format!("reading {url}")))?;
+                if body.len() as u64 > DOCUMENT_LIMIT {
+                    return Err(InfraError::Untrusted {
+                        source_name: url,
+                        problem: format!("a document larger than {DOCUMENT_LIMIT} bytes"),
+                    });
+                }
                 Ok((media_type, body))
             };
             let (media_type, top) = get(format!("{base}/manifests/{tag}"))?;
-            let (top_digest, top_size) = (sha256_digest(&top), top.len());
+            let (top_digest, top_size) = (BlobDigest::of(&top), top.len());
             write(&top_digest, &top)?;
-            let mut pending = vec![top];
-            while let Some(document) = pending.pop() {
-                for child in child_documents(&document) {
+            copy_documents(
+                top,
+                |child| {
                     let kind = if child.is_manifest { "manifests" } else { "blobs" };
-                    let (_, body) = get(format!("{base}/{kind}/{}", child.digest))?;
-                    write(&child.digest, &body)?;
-                    if child.is_manifest {
-                        pending.push(body);
-                    }
-                }
-            }
+                    get(format!("{base}/{kind}/{}", child.digest)).map(|(_, body)| body)
+                },
+                write,
+            )
+            .map_err(|e| match e {
+                CopyDocumentsError::Source(e) => e,
+                e => InfraError::Untrusted {
+                    source_name: format!("registry {addr}, {repo_tag}", repo_tag = base),
+                    problem: e.to_string(),
+                },
+            })?;
             let index = serde_json::json!({
                 "schemaVersion": 2,
                 "mediaType": "application/vnd.oci.image.index.v1+json",
-                "manifests": [{ "mediaType": media_type, "digest": top_digest, "size": top_size }],
+                "manifests": [{ "mediaType": media_type, "digest": top_digest.as_str(), "size": top_size }],
             });
             let path = dir.join("index.json");
             std::fs::write(&path, index.to_string()).map_err(InfraError::io(format!("writing {}", path.display())))

@@ -13,14 +13,16 @@
 //! for none, annotations) and `records`: a cache key's `digest`, its `inputs` (one list per op input
 //! of links to other records, with a selector), and its results — `layers` (top layer index) or
 //! `chains` (layer indexes). A record with no result is a key with nothing to restore: the #6893
-//! signature when it belongs to a step that must be CACHED. Every document's digest is checked.
+//! signature when it belongs to a step that must be CACHED. Every document's digest is parsed before it
+//! names a file, and its content checked against it; no link is followed and no read is unbounded.
 
 use std::path::{Path, PathBuf};
 
 use base64::prelude::{Engine as _, BASE64_STANDARD};
 use oci_spec::image::{Descriptor, ImageIndex, ImageManifest};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
+
+use crate::digest::{BlobDigest, DigestError};
 
 pub const CACHECONFIG_MEDIA_TYPE: &str = "application/vnd.buildkit.cacheconfig.v0";
 /// The image config field an inline cache lives in.
@@ -188,7 +190,9 @@ const ESTARGZ_TOC: &str = "containerd.io/snapshot/stargz/toc.digest";
 /// image config or a cacheconfig). Layers are not documents: they say nothing of what a cache holds.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChildDocument {
-    pub digest: String,
+    pub digest: BlobDigest,
+    /// The size its descriptor declares (0 when absent).
+    pub size: u64,
     pub is_manifest: bool,
 }
 
@@ -208,6 +212,8 @@ struct OutlineDescriptor {
     media_type: String,
     #[serde(default)]
     digest: String,
+    #[serde(default)]
+    size: Option<u64>,
 }
 
 impl Outline {
@@ -216,21 +222,63 @@ impl Outline {
     }
 }
 
-/// The documents `document` (an index or a manifest) names, in order. Anything that does not parse
-/// names none: the reader of the copy reports it, naming the file.
-pub fn child_documents(document: &[u8]) -> Vec<ChildDocument> {
+/// The documents `document` (an index or a manifest) names, in order, their digests parsed. A document
+/// that does not parse names none: the reader of the copy reports it, naming the file.
+pub fn child_documents(document: &[u8]) -> Result<Vec<ChildDocument>, DigestError> {
     let outline: Outline = serde_json::from_slice(document).unwrap_or_default();
-    outline
-        .manifests
-        .into_iter()
-        .chain(outline.config)
-        .filter_map(|child| {
-            let media_type = &child.media_type;
-            let is_manifest = media_type.contains("manifest") || media_type.contains("index");
-            (is_manifest || media_type.contains("config"))
-                .then_some(ChildDocument { digest: child.digest, is_manifest })
-        })
-        .collect()
+    let mut children = Vec::new();
+    for child in outline.manifests.into_iter().chain(outline.config) {
+        let media_type = &child.media_type;
+        let is_manifest = media_type.contains("manifest") || media_type.contains("index");
+        if is_manifest || media_type.contains("config") {
+            let digest = BlobDigest::parse(&child.digest)?;
+            children.push(ChildDocument { digest, size: child.size.unwrap_or_default(), is_manifest });
+        }
+    }
+    Ok(children)
+}
+
+/// Why a layout's documents could not be copied.
+#[derive(Debug, thiserror::Error)]
+pub enum CopyDocumentsError<E> {
+    #[error(transparent)]
+    Digest(#[from] DigestError),
+    #[error("names more than {MAX_DOCUMENTS} documents: not a BuildKit cache or image")]
+    TooMany,
+    #[error(transparent)]
+    Source(E),
+}
+
+/// The most documents one cache or image names (an index of platforms, each a manifest and a config).
+pub const MAX_DOCUMENTS: usize = 1024;
+
+/// Copies the documents under `top` (its bytes): each child is `get` by its parsed digest, verified
+/// against that digest and its declared size, then `put`; manifests are followed down. Each document is
+/// copied once, whatever lists it twice or in a loop.
+pub fn copy_documents<E>(
+    top: Vec<u8>,
+    mut get: impl FnMut(&ChildDocument) -> Result<Vec<u8>, E>,
+    mut put: impl FnMut(&BlobDigest, &[u8]) -> Result<(), E>,
+) -> Result<(), CopyDocumentsError<E>> {
+    let mut seen = std::collections::HashSet::new();
+    let mut pending = vec![top];
+    while let Some(document) = pending.pop() {
+        for child in child_documents(&document)? {
+            if !seen.insert(child.digest.clone()) {
+                continue;
+            }
+            if seen.len() > MAX_DOCUMENTS {
+                return Err(CopyDocumentsError::TooMany);
+            }
+            let body = get(&child).map_err(CopyDocumentsError::Source)?;
+            child.digest.verify(&body, (child.size > 0).then_some(child.size))?;
+            put(&child.digest, &body).map_err(CopyDocumentsError::Source)?;
+            if child.is_manifest {
+                pending.push(body);
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Reads the cache in the OCI layout at `dir`.
@@ -318,32 +366,27 @@ fn read_cacheconfig(dir: &Path, descriptor: &Descriptor) -> Result<CacheConfig, 
     Ok(config)
 }
 
-/// A blob's bytes, checked against the descriptor's digest.
+/// A blob's bytes, checked against the descriptor's digest (which names the file only once parsed).
 fn read_blob(dir: &Path, descriptor: &Descriptor) -> Result<(PathBuf, Vec<u8>), CacheReadError> {
-    let digest = descriptor.digest();
-    let path = dir.join("blobs").join(digest.algorithm().to_string()).join(digest.digest());
+    let text = descriptor.digest().to_string();
+    let digest = BlobDigest::parse(&text)
+        .map_err(|e| CacheReadError::Layout { path: dir.join("index.json"), message: format!("a descriptor's {e}") })?;
+    let path = digest.blob_path(dir);
     let bytes = read(&path)?;
-    if digest.algorithm().to_string() == "sha256" {
-        let actual: String = Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect();
-        if actual != digest.digest() {
-            return Err(CacheReadError::DigestMismatch {
-                path,
-                expected: digest.to_string(),
-                actual: format!("sha256:{actual}"),
-            });
-        }
+    if let Err(DigestError::Mismatch { actual, .. }) = digest.verify(&bytes, None) {
+        return Err(CacheReadError::DigestMismatch { path, expected: text, actual: actual.to_string() });
     }
     Ok((path, bytes))
 }
 
 /// `sha256:<hex>` of `bytes`: how OCI names content.
 pub fn sha256_digest(bytes: &[u8]) -> String {
-    let hex: String = Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect();
-    format!("sha256:{hex}")
+    BlobDigest::of(bytes).to_string()
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, CacheReadError> {
-    std::fs::read(path).map_err(|source| CacheReadError::Io { path: path.to_owned(), source })
+    crate::safe_fs::read_regular(path, crate::safe_fs::DOCUMENT_LIMIT)
+        .map_err(|source| CacheReadError::Io { path: path.to_owned(), source })
 }
 
 /// An OCI document, with oci-spec's types (parsed from the bytes at once: a cache index can list

@@ -56,8 +56,8 @@ pub enum PhaseOutcome {
         failure: Option<String>,
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         misses: Vec<Miss>,
-        /// The checked files of its output (`output = "local"`): path → sha256 of the content, `None`
-        /// when the output has no such file.
+        /// The checked files of its output (`output = "local"`): path → sha256 of the content (a link:
+        /// `symlink to <target>`), `None` when the output has no such file (or only through a link).
         #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
         files: BTreeMap<String, Option<String>>,
     },
@@ -208,6 +208,9 @@ fn phase(raw: &RawPhase) -> PhaseObservation {
     }
 }
 
+/// The largest output file a file check reads.
+const OUTPUT_FILE_LIMIT: u64 = 1 << 30;
+
 fn build_outcome(build: &RawBuild) -> PhaseOutcome {
     let progress = progress::parse(&build.rawjson, build.succeeded);
     let failure = (!build.succeeded).then(|| progress.failure_summary(&build.rawjson));
@@ -216,8 +219,13 @@ fn build_outcome(build: &RawBuild) -> PhaseOutcome {
             .checked
             .iter()
             .map(|path| {
-                let content = std::fs::read(output.dir.join(path.trim_start_matches('/'))).ok();
-                (path.clone(), content.map(|bytes| cache::sha256_digest(&bytes)))
+                // the output is what the build wrote: no link in it is followed, no file read without bound
+                let entry = crate::safe_fs::read_under(&output.dir, path, OUTPUT_FILE_LIMIT).ok();
+                let seen = entry.map(|entry| match entry {
+                    crate::safe_fs::TreeEntry::File(bytes) => cache::sha256_digest(&bytes),
+                    crate::safe_fs::TreeEntry::Link(target) => format!("symlink to {}", target.display()),
+                });
+                (path.clone(), seen)
             })
             .collect(),
         _ => BTreeMap::new(),
