@@ -42,6 +42,13 @@ pub struct Filter {
 }
 
 pub fn plan(scenarios: Vec<Scenario>, profiles: &Profiles, filter: &Filter) -> Result<Vec<Cell>, ConfigError> {
+    let max = crate::scenario::MAX_REPEAT;
+    if let Some(n) = filter.repeat.filter(|n| !(1..=max).contains(n)) {
+        return Err(ConfigError::Usage {
+            message: format!("{n} repetitions: a cell runs 1 to {max} times"),
+            fix: format!("repeat between 1 and {max} times"),
+        });
+    }
     for b in &filter.builders {
         if profiles.get(b).is_none() {
             return Err(ConfigError::Usage {

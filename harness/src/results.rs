@@ -108,15 +108,35 @@ pub fn write(dir: &Path, plan: &PlanRecord, report: &RunReport) -> Result<(), In
 
 /// Reads every result file in `dirs` and builds the report one run of all their cells would have.
 pub fn merge(dirs: &[PathBuf]) -> Result<RunReport, Error> {
-    let mut files: Vec<RepetitionFile> = Vec::new();
+    let mut paths: Vec<PathBuf> = Vec::new();
     for dir in dirs {
         let entries = std::fs::read_dir(dir).map_err(InfraError::io(format!("reading {}", dir.display())))?;
         for entry in entries {
             let path = entry.map_err(InfraError::io(format!("reading {}", dir.display())))?.path();
             if path.extension().is_some_and(|e| e == "json") {
-                files.push(read(&path)?);
+                paths.push(path);
             }
         }
+    }
+    // the order of a directory's entries is the file system's: the merge must not depend on it
+    paths.sort();
+    let mut files: Vec<RepetitionFile> = Vec::new();
+    let mut seen: BTreeMap<(String, u32), PathBuf> = BTreeMap::new();
+    for path in paths {
+        let file = read(&path)?;
+        if let Some(other) = seen.insert((file.cell.clone(), file.repetition), path.clone()) {
+            return Err(usage(
+                format!(
+                    "{} and {} both hold repetition {} of `{}`",
+                    other.display(),
+                    path.display(),
+                    file.repetition + 1,
+                    file.cell
+                ),
+                "merge the result directories of one run, each shard once",
+            ));
+        }
+        files.push(file);
     }
     let Some(first) = files.first() else {
         return Err(usage(
@@ -156,9 +176,19 @@ pub fn merge(dirs: &[PathBuf]) -> Result<RunReport, Error> {
     }
     let mut cells = Vec::new();
     for cell in plan.cells {
-        let mut repetitions: Vec<RepetitionResult> = by_cell
-            .remove(&cell.name())
-            .unwrap_or_default()
+        let files = by_cell.remove(&cell.name()).unwrap_or_default();
+        if let Some(f) = files.iter().find(|f| f.repetition >= cell.repetitions) {
+            return Err(usage(
+                format!(
+                    "a result of repetition {} of `{}`, planned {} times",
+                    f.repetition + 1,
+                    f.cell,
+                    cell.repetitions
+                ),
+                "merge the result directories of one run",
+            ));
+        }
+        let mut repetitions: Vec<RepetitionResult> = files
             .into_iter()
             .map(|f| RepetitionResult {
                 index: f.repetition,
@@ -169,7 +199,6 @@ pub fn merge(dirs: &[PathBuf]) -> Result<RunReport, Error> {
             })
             .collect();
         repetitions.sort_by_key(|r| r.index);
-        repetitions.dedup_by_key(|r| r.index);
         let judgements: Vec<&judge::Judgement> = repetitions.iter().map(|r| &r.judgement).collect();
         let verdict = judge::aggregate(cell.repetitions, &judgements);
         let duration = repetitions.iter().map(|r| r.duration).sum();
@@ -185,8 +214,13 @@ pub fn merge(dirs: &[PathBuf]) -> Result<RunReport, Error> {
     Ok(RunReport { run_id: run_ids.join("+"), docker_engine, images, cells, interrupted: None, duration })
 }
 
+/// The longest a repetition's recorded duration may be (a week): anything else is not a real run's.
+const MAX_DURATION_SECS: f64 = 7.0 * 24.0 * 3600.0;
+
 fn read(path: &Path) -> Result<RepetitionFile, Error> {
-    let text = std::fs::read_to_string(path).map_err(InfraError::io(format!("reading {}", path.display())))?;
+    let bytes = crate::safe_fs::read_regular(path, crate::safe_fs::DOCUMENT_LIMIT)
+        .map_err(InfraError::io(format!("reading {}", path.display())))?;
+    let text = String::from_utf8_lossy(&bytes);
     let file: RepetitionFile = serde_json::from_str(&text).map_err(|e| {
         usage(format!("{}: not a bkcache result file: {e}", path.display()), "pass only result directories")
     })?;
@@ -194,6 +228,12 @@ fn read(path: &Path) -> Result<RepetitionFile, Error> {
         return Err(usage(
             format!("{}: result format {} (this bkcache reads {FORMAT})", path.display(), file.format),
             "merge with the bkcache that wrote the files",
+        ));
+    }
+    if !(0.0..=MAX_DURATION_SECS).contains(&file.duration_secs) {
+        return Err(usage(
+            format!("{}: duration_secs {} is not a repetition's duration", path.display(), file.duration_secs),
+            "pass result files bkcache wrote, unedited",
         ));
     }
     Ok(file)

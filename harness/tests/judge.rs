@@ -129,7 +129,10 @@ fn every_error_cause() {
             "expect_cached = [\"[build 2/3] RUN echo stabel > /stable\"]",
         )
     };
-    let j = judge::judge(&cell(SCENARIO_6893, "newest-overlayfs", typo), &observations("issue-6893-newest-overlayfs"));
+    let j = judge::judge(
+        &cell(SCENARIO_6893, "newest-overlayfs", |t| typo(without_known_issue(t))),
+        &observations("issue-6893-newest-overlayfs"),
+    );
     assert_eq!(j.verdict, Verdict::Error);
     assert!(
         matches!(&j.errors[..], [ErrorCause::NoStepMatches { seen, .. }] if seen.iter().any(|s| s == STABLE)),
@@ -184,32 +187,43 @@ fn buildkit_failing_a_build_is_judged_not_infrastructure() {
 }
 
 /// Two known issues on one cell: each explains what it names, and only that.
-const TWO_ISSUES: &str = r#"
+/// A known issue that breaks `step` (an expectation of the scenario: a `breaks` entry that names none
+/// is refused at load) and one that explains build failures, both on overlayfs.
+fn two_issues(step: &'static str) -> impl Fn(String) -> String {
+    move |t: String| {
+        let issues = format!(
+            r#"
 [[known_issues]]
 id = "example/steps#1"
 snapshotter = "overlayfs"
-breaks = ["[build 2/3] RUN echo stable > /stable"]
+breaks = ['{step}']
 
 [[known_issues]]
 id = "example/solver#2"
 snapshotter = "overlayfs"
 fails_with = ['exit code: \d+']
-"#;
-
-fn with_two_issues(t: String) -> String {
-    let at = t.find("[[phases]]").unwrap();
-    format!("{}{TWO_ISSUES}\n{}", &t[..at], &t[at..])
+"#
+        );
+        let at = t.find("[[phases]]").unwrap();
+        format!("{}{issues}\n{}", &t[..at], &t[at..])
+    }
 }
+
+const BEFORE: &str = r#"[2/3] RUN echo "before the failure" > /before"#;
 
 #[test]
 fn two_known_issues_each_explain_what_they_name() {
-    let j = judge::judge(&cell(FAILURE, "newest-overlayfs", with_two_issues), &observations("build-failure"));
+    let ran_before = |t: String| expectation("expect_ran = ['[2/3] RUN echo \"before the failure\" > /before']")(t);
+    let j = judge::judge(
+        &cell(FAILURE, "newest-overlayfs", |t| two_issues(BEFORE)(ran_before(t))),
+        &observations("build-failure"),
+    );
     assert_eq!(j.verdict, Verdict::KnownFailure, "{j:#?}");
     assert_eq!(ids(&j), ["example/solver#2"], "the failure is the solver issue's, not the step issue's");
 
     // on stargz neither applies (both are scoped to overlayfs): the same kind of break is a regression
     let j = judge::judge(
-        &cell(SCENARIO_6893, "newest-stargz", |t| with_two_issues(without_known_issue(t))),
+        &cell(SCENARIO_6893, "newest-stargz", |t| two_issues(STABLE)(without_known_issue(t))),
         &observations("issue-6893-newest-stargz"),
     );
     assert_eq!(j.verdict, Verdict::Fail, "{j:#?}");
@@ -217,7 +231,7 @@ fn two_known_issues_each_explain_what_they_name() {
     // a step the step issue names, on a builder it applies to: explained by it alone
     let on_overlayfs_obs = observations("issue-6893-newest-stargz");
     let j = judge::judge(
-        &cell(SCENARIO_6893, "newest-overlayfs", |t| with_two_issues(without_known_issue(t))),
+        &cell(SCENARIO_6893, "newest-overlayfs", |t| two_issues(STABLE)(without_known_issue(t))),
         &strip_laziness(on_overlayfs_obs),
     );
     assert_eq!(j.verdict, Verdict::KnownFailure, "{j:#?}");

@@ -17,19 +17,32 @@ pub const DUMPS: [(&str, &str); 2] = [("/debug/cache/all", "keys.json"), ("/debu
 pub async fn save(addr: &str, dir: &Path, stem: &str) -> Result<(), InfraError> {
     for (endpoint, suffix) in DUMPS {
         let url = format!("http://{addr}{endpoint}");
-        let path = dir.join(format!("{stem}.{suffix}"));
+        let path = dump_path(&dir.join(stem), suffix);
         blocking(move || {
             let response = agent().get(&url).set("Accept", "application/json").call().map_err(|e| {
                 InfraError::Command { command: format!("GET {url}"), status: "failed".into(), stderr: e.to_string() }
             })?;
             let mut body = Vec::new();
-            std::io::Read::read_to_end(&mut response.into_reader(), &mut body)
+            let limit = crate::safe_fs::DOCUMENT_LIMIT;
+            std::io::Read::read_to_end(&mut std::io::Read::take(response.into_reader(), limit + 1), &mut body)
                 .map_err(InfraError::io(format!("reading {url}")))?;
+            if body.len() as u64 > limit {
+                return Err(InfraError::Untrusted { source_name: url, problem: format!("more than {limit} bytes") });
+            }
             std::fs::write(&path, body).map_err(InfraError::io(format!("writing {}", path.display())))
         })
         .await?;
     }
     Ok(())
+}
+
+/// The dump `suffix` of the phase whose dumps have stem `stem` (a phase name may hold a `.`, which is
+/// no file extension: `export.v2` → `export.v2.keys.json`).
+pub fn dump_path(stem: &Path, suffix: &str) -> std::path::PathBuf {
+    let mut name = stem.as_os_str().to_owned();
+    name.push(".");
+    name.push(suffix);
+    name.into()
 }
 
 /// Where the kernel takes the source ports of outgoing connections (and `bind` to port 0) from.
@@ -64,6 +77,11 @@ fn ephemeral_low(range: &str) -> u16 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_phase_name_with_a_dot_keeps_it_in_its_dump_names() {
+        assert_eq!(dump_path(Path::new("/r/export.v2"), "keys.json"), Path::new("/r/export.v2.keys.json"));
+    }
 
     #[test]
     fn debug_ports_come_from_below_the_ephemeral_range() {

@@ -95,7 +95,8 @@ impl OpKey {
 
 impl KeyTexts {
     pub fn read(path: &Path) -> Result<KeyTexts, KeysReadError> {
-        let bytes = std::fs::read(path).map_err(|source| KeysReadError::Io { path: path.to_owned(), source })?;
+        let bytes = crate::safe_fs::read_regular(path, crate::safe_fs::DOCUMENT_LIMIT)
+            .map_err(|source| KeysReadError::Io { path: path.to_owned(), source })?;
         Self::parse(&bytes).map_err(|source| KeysReadError::Json { path: path.to_owned(), source })
     }
 

@@ -18,6 +18,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::execute::keys::dump_path;
 use crate::execute::{Effect, RawBuild, RawPhase, RawRepetition};
 use cache_loads::CacheLoadFailures;
 use forensics::{CacheSummary, Miss, ReadCache};
@@ -162,9 +163,9 @@ fn forensics_of(
     };
     let (keys, store) = match &build.key_dumps {
         Some(stem) => {
-            let keys = KeyTexts::read(&stem.with_extension("keys.json")).map_err(|e| failure("the cache keys", &e))?;
+            let keys = KeyTexts::read(&dump_path(stem, "keys.json")).map_err(|e| failure("the cache keys", &e))?;
             let store =
-                records::read_store(&stem.with_extension("store.json")).map_err(|e| failure("the key store", &e))?;
+                records::read_store(&dump_path(stem, "store.json")).map_err(|e| failure("the key store", &e))?;
             (keys, Some(store))
         }
         None => (KeyTexts::default(), None),

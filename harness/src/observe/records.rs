@@ -78,7 +78,7 @@ struct StoreLink {
 /// to parents carry the child's key digest.
 pub fn read_store(path: &Path) -> Result<KeyGraph, StoreReadError> {
     let fail = |message: String| StoreReadError { path: path.to_owned(), message };
-    let bytes = std::fs::read(path).map_err(|e| fail(e.to_string()))?;
+    let bytes = crate::safe_fs::read_regular(path, crate::safe_fs::DOCUMENT_LIMIT).map_err(|e| fail(e.to_string()))?;
     let records: Vec<StoreRecord> = serde_json::from_slice(&bytes).map_err(|e| fail(e.to_string()))?;
     let index: HashMap<i64, usize> = records.iter().enumerate().map(|(i, r)| (r.id, i)).collect();
     let mut nodes = Vec::with_capacity(records.len());

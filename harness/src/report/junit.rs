@@ -25,7 +25,8 @@ pub fn render(report: &RunReport) -> Result<String, quick_junit::SerializeError>
         suites[index].add_test_case(test_case(r));
     }
     junit.add_test_suites(suites);
-    junit.to_string()
+    // XML 1.0 has no place for control characters a scenario or a build log may hold
+    junit.to_string().map(|xml| crate::output::printable(&xml).into_owned())
 }
 
 fn reasons(r: &CellResult) -> String {

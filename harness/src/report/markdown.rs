@@ -10,8 +10,14 @@ use crate::judge::compare::Change;
 use crate::judge::Verdict;
 use crate::session::{CellResult, RunReport};
 
+/// Text from a scenario or from BuildKit inside a table cell: a `|` would end the cell, a line break
+/// the row.
+fn table_text(text: &str) -> String {
+    text.replace('|', "\\|").replace("\r\n", "<br>").replace('\n', "<br>")
+}
+
 fn cell_text(r: &CellResult) -> String {
-    let words = match (r.verdict.verdict, issue_list(r)) {
+    let words = match (r.verdict.verdict, issue_list(r).map(|k| table_text(&k))) {
         (Verdict::Pass, _) => verdict_words(r).to_lowercase(),
         (Verdict::Fail, _) => format!("**{}** (regression)", verdict_words(r)),
         (Verdict::Flaky, _) => format!("**flaky {}**", r.verdict.rate()),
@@ -54,13 +60,13 @@ pub fn render(report: &RunReport) -> String {
             let Some(j) = r.judgement() else { continue };
             let texts: Vec<String> =
                 j.reasons.iter().map(ToString::to_string).chain(j.errors.iter().map(ToString::to_string)).collect();
-            let _ = writeln!(out, "- `{}`: {}", r.cell.name(), texts.join("; "));
+            let _ = writeln!(out, "- `{}`: {}", r.cell.name(), texts.join("; ").replace('\n', " "));
         }
         out.push('\n');
     }
     release_report(&mut out, results);
     patch_impact(&mut out, results);
-    out
+    crate::output::printable(&out).into_owned()
 }
 
 /// `scenario` snapshotter, for lists.

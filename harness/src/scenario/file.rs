@@ -342,11 +342,73 @@ pub fn load(path: &Path, profiles: &Profiles) -> Result<Scenario, ConfigError> {
     }
 }
 
-/// A regex from the file, located when it does not compile.
+/// A regex from the file, located when it does not compile or matches every text (a pattern that
+/// matches the empty string matches anywhere: it would explain every failure).
 fn regex(file: &TomlFile<ScenarioDoc>, text: &Spanned<String>) -> Result<Regex, ConfigError> {
-    Regex::new(text.get_ref()).map_err(|e| {
+    let re = Regex::new(text.get_ref()).map_err(|e| {
         file.invalid(text, format!("invalid pattern: {e}"), "write a regular expression (Rust regex syntax)")
-    })
+    })?;
+    match re.is_match("") {
+        true => Err(file.invalid(
+            text,
+            format!("pattern `{}` matches every text", text.get_ref()),
+            "match words of the error BuildKit prints, e.g. \"failed to compute cache key\"",
+        )),
+        false => Ok(re),
+    }
+}
+
+/// A step matcher must name something: no blank step name, no pattern that matches every step.
+fn blank_matcher(matcher: &StepMatcher) -> Option<&'static str> {
+    match matcher {
+        StepMatcher::Exact(text) if text.trim().is_empty() => Some("a blank step name matches no step"),
+        StepMatcher::Pattern(re) if re.is_match("") => Some("the pattern matches every step"),
+        _ => None,
+    }
+}
+
+/// Every step expectation and known-issue matcher names something, and every `breaks` entry of a known
+/// issue explains at least one expectation of the scenario (an entry that explains none is a typo that
+/// would turn the known failure into `FAIL`).
+fn check_known_issue_matchers(
+    file: &TomlFile<ScenarioDoc>,
+    known_issues: &[KnownIssue],
+    phases: &[Phase],
+) -> Result<(), ConfigError> {
+    let expectations: Vec<&Located<StepMatcher>> = phases
+        .iter()
+        .filter_map(|p| match &p.action {
+            PhaseAction::Build(b) => Some(b.expect_cached.iter().chain(&b.expect_ran)),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    for e in &expectations {
+        if let Some(problem) = blank_matcher(&e.value) {
+            return Err(ConfigError::Invalid {
+                at: e.at.clone(),
+                message: format!("expectation `{}`: {problem}", e.value),
+                fix: "name a step as BuildKit prints it, e.g. \"[build 2/3] RUN echo stable > /stable\"".into(),
+            });
+        }
+    }
+    for (issue, doc) in known_issues.iter().zip(&file.doc.known_issues) {
+        for matcher in &issue.breaks {
+            let problem = blank_matcher(matcher).map(str::to_owned).or_else(|| {
+                (!expectations.iter().any(|e| issue.explains_step(&e.value))).then(|| {
+                    format!("`breaks` entry `{matcher}` matches no expect_cached or expect_ran of the scenario")
+                })
+            });
+            if let Some(problem) = problem {
+                return Err(file.invalid(
+                    &doc.get_ref().id,
+                    format!("known issue `{}`: {problem}", issue.id.0),
+                    "name the expectations this bug breaks, exactly as the phases write them (or a pattern matching them)",
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 fn located<T: Clone>(file: &TomlFile<ScenarioDoc>, spanned: &Spanned<T>) -> Located<T> {
@@ -484,9 +546,10 @@ fn validate(file: &TomlFile<ScenarioDoc>, profiles: &Profiles) -> Result<Scenari
                 intermittent: k.intermittent,
             })
         })
-        .collect::<Result<_, _>>()?;
+        .collect::<Result<Vec<_>, _>>()?;
 
     let phases = validate_phases(file, &bases)?;
+    check_known_issue_matchers(file, &known_issues, &phases)?;
     let phase_timeout_secs = match &doc.phase_timeout_secs {
         Some(t) if *t.get_ref() == 0 => {
             return Err(file.invalid(
@@ -741,9 +804,17 @@ fn validate_phases(
                     ));
                 }
                 let mut cache_from = Vec::new();
+                let mut named_here = std::collections::BTreeSet::new();
                 for c in &p.cache_from {
                     let cache_name = c.get_ref().name(file, c)?;
                     let key = cache_key(c.get_ref(), &cache_name);
+                    if !named_here.insert(("from", key.clone())) {
+                        return Err(file.invalid(
+                            c,
+                            format!("phase `{name}` imports cache `{key}` twice"),
+                            "name each cache once per phase",
+                        ));
+                    }
                     if c.get_ref().mode.is_some() {
                         return Err(file.invalid(
                             c,
@@ -778,7 +849,15 @@ fn validate_phases(
                         _ => c.get_ref().name(file, c)?,
                     };
                     c.get_ref().check_attrs(file, c)?;
-                    exported.insert(cache_key(c.get_ref(), &cache_name));
+                    let key = cache_key(c.get_ref(), &cache_name);
+                    if !named_here.insert(("to", key.clone())) {
+                        return Err(file.invalid(
+                            c,
+                            format!("phase `{name}` exports cache `{key}` twice (the second export would overwrite the first)"),
+                            "name each cache once per phase",
+                        ));
+                    }
+                    exported.insert(key);
                     cache_to.push(CacheExport {
                         target: c.get_ref().target(cache_name),
                         mode: match c.get_ref().mode {

@@ -27,6 +27,17 @@ impl StepMatcher {
     }
 }
 
+impl StepMatcher {
+    /// Whether this matcher (a known issue's `breaks` entry) names the expectation `other`: the same
+    /// matcher, or a pattern that matches an exact step name.
+    pub fn covers(&self, other: &StepMatcher) -> bool {
+        match (self, other) {
+            (StepMatcher::Pattern(re), StepMatcher::Exact(name)) => re.is_match(name),
+            _ => self == other,
+        }
+    }
+}
+
 impl PartialEq for StepMatcher {
     fn eq(&self, other: &Self) -> bool {
         match (self, other) {
@@ -213,7 +224,7 @@ impl KnownIssue {
 
     /// Whether this bug explains a step expectation that broke.
     pub fn explains_step(&self, broken: &StepMatcher) -> bool {
-        self.explains_anything() || self.breaks.iter().any(|m| m == broken)
+        self.explains_anything() || self.breaks.iter().any(|m| m.covers(broken))
     }
 
     /// Whether this bug explains a build failing with `error`.
