@@ -703,7 +703,13 @@ async fn gc(args: &GcArgs) -> Result<i32, Error> {
 
 fn report_merge(args: &MergeArgs) -> Result<i32, Error> {
     let report = crate::results::merge(&args.dirs)?;
-    let mut reports = ReportFiles::open(&args.reports, &report.run_id)?;
+    let results: Vec<PathBuf> = args
+        .dirs
+        .iter()
+        .filter_map(|d| std::fs::read_dir(d).ok())
+        .flat_map(|entries| entries.flatten().map(|e| e.path()))
+        .collect();
+    let mut reports = ReportFiles::open(&args.reports, &report.run_id, &results)?;
     reports.write(&report)?;
     out!("{}", report::terminal::summary(&report));
     Ok(report::exit_code(&report))
@@ -714,7 +720,12 @@ async fn run(args: &RunArgs) -> Result<i32, Error> {
     let plan = session::plan(&plan_options)?;
     let run_id = args.run_id.clone().unwrap_or_else(default_run_id);
     // every report file is opened before any builder exists: one that cannot be written is found now
-    let mut reports = ReportFiles::open(&args.reports, &run_id)?;
+    let mut inputs: Vec<PathBuf> =
+        plan.cells.iter().flat_map(|c| [c.scenario.file.clone(), c.scenario.dockerfile.clone()]).collect();
+    inputs.extend(
+        plan_options.builders.clone().or_else(|| Some(crate::scenario::default_builders_file(&plan_options.paths))),
+    );
+    let mut reports = ReportFiles::open(&args.reports, &run_id, &inputs)?;
     let plan_record = crate::results::PlanRecord::of(&plan_options);
     let options = RunOptions {
         run_id,
@@ -756,6 +767,46 @@ async fn run(args: &RunArgs) -> Result<i32, Error> {
     outcome
 }
 
+/// A path as it will be opened: its directory resolved (the file may not exist yet).
+fn resolved(path: &Path) -> PathBuf {
+    let parent = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = std::fs::canonicalize(parent).unwrap_or_else(|_| parent.to_owned());
+    match std::fs::canonicalize(path) {
+        Ok(existing) => existing,
+        Err(_) => dir.join(path.file_name().unwrap_or_default()),
+    }
+}
+
+/// Two reports in one file would overwrite each other; a report over an input (a scenario, its
+/// Dockerfile, the builders file, a result file) would destroy it.
+fn check_report_paths(args: &ReportPaths, inputs: &[PathBuf]) -> Result<(), ConfigError> {
+    let reports: Vec<(&str, &PathBuf)> =
+        [("--report-json", &args.report_json), ("--markdown", &args.markdown), ("--junit", &args.junit)]
+            .into_iter()
+            .filter_map(|(flag, p)| p.as_ref().map(|p| (flag, p)))
+            .collect();
+    let inputs: Vec<PathBuf> = inputs.iter().map(|p| resolved(p)).collect();
+    for (i, (flag, path)) in reports.iter().enumerate() {
+        let at = resolved(path);
+        if let Some((other, _)) = reports[..i].iter().find(|(_, p)| resolved(p) == at) {
+            return Err(ConfigError::Usage {
+                message: format!("{other} and {flag} name one file, {}", path.display()),
+                fix: "give each report its own file".into(),
+            });
+        }
+        if inputs.iter().any(|input| at == *input || input.starts_with(&at)) {
+            return Err(ConfigError::Usage {
+                message: format!(
+                    "{flag} {} is an input of this run: writing the report would destroy it",
+                    path.display()
+                ),
+                fix: "write reports to new files (e.g. under target/)".into(),
+            });
+        }
+    }
+    Ok(())
+}
+
 /// The report files a run was asked for, opened (created) before the run starts.
 struct ReportFiles {
     json: Option<(PathBuf, File)>,
@@ -766,7 +817,8 @@ struct ReportFiles {
 impl ReportFiles {
     /// Creates the report files and writes into each a valid report of a run that has not finished, so
     /// a run killed outright (SIGKILL) leaves reports that say so rather than empty files.
-    fn open(args: &ReportPaths, run_id: &str) -> Result<Self, Error> {
+    fn open(args: &ReportPaths, run_id: &str, inputs: &[PathBuf]) -> Result<Self, Error> {
+        check_report_paths(args, inputs)?;
         let open = |path: &Option<PathBuf>, flag: &str| -> Result<Option<(PathBuf, File)>, ConfigError> {
             path.as_ref()
                 .map(|p| {

@@ -33,8 +33,15 @@ pub struct Stage {
     /// The `FROM` argument as written (may hold `${ARG}`s).
     pub from: String,
     pub steps: Vec<StepSpec>,
-    /// `COPY --from=` and `RUN --mount=...,from=` values as written.
-    pub sources: Vec<String>,
+    /// Where its `FROM` is.
+    pub at: Location,
+    /// `COPY --from=` and `RUN --mount=...,from=` values as written, with where they are.
+    pub sources: Vec<(String, Location)>,
+    /// `ADD` sources that are URLs or git repositories: BuildKit fetches them itself.
+    pub remote_adds: Vec<(String, Location)>,
+    /// What a `RUN` asks the build to be granted (`--network=host`, `--security=insecure`, a mount of a
+    /// secret or SSH agent with `required=true`): bkcache grants none, so BuildKit refuses the build.
+    pub grants: Vec<(String, Location)>,
 }
 
 #[derive(Debug, Clone)]
@@ -43,6 +50,8 @@ pub struct Dockerfile {
     /// Global `ARG`s (before the first `FROM`) and their defaults.
     pub global_args: BTreeMap<String, Option<String>>,
     pub stages: Vec<Stage>,
+    /// The `# syntax=` directive: BuildKit pulls that frontend image before anything else.
+    pub syntax: Option<(String, Location)>,
 }
 
 /// What a stage is built on, once build args are known.
@@ -72,7 +81,21 @@ impl Dockerfile {
             .map(|(index, stage)| {
                 let mut steps = Vec::new();
                 let mut sources = Vec::new();
+                let mut remote_adds = Vec::new();
+                let mut grants = Vec::new();
                 for instruction in stage.instructions {
+                    if let Instruction::Add(i) = instruction {
+                        for src in &i.src {
+                            if let parse_dockerfile::Source::Path(p) = src {
+                                if is_remote_source(&p.value) {
+                                    remote_adds.push((p.value.to_string(), at(p.span.start)));
+                                }
+                            }
+                        }
+                    }
+                    if let Instruction::Run(i) = instruction {
+                        grants.extend(i.options.iter().filter_map(grant_of).map(|g| (g, at(i.run.span.start))));
+                    }
                     let (keyword, start, end, options): (_, _, _, &[Flag<'_>]) = match instruction {
                         Instruction::Run(i) => {
                             let end = match &i.arguments {
@@ -87,19 +110,23 @@ impl Dockerfile {
                         Instruction::Workdir(i) => ("WORKDIR", i.workdir.span.start, i.arguments.span.end, &[]),
                         _ => continue,
                     };
-                    sources.extend(options.iter().filter_map(source_of));
+                    sources.extend(options.iter().filter_map(source_of).map(|s| (s, at(start))));
                     steps.push(StepSpec { keyword, text: collapse(&text[start..end]), at: at(start) });
                 }
                 Stage {
                     index,
                     name: stage.from.as_.as_ref().map(|(_, name)| name.value.to_lowercase()),
                     from: stage.from.image.value.to_string(),
+                    at: at(stage.from.image.span.start),
                     steps,
                     sources,
+                    remote_adds,
+                    grants,
                 }
             })
             .collect();
-        Ok(Dockerfile { path: path.to_owned(), global_args, stages })
+        let syntax = parsed.parser_directives.syntax.as_ref().map(|d| (d.value.value.to_string(), at(d.span().start)));
+        Ok(Dockerfile { path: path.to_owned(), global_args, stages, syntax })
     }
 
     /// The stages' relations once the build args are known.
@@ -113,6 +140,7 @@ impl Dockerfile {
         let expand = |s: &str| expand(s, &vars);
         let mut bases = Vec::new();
         let mut deps = Vec::new();
+        let mut image_sources = Vec::new();
         for stage in &self.stages {
             let from = expand(&stage.from).to_lowercase();
             let earlier = &self.stages[..stage.index];
@@ -121,24 +149,28 @@ impl Dockerfile {
                 None if from == "scratch" => Base::Scratch,
                 None => Base::Image(from),
             };
-            let mut stage_deps: BTreeSet<usize> = stage
-                .sources
-                .iter()
-                .filter_map(|s| {
-                    let s = expand(s).to_lowercase();
-                    s.parse::<usize>()
-                        .ok()
-                        .filter(|i| *i < stage.index)
-                        .or_else(|| earlier.iter().position(|e| e.name.as_deref() == Some(s.as_str())))
-                })
-                .collect();
+            let mut stage_deps = BTreeSet::new();
+            let mut images = Vec::new();
+            for (source, at) in &stage.sources {
+                let s = expand(source).to_lowercase();
+                let earlier_stage = s
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|i| *i < stage.index)
+                    .or_else(|| earlier.iter().position(|e| e.name.as_deref() == Some(s.as_str())));
+                match earlier_stage {
+                    Some(i) => drop(stage_deps.insert(i)),
+                    None => images.push((s, at.clone())),
+                }
+            }
             if let Base::Stage(i) = base {
                 stage_deps.insert(i);
             }
             bases.push(base);
             deps.push(stage_deps);
+            image_sources.push(images);
         }
-        Resolved { dockerfile: self, bases, deps, vars: build_args.clone() }
+        Resolved { dockerfile: self, bases, deps, image_sources, vars: build_args.clone() }
     }
 }
 
@@ -148,6 +180,8 @@ pub struct Resolved<'a> {
     pub bases: Vec<Base>,
     /// Per stage, the earlier stages it needs (its base stage and every `--from`).
     pub deps: Vec<BTreeSet<usize>>,
+    /// Per stage, the `--from` values that name no earlier stage: images, expanded.
+    pub image_sources: Vec<Vec<(String, Location)>>,
     vars: BTreeMap<String, String>,
 }
 
@@ -269,6 +303,30 @@ fn source_of(flag: &Flag<'_>) -> Option<String> {
     match flag.name.value.as_ref() {
         "from" => Some(value.to_owned()),
         "mount" => value.split(',').find_map(|kv| kv.strip_prefix("from=")).map(str::to_owned),
+        _ => None,
+    }
+}
+
+/// An `ADD` source BuildKit fetches itself: a URL or a git repository.
+fn is_remote_source(src: &str) -> bool {
+    ["http://", "https://", "git://", "git@", "ssh://"].iter().any(|p| src.starts_with(p))
+}
+
+/// What a `RUN` option asks to be granted (see [`Stage::grants`]).
+fn grant_of(flag: &Flag<'_>) -> Option<String> {
+    let value = flag.value.as_ref()?.value.as_ref();
+    match flag.name.value.as_ref() {
+        "network" if value == "host" => Some("--network=host (the network.host entitlement)".into()),
+        "security" if value == "insecure" => Some("--security=insecure (the security.insecure entitlement)".into()),
+        "mount" => {
+            let fields: Vec<&str> = value.split(',').collect();
+            let kind = fields.iter().find_map(|f| f.strip_prefix("type="))?;
+            let required = fields.iter().any(|f| matches!(*f, "required" | "required=true"));
+            matches!(kind, "secret" | "ssh")
+                .then_some(required)
+                .filter(|r| *r)
+                .map(|_| format!("--mount=type={kind},required=true (no {kind} is passed to the build)"))
+        }
         _ => None,
     }
 }

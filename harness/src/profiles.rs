@@ -54,8 +54,12 @@ struct ProfileDoc {
     /// Patches applied to that release, in order (paths relative to the builders file).
     #[serde(default)]
     patches: Vec<Spanned<String>>,
-    /// Any image reference instead, e.g. `moby/buildkit:v0.25.2` for users with internet.
+    /// Any image reference instead, e.g. `moby/buildkit:v0.25.2` for users with internet (with
+    /// `allow_network = true` when it is not on loopback).
     image: Option<Spanned<String>>,
+    /// The profile's image may be pulled from off this machine.
+    #[serde(default)]
+    allow_network: bool,
     snapshotter: Snapshotter,
     #[serde(default)]
     buildkitd_flags: Vec<Spanned<String>>,
@@ -230,6 +234,18 @@ fn resolve(
                     "write a reference such as \"moby/buildkit:v0.25.2\"",
                 )
             })?;
+            if !doc.allow_network && !crate::network::is_loopback_reference(&reference.whole()) {
+                return Err(file.invalid(
+                    image,
+                    format!(
+                        "lint[off-loopback]: profile `{name}`: `{}` is pulled from {}: builders use images on this machine",
+                        image.get_ref(),
+                        reference.resolve_registry()
+                    ),
+                    "name a BuildKit release (`buildkit = \"v0.25.2\"`: the set-up builds it into the local registry), \
+                     or add `allow_network = true` on a machine that reaches that registry",
+                ));
+            }
             (reference.whole(), None)
         }
         (None, Some(image)) => {

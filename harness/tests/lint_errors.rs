@@ -11,14 +11,14 @@ fn repo() -> PathBuf {
 }
 
 const DOCKERFILE: &str = "\
-FROM busybox AS build
+FROM 127.0.0.1:5000/bkcache/base-a:esgz AS build
 RUN echo stable > /stable
 RUN echo built > /built
 
-FROM busybox AS unused
+FROM 127.0.0.1:5000/bkcache/base-a:esgz AS unused
 RUN echo never
 
-FROM busybox
+FROM 127.0.0.1:5000/bkcache/base-b:esgz
 COPY --from=build /stable /stable
 ";
 
@@ -233,4 +233,102 @@ fn repeat_and_jobs_are_checked() {
     let out = bkcache(&["lint", "bad.toml", "--builders", builders.to_str().unwrap()], dir.path());
     let err = String::from_utf8(out.stderr).unwrap();
     assert!(err.contains("bad.toml:1:10") && err.contains("repeat must be between 1 and 1000"), "{err}");
+}
+
+/// Lints `scenario` beside `dockerfile`: exit 2, the rule, the Dockerfile's line:col, a fix, no docker.
+fn rejected_dockerfile(dockerfile: &str, scenario: &str, rule: &str, at: &str) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("Dockerfile"), dockerfile).unwrap();
+    std::fs::write(dir.path().join("bad.toml"), scenario).unwrap();
+    let builders = repo().join("scenarios/builders.toml");
+    let out = bkcache(&["run", "bad.toml", "--builders", builders.to_str().unwrap()], dir.path());
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains(&format!("lint[{rule}]")), "{err}");
+    assert!(err.contains(&format!("Dockerfile:{at}:")), "expected Dockerfile:{at}: {err}");
+    assert!(err.contains("fix:") && !err.contains("docker engine"), "{err}");
+    err
+}
+
+const LOCAL: &str = "FROM 127.0.0.1:5000/bkcache/base-a:esgz";
+
+#[test]
+fn builds_stay_on_loopback_unless_the_scenario_allows_network() {
+    let plain = scenario("max", IMPORT, "");
+    for (dockerfile, at, what) in [
+        ("# syntax=docker/dockerfile:1\nFROM 127.0.0.1:5000/bkcache/base-a:esgz\n", "1:3", "syntax"),
+        ("FROM alpine\nRUN true\n", "1:6", "`FROM alpine` pulls from docker.io"),
+        ("ARG B=ghcr.io/x/y\nFROM ${B}\n", "2:6", "pulls from ghcr.io"),
+        (&format!("{LOCAL}\nCOPY --from=busybox:1 /bin/sh /sh\n"), "2:1", "`--from=busybox:1` is an image"),
+        (&format!("{LOCAL}\nRUN --mount=from=nginx,target=/n true\n"), "2:1", "`--from=nginx` is an image"),
+        (&format!("{LOCAL}\nADD https://example.com/x /x\n"), "2:5", "`ADD https://example.com/x` fetches"),
+        (&format!("{LOCAL}\nADD git@github.com:moby/buildkit.git /src\n"), "2:5", "fetches from the network"),
+    ] {
+        let err = rejected_dockerfile(dockerfile, &plain, "off-loopback", at);
+        assert!(err.contains(what), "{what}: {err}");
+        // opting in lifts the rule (the lint then has nothing to say)
+        let allowed = format!("allow_network = true\n{plain}");
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("Dockerfile"), dockerfile).unwrap();
+        std::fs::write(dir.path().join("ok.toml"), allowed).unwrap();
+        let builders = repo().join("scenarios/builders.toml");
+        let out = bkcache(&["lint", "ok.toml", "--builders", builders.to_str().unwrap()], dir.path());
+        assert_eq!(out.status.code(), Some(0), "{what}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let syntax_arg =
+        scenario("max", &format!("{IMPORT}\nbuild_args = {{ BUILDKIT_SYNTAX = \"docker/dockerfile:1\" }}"), "");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("Dockerfile"), format!("{LOCAL}\n")).unwrap();
+    std::fs::write(dir.path().join("bad.toml"), syntax_arg).unwrap();
+    let builders = repo().join("scenarios/builders.toml");
+    let out = bkcache(&["lint", "bad.toml", "--builders", builders.to_str().unwrap()], dir.path());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.code() == Some(2) && err.contains("BUILDKIT_SYNTAX") && err.contains("bad.toml:"), "{err}");
+}
+
+#[test]
+fn a_remote_profile_image_is_refused_unless_allowed() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("Dockerfile"), format!("{LOCAL}\n")).unwrap();
+    std::fs::write(dir.path().join("s.toml"), scenario("max", IMPORT, "")).unwrap();
+    let pins = repo().join("ci/versions.env");
+    std::fs::write(
+        dir.path().join("builders.toml"),
+        format!("pins = {:?}\n[profiles.hub]\nimage = \"moby/buildkit:v0.25.2\"\nsnapshotter = \"overlayfs\"\n", pins),
+    )
+    .unwrap();
+    let out = bkcache(&["lint", "s.toml", "--builders", "builders.toml"], dir.path());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("builders.toml:3:9") && err.contains("off-loopback") && err.contains("docker.io"), "{err}");
+}
+
+#[test]
+fn input_errors_buildkit_would_refuse_are_not_regressions() {
+    let plain = scenario("max", IMPORT, "");
+    for (dockerfile, at, what) in [
+        ("ARG UNSET\nFROM ${UNSET}\nRUN true\n", "2:6", "names a build argument nothing sets"),
+        (&format!("{LOCAL}\nRUN --network=host true\n"), "2:1", "network.host"),
+        (&format!("{LOCAL}\nRUN --security=insecure true\n"), "2:1", "security.insecure"),
+        (&format!("{LOCAL}\nRUN --mount=type=secret,id=k,required=true cat /run/secrets/k\n"), "2:1", "type=secret"),
+        (&format!("{LOCAL}\nRUN --mount=type=ssh,required true\n"), "2:1", "type=ssh"),
+    ] {
+        let err = rejected_dockerfile(dockerfile, &plain, "input-error", at);
+        assert!(err.contains(what), "{what}: {err}");
+    }
+    // an optional secret is simply absent: no finding
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("Dockerfile"), format!("{LOCAL}\nRUN --mount=type=secret,id=k true\n")).unwrap();
+    std::fs::write(dir.path().join("ok.toml"), &plain).unwrap();
+    let builders = repo().join("scenarios/builders.toml");
+    let out = bkcache(&["lint", "ok.toml", "--builders", builders.to_str().unwrap()], dir.path());
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    // a platform the local bases lack
+    let arm = scenario("max", &format!("{IMPORT}\nplatform = \"linux/s390x\""), "");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("Dockerfile"), "ARG BASE\nFROM ${BASE}\n").unwrap();
+    std::fs::write(dir.path().join("bad.toml"), format!("{arm}\n[bases]\nBASE = {{ local = \"base-a\" }}\n")).unwrap();
+    let out = bkcache(&["lint", "bad.toml", "--builders", builders.to_str().unwrap()], dir.path());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.code() == Some(2) && err.contains("input-error") && err.contains("linux/s390x"), "{err}");
 }

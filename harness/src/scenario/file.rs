@@ -37,6 +37,9 @@ pub struct ScenarioDoc {
     phases: Spanned<Vec<Spanned<PhaseDoc>>>,
     phase_timeout_secs: Option<Spanned<u64>>,
     repeat: Option<Spanned<u32>>,
+    /// Builds may reach beyond the local registry (remote bases, frontends, URLs).
+    #[serde(default)]
+    allow_network: bool,
 }
 
 #[derive(Deserialize)]
@@ -580,6 +583,7 @@ fn validate(file: &TomlFile<ScenarioDoc>, profiles: &Profiles) -> Result<Scenari
         phases,
         phase_timeout_secs,
         repeat,
+        allow_network: doc.allow_network,
     })
 }
 

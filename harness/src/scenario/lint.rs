@@ -23,12 +23,18 @@ use std::sync::LazyLock;
 use regex::Regex;
 
 use super::model::*;
-use crate::dockerfile::{Dockerfile, PredictedStep, Resolved};
+use crate::dockerfile::{Base, Dockerfile, PredictedStep, Resolved};
 use crate::errors::{ConfigError, Location};
 
 /// Every lint finding of one scenario.
 pub fn check(scenario: &Scenario, dockerfile: &Dockerfile) -> Vec<ConfigError> {
     let mut findings = Vec::new();
+    if let Some((syntax, at)) = dockerfile.syntax.as_ref().filter(|_| !scenario.allow_network) {
+        findings.push(off_loopback(
+            at,
+            format!("the `# syntax={syntax}` directive makes BuildKit pull that frontend image"),
+        ));
+    }
     let mut cache_empty = true; // a fresh builder
     let mut exported: BTreeMap<CacheRef, (CacheMode, BTreeSet<usize>)> = BTreeMap::new();
     for phase in &scenario.phases {
@@ -91,6 +97,7 @@ pub fn check(scenario: &Scenario, dockerfile: &Dockerfile) -> Vec<ConfigError> {
             }
         }
         findings.append(&mut lint.findings);
+        reach(scenario, phase, build, &resolved, target, &mut findings);
         contradictions(phase.name.as_str(), build, &resolved, &mut findings);
         for export in &build.cache_to {
             exported.insert(export.target.clone(), (export.mode, resolved.image_chain(target)));
@@ -293,6 +300,105 @@ fn contradictions(phase: &str, build: &BuildPhase, resolved: &Resolved<'_>, find
                 ));
             }
         }
+    }
+}
+
+/// `off-loopback`: something the build would fetch from off this machine.
+fn off_loopback(at: &Location, what: String) -> ConfigError {
+    finding(
+        at,
+        "off-loopback",
+        format!("{what}: builds reach only the local registry"),
+        "use a local base (`bases = { X = { local = \"base-a\" } }`) or the Dockerfile's built-in frontend; \
+         a scenario meant for a machine with network access says `allow_network = true`"
+            .into(),
+    )
+}
+
+/// The platform the local bases are built for: this machine's.
+fn host_platform() -> String {
+    let arch = match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => other,
+    };
+    format!("linux/{arch}")
+}
+
+/// The rules of what a build may reach and be granted, for the stages `target` builds:
+/// - `off-loopback`: a remote `FROM` (literal or through an ARG), a `COPY --from`/`RUN --mount=from=`
+///   image, an `ADD` of a URL or git source, a `BUILDKIT_SYNTAX` build arg (and the `# syntax` directive,
+///   checked once per Dockerfile) — unless the scenario says `allow_network = true`;
+/// - `input-error`: what BuildKit refuses for the input's sake, never a regression: a `FROM` whose ARG
+///   nothing sets, a `platform` the local bases do not provide, a `RUN` that needs an entitlement or a
+///   secret/SSH agent the harness never grants.
+fn reach(
+    scenario: &Scenario,
+    phase: &Phase,
+    build: &BuildPhase,
+    resolved: &Resolved<'_>,
+    target: usize,
+    findings: &mut Vec<ConfigError>,
+) {
+    let local =
+        |reference: &str| reference.starts_with("<registry>/") || crate::network::is_loopback_reference(reference);
+    let closure = resolved.closure(target);
+    if !scenario.allow_network && build.build_args.contains_key("BUILDKIT_SYNTAX") {
+        findings
+            .push(off_loopback(&phase.at, format!("phase `{}` sets BUILDKIT_SYNTAX, a frontend image", phase.name)));
+    }
+    for &i in &closure {
+        let stage = &resolved.dockerfile.stages[i];
+        match &resolved.bases[i] {
+            Base::Image(from) if from.contains('$') || from.is_empty() => findings.push(finding(
+                &stage.at,
+                "input-error",
+                format!(
+                    "phase `{}`: `FROM {}` names a build argument nothing sets (BuildKit refuses a blank base name)",
+                    phase.name, stage.from
+                ),
+                "give the ARG a default, a `bases` entry or a build_args value".into(),
+            )),
+            Base::Image(from) if !scenario.allow_network && !local(from) => findings.push(off_loopback(
+                &stage.at,
+                format!("`FROM {from}` pulls from {}", crate::network::registry_host(from)),
+            )),
+            _ => {}
+        }
+        for (image, at) in resolved.image_sources[i].iter().filter(|_| !scenario.allow_network) {
+            if !local(image) {
+                findings.push(off_loopback(
+                    at,
+                    format!("`--from={image}` is an image, pulled from {}", crate::network::registry_host(image)),
+                ));
+            }
+        }
+        if !scenario.allow_network {
+            for (url, at) in &stage.remote_adds {
+                findings.push(off_loopback(at, format!("`ADD {url}` fetches from the network")));
+            }
+        }
+        for (grant, at) in &stage.grants {
+            findings.push(finding(
+                at,
+                "input-error",
+                format!(
+                    "phase `{}`: a RUN asks for {grant}; the harness grants none, so BuildKit refuses the build",
+                    phase.name
+                ),
+                "leave the option out: a scenario tests the cache, not entitlements".into(),
+            ));
+        }
+    }
+    let on_local_bases =
+        closure.iter().any(|&i| matches!(&resolved.bases[i], Base::Image(from) if from.starts_with("<registry>/")));
+    if let Some(platform) = build.platform.as_ref().filter(|p| on_local_bases && **p != host_platform()) {
+        findings.push(finding(
+            &phase.at,
+            "input-error",
+            format!("phase `{}` builds for {platform}; the local bases provide {} only", phase.name, host_platform()),
+            format!("leave `platform` out, or set it to {}", host_platform()),
+        ));
     }
 }
 
