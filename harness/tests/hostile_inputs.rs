@@ -289,3 +289,86 @@ fn a_phase_timeout_of_zero_is_refused() {
     f.scenario(&format!("phase_timeout_secs = 0\n{BUILD}"));
     assert_has(&f.refused(&[]), &["s.toml:3:22", "at least 1"]);
 }
+
+/// A registry double on loopback that serves `documents` (URL path → body) over HTTP/1.1, one
+/// connection at a time, until the test ends; 404 for anything else.
+fn hostile_registry(documents: Vec<(String, Vec<u8>)>) -> String {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut request = String::new();
+            if reader.read_line(&mut request).is_err() {
+                continue;
+            }
+            let mut line = String::new();
+            while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+                line.clear();
+            }
+            let path = request.split_whitespace().nth(1).unwrap_or_default().to_owned();
+            let mut stream = stream;
+            let _ = match documents.iter().find(|(p, _)| *p == path) {
+                Some((_, body)) => stream
+                    .write_all(format!("HTTP/1.1 200 OK\r\nContent-Type: application/vnd.oci.image.index.v1+json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len()).as_bytes())
+                    .and_then(|()| stream.write_all(body)),
+                None => stream.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"),
+            };
+        }
+    });
+    addr
+}
+
+/// A registry whose documents name children by crafted digests (a path that climbs out, an absolute
+/// path), or serve content that is not what its digest says, cannot make `cache inspect` write outside
+/// its work directory: each is refused, exit 2, and nothing appears where the digests point.
+#[test]
+fn a_hostile_registry_cannot_make_bkcache_write_outside_its_work_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let escaped = dir.path().join("escaped");
+    let good = "sha256:".to_owned() + &"a".repeat(64);
+    for (child, why) in [
+        (format!("sha256:../../../../../../..{}", escaped.display()), "digest"),
+        (escaped.display().to_string(), "digest"),
+        (good.clone(), "hashes to"),
+    ] {
+        let index = format!(
+            r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[{{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"{child}","size":2}}]}}"#
+        );
+        let addr = hostile_registry(vec![
+            ("/v2/repo/manifests/tag".into(), index.into_bytes()),
+            (format!("/v2/repo/manifests/{child}"), b"{}".to_vec()),
+        ]);
+        std::fs::write(dir.path().join("pins.env"), format!("REGISTRY_ADDR={addr}\n")).unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_bkcache"))
+            .args(["cache", "inspect", &format!("{addr}/repo:tag"), "--pins"])
+            .arg(dir.path().join("pins.env"))
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{child}: {err}");
+        assert!(err.contains("refused") && err.contains(why), "{child}: {err}");
+        assert!(!escaped.exists(), "{child}: bkcache wrote {}", escaped.display());
+    }
+}
+
+/// A local cache whose descriptors name files by crafted digests is refused without reading them.
+#[test]
+fn a_crafted_cache_directory_names_no_file_outside_itself() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    std::fs::create_dir_all(cache.join("blobs/sha256")).unwrap();
+    std::fs::write(dir.path().join("secret"), "{}").unwrap();
+    let index = r#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[{"mediaType":"application/vnd.oci.image.index.v1+json","digest":"sha256:../../../secret","size":2}]}"#;
+    std::fs::write(cache.join("index.json"), index).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_bkcache"))
+        .args(["cache", "inspect", "cache"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("index.json") && !err.contains("secret:"), "{err}");
+}
