@@ -122,6 +122,87 @@ async fn gc_removes_what_a_killed_run_left() {
     assert!(!artifacts.join("e2e-killed").exists(), "{stdout}");
 }
 
+/// `bkcache gc` deletes only what carries bkcache's mark, and nothing of a live run: pointed at a
+/// `/`-like tree (system directories, a directory named like a dead run but unmarked, a link to a marked
+/// directory) it removes nothing; at a checkout it refuses to look; with another `BKCACHE_LOCK_DIR` in
+/// its environment (which once made every run look dead) it still sees the live run; and the live run
+/// then finishes, its builder and registry ref intact until its own clean-up.
+#[tokio::test]
+async fn gc_deletes_only_what_is_bkcaches_and_nothing_of_a_live_run() {
+    if !environment_ready().await {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("Dockerfile"), "ARG BASE\nFROM ${BASE}\nRUN sleep 15\n").unwrap();
+    std::fs::write(
+        dir.path().join("live.toml"),
+        "dockerfile = \"Dockerfile\"\n[bases]\nBASE = { local = \"base-a\" }\n[[phases]]\nname = \"export\"\nkind = \"build\"\n\
+         cache_to = [{ type = \"registry\", name = \"main\", mode = \"max\" }]\n",
+    )
+    .unwrap();
+    let artifacts = dir.path().join("artifacts");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_bkcache"))
+        .args(["run", "live.toml", "--builders", &builders_file(), "--builder", "newest-overlayfs"])
+        .args(["--run-id", "e2e-live-gc", "--artifacts-dir"])
+        .arg(&artifacts)
+        .current_dir(dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    builder_running("e2e-live-gc", "sleep 15", &mut child).await.expect("bkcache ended before its build ran");
+
+    // a tree like `/`: nothing in it carries bkcache's mark
+    let root = dir.path().join("root");
+    for d in ["etc", "usr", "bin", "e2e-dead-run", "e2e-other/sub"] {
+        std::fs::create_dir_all(root.join(d)).unwrap();
+    }
+    std::fs::write(root.join("e2e-other/.bkcache-run"), "e2e-someone-else").unwrap();
+    let marked = dir.path().join("marked");
+    std::fs::create_dir_all(&marked).unwrap();
+    std::fs::write(marked.join(".bkcache-run"), "e2e-linked").unwrap();
+    std::os::unix::fs::symlink(&marked, root.join("e2e-linked")).unwrap();
+    let gc = |artifacts_dir: &std::path::Path, env: Option<(&str, &str)>| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_bkcache"));
+        command.args(["gc", "--older-than-days", "0", "--artifacts-dir"]).arg(artifacts_dir).current_dir(repo());
+        if let Some((k, v)) = env {
+            command.env(k, v);
+        }
+        command.output().unwrap()
+    };
+    let out = gc(&root, None);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    for d in ["etc", "usr", "bin", "e2e-dead-run", "e2e-other/sub", "e2e-linked"] {
+        assert!(std::fs::symlink_metadata(root.join(d)).is_ok(), "gc removed {d}: {stdout}");
+    }
+    assert!(marked.join(".bkcache-run").exists(), "{stdout}");
+    assert!(stdout.contains("left directory") && stdout.contains("e2e-dead-run"), "{stdout}");
+
+    // a checkout, and `/` itself: refused before anything is looked at
+    for refused in [repo(), std::path::PathBuf::from("/")] {
+        let out = gc(&refused, None);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{}: {stderr}", refused.display());
+        assert!(stderr.contains("will not look for runs to delete"), "{stderr}");
+    }
+
+    // another lock directory in the environment changes nothing: the live run stays alive
+    let out = gc(&artifacts, Some(("BKCACHE_LOCK_DIR", "/tmp/bkcache-e2e-other-locks")));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert!(!stdout.contains("e2e-live-gc"), "gc touched the live run: {stdout}");
+    assert!(!leftovers("e2e-live-gc").await.is_empty(), "the live run's builder is gone");
+    assert!(artifacts.join("e2e-live-gc/.bkcache-run").exists());
+
+    let finished = child.wait_with_output().unwrap();
+    let report = String::from_utf8_lossy(&finished.stdout);
+    assert_eq!(finished.status.code(), Some(0), "the live run did not finish cleanly: {report}");
+    assert!(report.contains("1 pass"), "{report}");
+    assert_eq!(leftovers("e2e-live-gc").await, Vec::<String>::new());
+    assert_eq!(run_tags("e2e-live-gc"), Vec::<String>::new(), "the run deleted its refs itself");
+}
+
 /// Run `a` and run `a-1` at once: when `a` finishes first, its clean-up must not touch `a-1`'s
 /// builders (the sweep once went by the prefix `bkcache-a-`, which `a-1`'s builders also have). The
 /// long run uses a new builder per repetition, so a builder removed under it fails the run instead of
