@@ -235,15 +235,20 @@ fn repeat_and_jobs_are_checked() {
     assert!(err.contains("bad.toml:1:10") && err.contains("repeat must be between 1 and 1000"), "{err}");
 }
 
-/// Lints `scenario` beside `dockerfile`: exit 2, the rule, the Dockerfile's line:col, a fix, no docker.
-fn rejected_dockerfile(dockerfile: &str, scenario: &str, rule: &str, at: &str) -> String {
+/// `bkcache <command>` on `scenario` (as `bad.toml`) beside `dockerfile`: its exit code and stderr.
+fn lint_with(command: &str, dockerfile: &str, scenario: &str) -> (Option<i32>, String) {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("Dockerfile"), dockerfile).unwrap();
     std::fs::write(dir.path().join("bad.toml"), scenario).unwrap();
     let builders = repo().join("scenarios/builders.toml");
-    let out = bkcache(&["run", "bad.toml", "--builders", builders.to_str().unwrap()], dir.path());
-    let err = String::from_utf8(out.stderr).unwrap();
-    assert_eq!(out.status.code(), Some(2), "{err}");
+    let out = bkcache(&[command, "bad.toml", "--builders", builders.to_str().unwrap()], dir.path());
+    (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+/// Runs `scenario` beside `dockerfile`: exit 2, the rule, the Dockerfile's line:col, a fix, no docker.
+fn rejected_dockerfile(dockerfile: &str, scenario: &str, rule: &str, at: &str) -> String {
+    let (code, err) = lint_with("run", dockerfile, scenario);
+    assert_eq!(code, Some(2), "{err}");
     assert!(err.contains(&format!("lint[{rule}]")), "{err}");
     assert!(err.contains(&format!("Dockerfile:{at}:")), "expected Dockerfile:{at}: {err}");
     assert!(err.contains("fix:") && !err.contains("docker engine"), "{err}");
@@ -267,23 +272,13 @@ fn builds_stay_on_loopback_unless_the_scenario_allows_network() {
         let err = rejected_dockerfile(dockerfile, &plain, "off-loopback", at);
         assert!(err.contains(what), "{what}: {err}");
         // opting in lifts the rule (the lint then has nothing to say)
-        let allowed = format!("allow_network = true\n{plain}");
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("Dockerfile"), dockerfile).unwrap();
-        std::fs::write(dir.path().join("ok.toml"), allowed).unwrap();
-        let builders = repo().join("scenarios/builders.toml");
-        let out = bkcache(&["lint", "ok.toml", "--builders", builders.to_str().unwrap()], dir.path());
-        assert_eq!(out.status.code(), Some(0), "{what}: {}", String::from_utf8_lossy(&out.stderr));
+        let (code, err) = lint_with("lint", dockerfile, &format!("allow_network = true\n{plain}"));
+        assert_eq!(code, Some(0), "{what}: {err}");
     }
     let syntax_arg =
         scenario("max", &format!("{IMPORT}\nbuild_args = {{ BUILDKIT_SYNTAX = \"docker/dockerfile:1\" }}"), "");
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("Dockerfile"), format!("{LOCAL}\n")).unwrap();
-    std::fs::write(dir.path().join("bad.toml"), syntax_arg).unwrap();
-    let builders = repo().join("scenarios/builders.toml");
-    let out = bkcache(&["lint", "bad.toml", "--builders", builders.to_str().unwrap()], dir.path());
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.code() == Some(2) && err.contains("BUILDKIT_SYNTAX") && err.contains("bad.toml:"), "{err}");
+    let (code, err) = lint_with("lint", &format!("{LOCAL}\n"), &syntax_arg);
+    assert!(code == Some(2) && err.contains("BUILDKIT_SYNTAX") && err.contains("bad.toml:"), "{err}");
 }
 
 #[test]
@@ -317,18 +312,11 @@ fn input_errors_buildkit_would_refuse_are_not_regressions() {
         assert!(err.contains(what), "{what}: {err}");
     }
     // an optional secret is simply absent: no finding
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("Dockerfile"), format!("{LOCAL}\nRUN --mount=type=secret,id=k true\n")).unwrap();
-    std::fs::write(dir.path().join("ok.toml"), &plain).unwrap();
-    let builders = repo().join("scenarios/builders.toml");
-    let out = bkcache(&["lint", "ok.toml", "--builders", builders.to_str().unwrap()], dir.path());
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let (code, err) = lint_with("lint", &format!("{LOCAL}\nRUN --mount=type=secret,id=k true\n"), &plain);
+    assert_eq!(code, Some(0), "{err}");
     // a platform the local bases lack
     let arm = scenario("max", &format!("{IMPORT}\nplatform = \"linux/s390x\""), "");
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("Dockerfile"), "ARG BASE\nFROM ${BASE}\n").unwrap();
-    std::fs::write(dir.path().join("bad.toml"), format!("{arm}\n[bases]\nBASE = {{ local = \"base-a\" }}\n")).unwrap();
-    let out = bkcache(&["lint", "bad.toml", "--builders", builders.to_str().unwrap()], dir.path());
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.code() == Some(2) && err.contains("input-error") && err.contains("linux/s390x"), "{err}");
+    let (code, err) =
+        lint_with("lint", "ARG BASE\nFROM ${BASE}\n", &format!("{arm}\n[bases]\nBASE = {{ local = \"base-a\" }}\n"));
+    assert!(code == Some(2) && err.contains("input-error") && err.contains("linux/s390x"), "{err}");
 }
