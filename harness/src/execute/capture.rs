@@ -20,7 +20,7 @@ use super::{keys, CacheArtifact, RawBuild, RawPhase, RawRepetition, RAW_FILE};
 use crate::errors::InfraError;
 use crate::names::{Name, NameError, NameKind};
 use crate::network::is_loopback_host;
-use crate::observe::cache::{copy_documents, CopyDocumentsError};
+use crate::observe::cache::copy_documents;
 use crate::safe_fs::{read_regular, DOCUMENT_LIMIT};
 
 #[derive(Debug, thiserror::Error)]
@@ -209,10 +209,7 @@ fn copy_layout(src: &Path, dst: &Path) -> Result<(), InfraError> {
             std::fs::write(&path, body).map_err(InfraError::io(format!("writing {}", path.display())))
         },
     )
-    .map_err(|e| match e {
-        CopyDocumentsError::Source(e) => e,
-        e => InfraError::Untrusted { source_name: src.display().to_string(), problem: e.to_string() },
-    })
+    .map_err(|e| e.into_infra(&src.display().to_string()))
 }
 
 /// Copies the cache at `location` into `dir`; `Ok(Some(why))` when it cannot be captured.

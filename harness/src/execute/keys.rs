@@ -7,7 +7,7 @@
 
 use std::path::Path;
 
-use super::http::{agent, blocking};
+use super::http::{agent, blocking, read_body};
 use crate::errors::InfraError;
 
 /// The endpoints saved, with the file suffix each is saved under.
@@ -22,13 +22,7 @@ pub async fn save(addr: &str, dir: &Path, stem: &str) -> Result<(), InfraError> 
             let response = agent().get(&url).set("Accept", "application/json").call().map_err(|e| {
                 InfraError::Command { command: format!("GET {url}"), status: "failed".into(), stderr: e.to_string() }
             })?;
-            let mut body = Vec::new();
-            let limit = crate::safe_fs::DOCUMENT_LIMIT;
-            std::io::Read::read_to_end(&mut std::io::Read::take(response.into_reader(), limit + 1), &mut body)
-                .map_err(InfraError::io(format!("reading {url}")))?;
-            if body.len() as u64 > limit {
-                return Err(InfraError::Untrusted { source_name: url, problem: format!("more than {limit} bytes") });
-            }
+            let body = read_body(response, &url)?;
             std::fs::write(&path, body).map_err(InfraError::io(format!("writing {}", path.display())))
         })
         .await?;

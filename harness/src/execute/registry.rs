@@ -1,13 +1,10 @@
 //! The local registry (distribution, on loopback): is it up, does it hold an image, and deleting the refs
 //! a run pushed (its registry caches and images) so the registry does not grow run after run.
 
-use super::http::{agent, blocking};
-use std::io::Read as _;
-
+use super::http::{agent, blocking, read_body};
 use crate::digest::BlobDigest;
 use crate::errors::InfraError;
 use crate::observe::cache::{copy_documents, CopyDocumentsError};
-use crate::safe_fs::DOCUMENT_LIMIT;
 
 #[derive(Debug, Clone)]
 pub struct Registry {
@@ -186,11 +183,10 @@ impl Registry {
     /// Copies `repo:tag` (a registry cache or a pushed image) into an OCI layout at `dir`: its manifests,
     /// the cache config or image config they name, and an `index.json` pointing at the top one. Layer
     /// blobs are left out: only the documents say what a cache holds. `observe` reads it like a local
-    /// cache export, and checks every digest.
+    /// cache export. Every digest is parsed before it names a file, and every document verified against it.
     pub async fn fetch_layout(&self, repo: &str, tag: &str, dir: &std::path::Path) -> Result<(), InfraError> {
         let base = format!("http://{}/v2/{repo}", self.addr);
         let (tag, dir, fail) = (tag.to_owned(), dir.to_owned(), self.unreachable());
-        let addr = self.addr.clone();
         blocking(move || {
             let blobs = dir.join("blobs").join("sha256");
             std::fs::create_dir_all(&blobs).map_err(InfraError::io(format!("creating {}", blobs.display())))?;
@@ -201,16 +197,7 @@ impl Registry {
             let get = |url: String| -> Result<(String, Vec<u8>), InfraError> {
                 let response = agent().get(&url).set("Accept", MANIFEST_TYPES).call().map_err(&fail)?;
                 let media_type = response.content_type().to_owned();
-                let mut body = Vec::new();
-                std::io::Read::read_to_end(&mut response.into_reader().take(DOCUMENT_LIMIT + 1), &mut body)
-                    .map_err(InfraError::io(format!("reading {url}")))?;
-                if body.len() as u64 > DOCUMENT_LIMIT {
-                    return Err(InfraError::Untrusted {
-                        source_name: url,
-                        problem: format!("a document larger than {DOCUMENT_LIMIT} bytes"),
-                    });
-                }
-                Ok((media_type, body))
+                Ok((media_type, read_body(response, &url)?))
             };
             let (media_type, top) = get(format!("{base}/manifests/{tag}"))?;
             let (top_digest, top_size) = (BlobDigest::of(&top), top.len());
@@ -223,13 +210,7 @@ impl Registry {
                 },
                 write,
             )
-            .map_err(|e| match e {
-                CopyDocumentsError::Source(e) => e,
-                e => InfraError::Untrusted {
-                    source_name: format!("registry {addr}, {repo_tag}", repo_tag = base),
-                    problem: e.to_string(),
-                },
-            })?;
+            .map_err(|e| e.into_infra(&base))?;
             let index = serde_json::json!({
                 "schemaVersion": 2,
                 "mediaType": "application/vnd.oci.image.index.v1+json",
@@ -239,5 +220,16 @@ impl Registry {
             std::fs::write(&path, index.to_string()).map_err(InfraError::io(format!("writing {}", path.display())))
         })
         .await
+    }
+}
+
+impl CopyDocumentsError<InfraError> {
+    /// The walk's own refusals (a malformed digest, content that is not its digest's) as data from
+    /// `source` that bkcache refused; the copying's errors as they were.
+    pub(super) fn into_infra(self, source: &str) -> InfraError {
+        match self {
+            CopyDocumentsError::Source(e) => e,
+            e => InfraError::Untrusted { source_name: source.to_owned(), problem: e.to_string() },
+        }
     }
 }
