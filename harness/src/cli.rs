@@ -420,8 +420,17 @@ impl PlanArgs {
     }
 }
 
+/// Plans, printing the plan's warnings (to stderr: they do not stop anything).
+fn plan_with_warnings(options: &PlanOptions) -> Result<session::Plan, Error> {
+    let plan = session::plan(options)?;
+    for warning in &plan.warnings {
+        errln!("warning: {warning}");
+    }
+    Ok(plan)
+}
+
 async fn list(args: &PlanArgs) -> Result<i32, Error> {
-    let plan = session::plan(&args.options().await?)?;
+    let plan = plan_with_warnings(&args.options().await?)?;
     for cell in &plan.cells {
         let known: Vec<String> = cell.known_issues.iter().map(|k| k.id.to_string()).collect();
         let known = if known.is_empty() { String::new() } else { format!("  known issue: {}", known.join(", ")) };
@@ -437,9 +446,13 @@ async fn list(args: &PlanArgs) -> Result<i32, Error> {
 }
 
 async fn lint(args: &PlanArgs) -> Result<i32, Error> {
-    let plan = session::plan(&args.options().await?)?;
+    let plan = plan_with_warnings(&args.options().await?)?;
     let scenarios = report::ordered(plan.cells.iter().map(|c| c.scenario.name.as_str()));
-    outln!("{} scenarios, {} cells: no lint findings", scenarios.len(), plan.cells.len());
+    let warnings = match plan.warnings.len() {
+        0 => String::new(),
+        n => format!(", {n} warning{}", if n == 1 { "" } else { "s" }),
+    };
+    outln!("{} scenarios, {} cells: no lint findings{warnings}", scenarios.len(), plan.cells.len());
     Ok(EXIT_OK)
 }
 
@@ -717,7 +730,7 @@ fn report_merge(args: &MergeArgs) -> Result<i32, Error> {
 
 async fn run(args: &RunArgs) -> Result<i32, Error> {
     let plan_options = args.plan.options().await?;
-    let plan = session::plan(&plan_options)?;
+    let plan = plan_with_warnings(&plan_options)?;
     let run_id = args.run_id.clone().unwrap_or_else(default_run_id);
     // every report file is opened before any builder exists: one that cannot be written is found now
     let mut inputs: Vec<PathBuf> =

@@ -43,6 +43,8 @@ pub struct PlanOptions {
 pub struct Plan {
     pub profiles: Profiles,
     pub cells: Vec<Cell>,
+    /// Findings that do not stop a run but likely mean a mistake (file:line:col and a fix each).
+    pub warnings: Vec<ConfigError>,
 }
 
 /// Loads and lints every scenario and profile and plans the cells; needs no docker.
@@ -60,6 +62,7 @@ pub fn plan(options: &PlanOptions) -> Result<Plan, ConfigError> {
     }
     let profiles = Profiles::load(&builders)?;
     let scenarios = scenario::load_all(&files, &profiles)?;
+    let warnings = scenarios.iter().flat_map(|s| scenario::unmatched_known_issues(s, &profiles, &builders)).collect();
     let profiles = if options.buildkit.is_empty() {
         profiles
     } else {
@@ -67,7 +70,7 @@ pub fn plan(options: &PlanOptions) -> Result<Plan, ConfigError> {
     };
     let filter = Filter { ignore_scenario_builders: !options.buildkit.is_empty(), ..options.filter.clone() };
     let cells = plan::plan(scenarios, &profiles, &filter)?;
-    Ok(Plan { profiles, cells })
+    Ok(Plan { profiles, cells, warnings })
 }
 
 /// The releases `--buildkit` names (`v0.24.0,v0.25.0` or a range such as `>=0.24.0`); a range leaves

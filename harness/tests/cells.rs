@@ -97,7 +97,9 @@ fn main() {
             .iter()
             .map(|cell| {
                 let (options, profiles, cell) = (options.clone(), plan.profiles.clone(), cell.clone());
-                Trial::test(cell.name(), move || run_cell(&options, Plan { profiles, cells: vec![cell] }))
+                Trial::test(cell.name(), move || {
+                    run_cell(&options, Plan { profiles, cells: vec![cell], warnings: Vec::new() })
+                })
             })
             .collect(),
         // a plan that does not load is one failing test that says why, not an empty list

@@ -184,6 +184,41 @@ fn known_issues_apply_by_version_range() {
 }
 
 #[test]
+fn a_known_issue_that_applies_to_no_profile_is_warned_about_where_it_is_declared() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("Dockerfile"), "FROM scratch\n").unwrap();
+    let builders = repo().join("scenarios/builders.toml");
+    for (scope, warned) in [
+        // no release of the builders file is in the range; the typo of a range that meant <0.25.0
+        ("snapshotter = \"stargz\"\nversions = \">=9.0.0\"\n", true),
+        ("versions = \"<0.24.0\"\n", true),
+        // a scenario that runs on overlayfs profiles only, with an issue scoped to stargz
+        ("snapshotter = \"stargz\"\n", false),
+        ("snapshotter = \"stargz\"\nversions = \">=0.30.0\"\n", false),
+    ] {
+        let text = format!("dockerfile = \"Dockerfile\"\n[[known_issues]]\nid = \"x#1\"\n{scope}{PHASE}");
+        std::fs::write(dir.path().join("k.toml"), &text).unwrap();
+        for command in ["lint", "list"] {
+            let out = bkcache(&[command, "k.toml", "--builders", builders.to_str().unwrap()], dir.path());
+            let stderr = String::from_utf8(out.stderr).unwrap();
+            assert_eq!(out.status.code(), Some(0), "a warning stops nothing: {stderr}");
+            assert_eq!(
+                stderr.contains("warning: k.toml:2:1: known issue `x#1` applies to no builder profile"),
+                warned,
+                "{scope}: {stderr}"
+            );
+            assert_eq!(stderr.contains("fix: correct its `versions`"), warned, "{stderr}");
+        }
+        let only_overlayfs =
+            text.replacen("[[known_issues]]", "builders = [\"newest-overlayfs\"]\n[[known_issues]]", 1);
+        std::fs::write(dir.path().join("k.toml"), only_overlayfs).unwrap();
+        let out = bkcache(&["lint", "k.toml", "--builders", builders.to_str().unwrap()], dir.path());
+        let stderr = String::from_utf8(out.stderr).unwrap();
+        assert!(stderr.contains("known issue `x#1` applies to no builder profile this scenario runs on"), "{stderr}");
+    }
+}
+
+#[test]
 fn an_inline_cache_needs_a_push_no_mode_and_is_named_after_its_phase() {
     for (phase, at, problem) in [
         ("cache_to = [{ type = \"inline\" }]\n", "bad.toml:4:13", "an inline cache travels in the pushed image"),

@@ -62,3 +62,54 @@ async fn the_evidence_script_gives_the_verdict_bkcache_gave() {
         assert_eq!(leftovers(&run_id).await, Vec::<String>::new(), "the script removes its builder");
     }
 }
+
+/// A pack is meant for a public issue: a link in the build context to a private file goes into it as the
+/// link it is, never as the file's content.
+#[tokio::test]
+async fn a_link_in_the_context_is_packed_as_a_link_not_as_what_it_points_to() {
+    if !environment_ready().await {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let private = dir.path().join("id_ed25519");
+    std::fs::write(&private, "PRIVATE KEY MATERIAL\n").unwrap();
+    let scenario_dir = dir.path().join("scenario");
+    std::fs::create_dir(&scenario_dir).unwrap();
+    std::os::unix::fs::symlink(&private, scenario_dir.join("key")).unwrap();
+    std::os::unix::fs::symlink("/dev/zero", scenario_dir.join("zero")).unwrap();
+    std::fs::write(scenario_dir.join("Dockerfile"), "ARG BASE\nFROM ${BASE}\nRUN echo hi > /hi\n").unwrap();
+    std::fs::write(
+        scenario_dir.join("linked.toml"),
+        "dockerfile = \"Dockerfile\"\n\n[bases]\nBASE = { local = \"base-a\" }\n\n[[phases]]\nname = \"build\"\nkind = \"build\"\nexpect_ran = [\"[2/2] RUN echo hi > /hi\"]\n",
+    )
+    .unwrap();
+    let out = dir.path().join("pack");
+    let builders = repo().join("scenarios/builders.toml");
+    let stdout = bkcache_ok([
+        "evidence",
+        scenario_dir.join("linked.toml").to_str().unwrap(),
+        "--builders",
+        builders.to_str().unwrap(),
+        "--builder",
+        "newest-overlayfs",
+        "--out",
+        out.to_str().unwrap(),
+        "--run-id",
+        "evidence-e2e-links",
+    ]);
+    assert!(stdout.contains("1 pass,"), "{stdout}");
+    let context = out.join("context");
+    assert_eq!(std::fs::read_link(context.join("key")).unwrap(), private);
+    assert_eq!(std::fs::read_link(context.join("zero")).unwrap(), std::path::Path::new("/dev/zero"));
+    let mut stack = vec![out.clone()];
+    while let Some(path) = stack.pop() {
+        let meta = std::fs::symlink_metadata(&path).unwrap();
+        if meta.is_dir() {
+            stack.extend(std::fs::read_dir(&path).unwrap().flatten().map(|e| e.path()));
+        } else if meta.is_file() {
+            let bytes = std::fs::read(&path).unwrap();
+            assert!(!String::from_utf8_lossy(&bytes).contains("PRIVATE KEY"), "{} holds the key", path.display());
+        }
+    }
+    assert_eq!(leftovers("evidence-e2e-links").await, Vec::<String>::new());
+}

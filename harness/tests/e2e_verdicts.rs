@@ -63,6 +63,22 @@ async fn a_build_buildkit_fails_is_judged_by_what_the_scenario_expects() {
 }
 
 #[tokio::test]
+async fn a_build_buildkit_refuses_before_any_step_is_an_input_error() {
+    if !environment_ready().await {
+        return;
+    }
+    let run = run_test_scenario("frontend-refused", &["newest-overlayfs"], "e2e-refused");
+    assert_eq!(run.code(), Some(2), "an input BuildKit refuses tested nothing: {}", run.stdout());
+    let cell = &by_scenario(&run)["frontend-refused"];
+    assert_eq!(cell["verdict"], "error", "{cell:#}");
+    let error = &cell["repetitions"][0]["errors"][0];
+    assert_eq!(error["kind"], "frontend-refused", "{cell:#}");
+    assert!(error["error"].as_str().unwrap().contains(r#"unsupported mount type "bogus""#), "{error:#}");
+    assert!(run.stdout().contains("rule frontend-refused: phase `export`"), "{}", run.stdout());
+    assert_eq!(leftovers("e2e-refused").await, Vec::<String>::new());
+}
+
+#[tokio::test]
 async fn repeated_cells_that_agree_say_n_of_n() {
     if !environment_ready().await {
         return;

@@ -372,3 +372,42 @@ fn a_crafted_cache_directory_names_no_file_outside_itself() {
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("index.json") && !err.contains("secret:"), "{err}");
 }
+
+/// `capture` copies the caches a build imports before it runs: a crafted local cache is refused there,
+/// exit 2, before any build, and nothing is written where its digests point.
+#[test]
+fn capture_refuses_a_crafted_local_cache_before_building() {
+    let dir = tempfile::tempdir().unwrap();
+    let escaped = dir.path().join("escaped");
+    std::fs::write(dir.path().join("secret"), "{}").unwrap();
+    let good = "sha256:".to_owned() + &"a".repeat(64);
+    for (child, why) in [
+        ("sha256:../../../../secret".to_owned(), "digest"),
+        (format!("sha256:../../../../../{}", escaped.display()), "digest"),
+        (good.clone(), "hashes to"),
+    ] {
+        let cache = dir.path().join("cache");
+        let _ = std::fs::remove_dir_all(&cache);
+        std::fs::create_dir_all(cache.join("blobs/sha256")).unwrap();
+        std::fs::write(cache.join("blobs/sha256").join("a".repeat(64)), "{}").unwrap();
+        let index = format!(
+            r#"{{"schemaVersion":2,"manifests":[{{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"{child}","size":2}}]}}"#
+        );
+        std::fs::write(cache.join("index.json"), index).unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_bkcache"))
+            .args(["capture", "captured", "--", "--cache-from", "type=local,src=cache", "."])
+            .current_dir(dir.path())
+            .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{child}: {err}");
+        assert!(err.contains("refused") && err.contains(why), "{child}: {err}");
+        assert!(!err.contains("docker") && !dir.path().join("captured/build-1.rawjson").exists(), "no build: {err}");
+        assert!(!escaped.exists(), "{child}: bkcache wrote {}", escaped.display());
+        let copied = dir.path().join("captured/caches/build-1-from-0/blobs/sha256");
+        let names: Vec<_> =
+            std::fs::read_dir(&copied).map(|d| d.flatten().map(|e| e.file_name()).collect()).unwrap_or_default();
+        assert!(names.is_empty(), "{child}: copied {names:?}");
+    }
+}

@@ -186,6 +186,47 @@ fn buildkit_failing_a_build_is_judged_not_infrastructure() {
     assert!(matches!(&j.reasons[..], [Reason::BuildSucceeded { phase, .. }] if phase == "import"), "{j:#?}");
 }
 
+const REFUSED: &str = "harness/tests/scenarios/frontend-refused.toml";
+
+#[test]
+fn a_build_refused_before_any_step_is_an_input_error_not_a_regression() {
+    let refused = observations("frontend-refused-newest-overlayfs");
+    let j = judge::judge(&cell(REFUSED, "newest-overlayfs", same), &refused);
+    assert_eq!(j.verdict, Verdict::Error, "{j:#?}");
+    assert!(
+        matches!(&j.errors[..], [ErrorCause::FrontendRefused { phase, error }]
+            if phase == "export" && error.contains(r#"unsupported mount type "bogus""#)),
+        "{j:#?}"
+    );
+    assert!(j.reasons.is_empty(), "nothing was tested, nothing broke: {j:#?}");
+    assert!(j.errors[0].to_string().starts_with("rule frontend-refused: phase `export`"), "{}", j.errors[0]);
+
+    // a known issue naming the refusal does not make it a known failure: the input is at fault
+    let known = |t: String| {
+        let issue = "[[known_issues]]\nid = \"example/frontend#1\"\nsnapshotter = \"overlayfs\"\nfails_with = ['unsupported mount type']\n\n";
+        t.replacen("[[phases]]", &format!("{issue}[[phases]]"), 1)
+    };
+    assert_eq!(judge::judge(&cell(REFUSED, "newest-overlayfs", known), &refused).verdict, Verdict::Error);
+
+    // a phase that expects the refusal observed what it expects; one that expects another failure did not
+    // test it either
+    let expecting = |pattern: &'static str| {
+        move |t: String| t.replace("expect_ran = ", &format!("expect_failure = {{ pattern = '{pattern}' }}\n# "))
+    };
+    let j = judge::judge(&cell(REFUSED, "newest-overlayfs", expecting("unsupported mount type")), &refused);
+    assert_eq!(j.verdict, Verdict::Pass, "{j:#?}");
+    let j = judge::judge(&cell(REFUSED, "newest-overlayfs", expecting("exit code: 3")), &refused);
+    assert!(matches!(&j.errors[..], [ErrorCause::FrontendRefused { .. }]), "{j:#?}");
+
+    // on a lazy builder the refusal is the one thing said: it pulled nothing, lazily or not
+    let j = judge::judge(&cell(REFUSED, "v0.24-stargz", same), &observations("frontend-refused-v0-24-stargz"));
+    assert!(matches!(&j.errors[..], [ErrorCause::FrontendRefused { .. }]), "{j:#?}");
+
+    // the solver failing a step after the same frontend loads is still judged (build-failure's fixture)
+    let j = judge::judge(&cell(FAILURE, "newest-overlayfs", same), &observations("build-failure"));
+    assert_eq!(j.verdict, Verdict::Fail, "{j:#?}");
+}
+
 /// Two known issues on one cell: each explains what it names, and only that.
 /// A known issue that breaks `step` (an expectation of the scenario: a `breaks` entry that names none
 /// is refused at load) and one that explains build failures, both on overlayfs.

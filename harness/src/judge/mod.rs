@@ -3,8 +3,9 @@
 //!
 //! What BuildKit did is judged, whatever it was: a build its solver failed is a broken expectation (every
 //! build is expected to succeed unless the phase says `expect_failure`), the regression signal. `error` is
-//! kept for what could not test the cell: the machine failed (infrastructure), an expectation matched no
-//! step of a build that ran, or a lazy cell pulled its bases eagerly. A known issue that applies to the
+//! kept for what could not test the cell: the machine failed (infrastructure), BuildKit refused the input
+//! before any step ran, an expectation matched no step of a build that ran, or a lazy cell pulled its
+//! bases eagerly. A known issue that applies to the
 //! builder turns the broken expectations it names (steps via `breaks`, build failures via `fails_with`)
 //! into `known-failure`, and their absence into `unexpected-pass` ("fixed?").
 
@@ -153,6 +154,9 @@ pub enum ErrorCause {
     NoFile { phase: String, path: String, missing_in: String },
     /// A delete-layers phase that found no layer to delete: what follows it tests nothing.
     NoLayer { phase: String, from: String },
+    /// BuildKit refused the build before any step of it ran (its Dockerfile frontend, or the bases'
+    /// metadata): the input is at fault, not the cache, and nothing was tested.
+    FrontendRefused { phase: String, error: String },
 }
 
 impl fmt::Display for ErrorCause {
@@ -171,6 +175,10 @@ impl fmt::Display for ErrorCause {
             ErrorCause::NoLayer { phase, from } => write!(
                 f,
                 "rule no-layer: phase `{phase}` found no layer to delete ({from}); fix the scenario's path (or the cache never held that layer)"
+            ),
+            ErrorCause::FrontendRefused { phase, error } => write!(
+                f,
+                "rule frontend-refused: phase `{phase}`: BuildKit refused the build before any step ran, so nothing was tested: {error}; fix the Dockerfile (or run it on a BuildKit whose frontend accepts it)"
             ),
             ErrorCause::NotLazy { builder, snapshotter } => write!(
                 f,
@@ -218,6 +226,13 @@ impl Broken<'_> {
     }
 }
 
+/// Whether a failed build stopped before any step of it ran: every vertex it reported is one of the
+/// frontend's own `[internal]` loads (the build definition, `.dockerignore`, a base's metadata). A cache
+/// import (`importing cache manifest ...`) or any Dockerfile step is the solver's, an observation.
+fn refused_before_any_step(steps: &[crate::observe::progress::Step]) -> bool {
+    steps.iter().all(|s| s.name.starts_with("[internal]"))
+}
+
 /// Judges one repetition of `cell` from what it observed.
 pub fn judge(cell: &Cell, observed: &Observations) -> Judgement {
     if let Some(failure) = &observed.infrastructure {
@@ -245,6 +260,12 @@ pub fn judge(cell: &Cell, observed: &Observations) -> Judgement {
         let Some(seen) = observed.phases.iter().find(|p| p.phase == phase.name.as_str()) else { continue };
         let PhaseOutcome::Build { steps, failure, misses, files } = &seen.outcome else { continue };
         let name = phase.name.to_string();
+        if let Some(error) = failure.as_ref().filter(|_| refused_before_any_step(steps)) {
+            if !build.expect_failure.as_ref().is_some_and(|want| want.value.is_match(error)) {
+                errors.push(ErrorCause::FrontendRefused { phase: name, error: error.clone() });
+                continue;
+            }
+        }
         match (failure, &build.expect_failure) {
             (Some(error), None) => {
                 broken
@@ -317,7 +338,9 @@ pub fn judge(cell: &Cell, observed: &Observations) -> Judgement {
         }
     }
     let profile = &cell.profile;
-    if profile.snapshotter.is_lazy() && !observed.laziness.as_ref().is_some_and(|l| l.is_lazy()) {
+    let refused = errors.iter().any(|e| matches!(e, ErrorCause::FrontendRefused { .. }));
+    // a refused build pulled nothing, lazily or not: the refusal is the one thing to say
+    if !refused && profile.snapshotter.is_lazy() && !observed.laziness.as_ref().is_some_and(|l| l.is_lazy()) {
         errors.push(ErrorCause::NotLazy {
             builder: profile.name.to_string(),
             snapshotter: profile.snapshotter.as_str().to_owned(),

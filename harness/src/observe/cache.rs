@@ -394,3 +394,77 @@ fn read(path: &Path) -> Result<Vec<u8>, CacheReadError> {
 fn parse_oci<T: serde::de::DeserializeOwned>(path: &Path, bytes: &[u8]) -> Result<T, CacheReadError> {
     serde_json::from_slice(bytes).map_err(|source| CacheReadError::Oci { path: path.to_owned(), source })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn index(children: &[(&str, usize)]) -> Vec<u8> {
+        let manifests: Vec<String> = children
+            .iter()
+            .map(|(digest, size)| {
+                format!(
+                    r#"{{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"{digest}","size":{size}}}"#
+                )
+            })
+            .collect();
+        format!(r#"{{"schemaVersion":2,"manifests":[{}]}}"#, manifests.join(",")).into_bytes()
+    }
+
+    /// Copies from an in-memory store; what was put, in order.
+    fn copy(top: Vec<u8>, store: &[Vec<u8>]) -> Result<Vec<String>, CopyDocumentsError<String>> {
+        let mut put = Vec::new();
+        copy_documents(
+            top,
+            |child| {
+                let found = store.iter().find(|body| sha256_digest(body) == child.digest.to_string());
+                found.cloned().ok_or_else(|| format!("no {}", child.digest))
+            },
+            |digest, _| {
+                put.push(digest.to_string());
+                Ok(())
+            },
+        )?;
+        Ok(put)
+    }
+
+    #[test]
+    fn documents_are_copied_once_verified_and_bounded() {
+        let leaf = br#"{"schemaVersion":2}"#.to_vec();
+        let leaf_digest = sha256_digest(&leaf);
+        // listed three times, by the top and by a manifest below it: copied once each
+        let middle = index(&[(&leaf_digest, leaf.len()), (&leaf_digest, leaf.len())]);
+        let middle_digest = sha256_digest(&middle);
+        let top = index(&[(&middle_digest, middle.len()), (&leaf_digest, leaf.len())]);
+        let store = [leaf.clone(), middle.clone()];
+        assert_eq!(copy(top, &store).unwrap(), [middle_digest.clone(), leaf_digest.clone()]);
+
+        // a declared size that is not the content's, a digest that names a path, content that is not its digest
+        let wrong_size = index(&[(&leaf_digest, leaf.len() + 1)]);
+        assert!(matches!(copy(wrong_size, &store), Err(CopyDocumentsError::Digest(_))));
+        let climbing = index(&[("sha256:../../../etc/passwd", 2)]);
+        assert!(matches!(copy(climbing, &store), Err(CopyDocumentsError::Digest(_))));
+        let liar = index(&[(&format!("sha256:{}", "a".repeat(64)), leaf.len())]);
+        let mut lying_store = |_: &ChildDocument| Ok::<_, String>(leaf.clone());
+        let lied = copy_documents(liar, &mut lying_store, |_, _| Ok(()));
+        assert!(matches!(lied, Err(CopyDocumentsError::Digest(_))), "{lied:?}");
+
+        // more distinct documents than any cache has: refused, after copying no more than the limit
+        let many: Vec<Vec<u8>> = (0..=MAX_DOCUMENTS).map(|i| format!(r#"{{"n":{i}}}"#).into_bytes()).collect();
+        let digests: Vec<String> = many.iter().map(|b| sha256_digest(b)).collect();
+        let wide = index(&digests.iter().zip(&many).map(|(d, b)| (d.as_str(), b.len())).collect::<Vec<_>>());
+        let mut copied = 0;
+        let by_digest: std::collections::HashMap<&str, &Vec<u8>> =
+            digests.iter().map(String::as_str).zip(&many).collect();
+        let result = copy_documents(
+            wide,
+            |child| Ok::<_, String>(by_digest[child.digest.to_string().as_str()].clone()),
+            |_, _| {
+                copied += 1;
+                Ok(())
+            },
+        );
+        assert!(matches!(result, Err(CopyDocumentsError::TooMany)), "{result:?}");
+        assert_eq!(copied, MAX_DOCUMENTS);
+    }
+}

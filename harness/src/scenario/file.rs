@@ -539,6 +539,7 @@ fn validate(file: &TomlFile<ScenarioDoc>, profiles: &Profiles) -> Result<Scenari
             }
             Ok(KnownIssue {
                 id: KnownIssueId(k.id.get_ref().clone()),
+                at: file.at(issue),
                 summary: k.summary.clone(),
                 builders: k.builders.iter().map(check_builder).collect::<Result<_, _>>()?,
                 snapshotter: k.snapshotter.as_ref().map(|s| s.get_ref().clone()),

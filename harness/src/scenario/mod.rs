@@ -78,6 +78,29 @@ pub fn load_all(files: &[PathBuf], profiles: &Profiles) -> Result<Vec<Scenario>,
     Ok(scenarios)
 }
 
+/// Known issues of `scenario` that apply to none of the profiles it runs on: they explain nothing, and a
+/// `versions` range or a scope with a typo is the likely cause. Warnings, not errors: a builders file may
+/// leave out the releases an issue is about.
+pub fn unmatched_known_issues(scenario: &Scenario, profiles: &Profiles, builders_file: &Path) -> Vec<ConfigError> {
+    let runs_on = |p: &&std::sync::Arc<crate::profiles::BuilderProfile>| {
+        scenario.builders.as_ref().is_none_or(|only| only.contains(&p.name))
+    };
+    scenario
+        .known_issues
+        .iter()
+        .filter(|k| !profiles.profiles.iter().filter(runs_on).any(|p| k.applies_to(p)))
+        .map(|k| ConfigError::Invalid {
+            at: k.at.clone(),
+            message: format!(
+                "known issue `{}` applies to no builder profile this scenario runs on in {}, so it explains nothing",
+                k.id,
+                builders_file.display()
+            ),
+            fix: "correct its `versions`, `snapshotter` or `builders`, or add a profile it is about".into(),
+        })
+        .collect()
+}
+
 /// The builders file that goes with these scenario paths: `builders.toml` beside the first one.
 pub fn default_builders_file(paths: &[PathBuf]) -> PathBuf {
     let first = paths.first().map(PathBuf::as_path).unwrap_or(Path::new("scenarios"));

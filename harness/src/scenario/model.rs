@@ -184,6 +184,8 @@ impl fmt::Display for KnownIssueId {
 #[derive(Debug, Clone)]
 pub struct KnownIssue {
     pub id: KnownIssueId,
+    /// Where the scenario file declares it.
+    pub at: crate::errors::Location,
     pub summary: Option<String>,
     pub builders: Vec<Name>,
     pub snapshotter: Option<String>,
@@ -410,6 +412,7 @@ mod tests {
     fn a_commit_is_in_the_version_ranges_of_the_release_it_leads_to() {
         let issue = |versions: &str| KnownIssue {
             id: KnownIssueId("x".into()),
+            at: crate::errors::Location { path: "x.toml".into(), line: 1, column: 1 },
             summary: None,
             builders: Vec::new(),
             snapshotter: None,
