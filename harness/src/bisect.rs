@@ -8,14 +8,17 @@ use std::future::Future;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use crate::errors::{ConfigError, Error, InfraError};
-use crate::execute::buildkit_image::{BuildkitImageError, Source};
-use crate::execute::releases;
+use crate::buildkit_spec::Source;
+use crate::errors::{ConfigError, InfraError};
+use crate::events::{CellResult, RunReport};
+use crate::images::buildkit::BuildkitImageError;
+use crate::images::releases;
 use crate::judge::compare::{behaviour, Behaviour};
 use crate::judge::{ErrorCause, Reason, Verdict};
 use crate::plan::Filter;
 use crate::profiles::Snapshotter;
-use crate::session::{self, CellResult, PlanOptions, RunOptions, RunReport, Session};
+use crate::session::Error;
+use crate::session::{self, PlanOptions, RunOptions, Session};
 
 /// What makes a probe bad.
 #[derive(Debug, Clone, PartialEq)]

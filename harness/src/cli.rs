@@ -8,16 +8,19 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::errors::{ConfigError, Error, InfraError};
-use crate::execute::buildkit_image::{self, BuildkitSpec, Patch, Source};
-use crate::execute::docker::Engine;
-use crate::execute::registry::Registry;
+use crate::buildkit_spec::{BuildkitSpec, Patch, Source};
+use crate::errors::{ConfigError, InfraError};
+use crate::events::RunReport;
+use crate::host::docker::Engine;
+use crate::host::registry::Registry;
+use crate::images::buildkit;
 use crate::inspect;
 use crate::pins::Pins;
 use crate::plan::Filter;
 use crate::report;
 use crate::scenario::MAX_REPEAT;
-use crate::session::{self, PlanOptions, RunOptions, RunReport, Session};
+use crate::session::Error;
+use crate::session::{self, PlanOptions, RunOptions, Session};
 
 /// Exit codes (also in the README).
 pub const EXIT_OK: i32 = 0;
@@ -461,7 +464,7 @@ async fn buildkit_build(args: &BuildkitBuildArgs) -> Result<i32, Error> {
     let source = git_source(args.git.as_deref())?;
     let version = match (crate::profiles::buildkit_version(&args.version), &source) {
         (Ok(version), _) => version,
-        (Err(_), Source::Git(repo)) => crate::execute::releases::git_version(repo, &args.version).await?,
+        (Err(_), Source::Git(repo)) => crate::images::releases::git_version(repo, &args.version).await?,
         (Err(problem), Source::ModuleProxy) => {
             return Err(ConfigError::Usage {
                 message: format!("--version: {problem}"),
@@ -473,7 +476,7 @@ async fn buildkit_build(args: &BuildkitBuildArgs) -> Result<i32, Error> {
     let patches = args.patches.iter().map(|p| Patch::read(p)).collect::<Result<_, _>>()?;
     let spec = BuildkitSpec { version, source, patches };
     let engine = Engine::connect().await?;
-    let image = buildkit_image::ensure(&engine, &spec, pins.registry()).await?;
+    let image = buildkit::ensure(&engine, &spec, pins.registry()).await?;
     outln!("{} ({})", image.tag, if image.built { "built" } else { "reused" });
     Ok(EXIT_OK)
 }
@@ -571,7 +574,7 @@ async fn bisect(args: &BisectArgs) -> Result<i32, Error> {
 }
 
 async fn buildkit_releases(args: &ReleasesArgs) -> Result<i32, Error> {
-    use crate::execute::releases::{self, BuildStatuses, Selection};
+    use crate::images::releases::{self, BuildStatuses, Selection};
     let pins = Pins::load(&args.pins)?;
     let text = match &args.releases {
         Some(text) => text.clone(),
@@ -619,7 +622,7 @@ async fn buildkit_releases(args: &ReleasesArgs) -> Result<i32, Error> {
 
 async fn capture(args: &CaptureArgs) -> Result<i32, Error> {
     let timeout = std::time::Duration::from_secs(args.timeout);
-    let done = crate::execute::capture::capture(
+    let done = crate::capture::capture(
         &args.dir,
         args.phase.as_deref(),
         args.debug_addr.as_deref(),
@@ -678,13 +681,12 @@ async fn cache_diff(args: &CacheDiffArgs) -> Result<i32, Error> {
 }
 
 async fn gc(args: &GcArgs) -> Result<i32, Error> {
-    crate::execute::gc::check_artifacts_dir(&args.artifacts_dir)?;
+    crate::gc::check_artifacts_dir(&args.artifacts_dir)?;
     let pins = Pins::load(&args.pins)?;
     let engine = Engine::connect().await?;
-    let registry = crate::execute::registry::Registry::new(&pins);
+    let registry = crate::host::registry::Registry::new(&pins);
     let older_than = std::time::Duration::from_secs(args.older_than_days.saturating_mul(24 * 3600));
-    let collected =
-        crate::execute::gc::collect(&engine, &registry, &args.artifacts_dir, older_than, args.dry_run).await?;
+    let collected = crate::gc::collect(&engine, &registry, &args.artifacts_dir, older_than, args.dry_run).await?;
     let verb = if args.dry_run { "would remove" } else { "removed" };
     for builder in &collected.builders {
         outln!("{verb} builder {builder}");

@@ -98,17 +98,32 @@ impl InfraError {
     }
 }
 
-/// What stops a run before or outside any cell's verdict.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    #[error(transparent)]
-    Config(#[from] ConfigError),
-    #[error(transparent)]
-    Infra(#[from] InfraError),
-    #[error(transparent)]
-    BuildkitImage(#[from] crate::execute::buildkit_image::BuildkitImageError),
-    #[error(transparent)]
-    Inspect(#[from] crate::inspect::InspectError),
-    #[error(transparent)]
-    Capture(#[from] crate::execute::capture::CaptureError),
+/// An infrastructure failure: what bkcache was doing, the error, and the chain of its sources.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct InfraFailure {
+    pub context: String,
+    pub error: String,
+    pub sources: Vec<String>,
+}
+
+impl InfraFailure {
+    pub fn new(context: impl Into<String>, error: &(dyn std::error::Error + 'static)) -> Self {
+        let mut sources = Vec::new();
+        let mut next = error.source();
+        while let Some(e) = next {
+            sources.push(e.to_string());
+            next = e.source();
+        }
+        InfraFailure { context: context.into(), error: error.to_string(), sources }
+    }
+}
+
+impl std::fmt::Display for InfraFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.context, self.error)?;
+        for s in &self.sources {
+            write!(f, ": {s}")?;
+        }
+        Ok(())
+    }
 }

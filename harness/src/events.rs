@@ -2,12 +2,13 @@
 //! see only its `reporter/events.rs`): the live terminal lines, and the final reports from
 //! [`EventKind::RunFinished`] / [`EventKind::RunInterrupted`].
 
-use std::time::SystemTime;
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime};
 
-use crate::execute::buildkit_image::EnsuredImage;
-use crate::observe::PhaseObservation;
+use crate::buildkit_spec::EnsuredImage;
+use crate::judge::{CellVerdict, Judgement};
+use crate::observe::{Observations, PhaseObservation};
 use crate::plan::Cell;
-use crate::session::{CellResult, RepetitionResult, RunReport};
 
 #[derive(Clone, Copy)]
 pub struct Event<'a> {
@@ -65,4 +66,51 @@ impl<'a> EventKind<'a> {
     pub fn now(self) -> Event<'a> {
         Event { at: SystemTime::now(), kind: self }
     }
+}
+
+/// One repetition of a cell.
+#[derive(Debug, Clone)]
+pub struct RepetitionResult {
+    /// 0-based.
+    pub index: u32,
+    pub judgement: Judgement,
+    pub observations: Observations,
+    /// Where its rawjson logs, buildkitd log, caches and observations.json were kept.
+    pub artifacts: Option<PathBuf>,
+    pub duration: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct CellResult {
+    pub cell: Cell,
+    pub verdict: CellVerdict,
+    /// The repetitions that finished, in order.
+    pub repetitions: Vec<RepetitionResult>,
+    pub duration: Duration,
+}
+
+impl CellResult {
+    /// The repetition that speaks for the cell in one-line views: a broken one if any, else the first.
+    pub fn representative(&self) -> Option<&RepetitionResult> {
+        self.verdict.representative().and_then(|i| self.repetitions.get(i as usize))
+    }
+
+    /// The representative repetition's judgement (reasons and errors to show).
+    pub fn judgement(&self) -> Option<&Judgement> {
+        self.representative().map(|r| &r.judgement)
+    }
+}
+
+/// Everything a run measured.
+#[derive(Debug, Clone)]
+pub struct RunReport {
+    pub run_id: String,
+    pub docker_engine: String,
+    /// The BuildKit images this run needed; `built` false = reused.
+    pub images: Vec<EnsuredImage>,
+    /// In plan order; a cell that did not finish is `interrupted`.
+    pub cells: Vec<CellResult>,
+    /// Set when a signal stopped the run.
+    pub interrupted: Option<&'static str>,
+    pub duration: Duration,
 }

@@ -6,9 +6,9 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
+use crate::artifacts::{RawRepetition, RAW_FILE};
 use crate::errors::InfraError;
-use crate::execute::registry::Registry;
-use crate::execute::{RawRepetition, RAW_FILE};
+use crate::host::registry::Registry;
 use crate::observe::chain::LayerChain;
 use crate::observe::forensics::{self, CacheSummary, RecordEntry};
 use crate::observe::keys::KeyTexts;

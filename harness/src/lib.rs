@@ -1,21 +1,26 @@
 //! bkcache: reproduce BuildKit cache regressions on real BuildKit from declarative scenario files.
 //!
-//! The pipeline, one module per stage:
-//! [`scenario`] (files, model, BuildKit-semantics lint over the [`dockerfile`]) + [`profiles`] ([`pins`])
-//! → [`plan`] (cells) → [`session`] (the library API), which runs each repetition of a cell through
-//! [`execute`] (builder, phases: raw artifacts) → [`observe`] (typed observations) → [`judge`] (pure:
-//! verdict and reasons; flaky aggregation) and emits [`events`] that the [`report`]ers consume.
-//! [`results`] writes per-repetition result files and merges shards' files into one report.
-//! [`inspect`] loads caches and repetitions from artifacts or the registry for `explain` and `cache`.
-//! [`errors`] holds the errors; [`names`] the checked names every path, ref and option is built from;
-//! [`buildkitd`] what profiles may pass to buildkitd; [`cli`] only parses arguments and maps outcomes to
-//! exit codes; `output` prints what a closed stream cannot stop.
+//! The pipeline, one module per stage (ARCHITECTURE.md has the layers each module sits in, which a test
+//! enforces): [`scenario`] (files, model, BuildKit-semantics lint over the [`dockerfile`]) + [`profiles`]
+//! ([`pins`]) → [`plan`] (cells) → [`session`] (the library API), which runs each repetition of a cell
+//! through [`execute`] (builder, phases: raw [`artifacts`]) → [`observe`] (typed observations) →
+//! [`judge`] (pure: verdict and reasons; flaky aggregation) and emits [`events`] that the [`report`]ers
+//! consume. [`host`] holds the machine's pieces (docker, registry, locks, buildx, the builder pool),
+//! [`images`] the BuildKit images made from the Go module, [`buildkit_spec`] what a profile asks of them.
+//! Commands beside the pipeline: [`capture`], [`inspect`] (`explain`, `cache`), [`gc`], [`bisect`],
+//! [`evidence`], [`results`] (result files; shards merged by re-judging). [`errors`] holds the error
+//! types; [`names`] the checked names every path, ref and option is built from; [`buildkitd`] what
+//! profiles may pass to buildkitd; [`cli`] only parses arguments and maps outcomes to exit codes;
+//! `output` prints what a closed stream cannot stop.
 
 #[macro_use]
 mod output;
 
+pub mod artifacts;
 pub mod bisect;
+pub mod buildkit_spec;
 pub mod buildkitd;
+pub mod capture;
 pub mod cli;
 pub mod digest;
 pub mod dockerfile;
@@ -23,6 +28,9 @@ pub mod errors;
 pub mod events;
 pub mod evidence;
 pub mod execute;
+pub mod gc;
+pub mod host;
+pub mod images;
 pub mod inspect;
 pub mod judge;
 pub mod names;

@@ -7,9 +7,9 @@ use std::sync::Arc;
 use serde::Deserialize;
 use toml::Spanned;
 
+use crate::buildkit_spec::{BuildkitSpec, Patch, Source};
 use crate::buildkitd;
 use crate::errors::ConfigError;
-use crate::execute::buildkit_image::{BuildkitSpec, Patch, Source};
 use crate::names::{Name, NameKind};
 use crate::pins::Pins;
 use crate::toml_file::TomlFile;

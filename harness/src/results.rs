@@ -13,12 +13,14 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::errors::{ConfigError, Error, InfraError};
-use crate::execute::buildkit_image::{EnsuredImage, Source};
+use crate::buildkit_spec::{EnsuredImage, Source};
+use crate::errors::{ConfigError, InfraError};
+use crate::events::{CellResult, RepetitionResult, RunReport};
 use crate::judge;
 use crate::observe::Observations;
 use crate::plan::{slug, Filter};
-use crate::session::{self, CellResult, PlanOptions, RepetitionResult, RunReport};
+use crate::session::Error;
+use crate::session::{self, PlanOptions};
 
 /// The file format's version: a merge refuses files of another.
 const FORMAT: u32 = 2;

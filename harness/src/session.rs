@@ -1,4 +1,4 @@
-//! The library API every front end calls (the CLI today): [`plan`] checks every input without docker;
+//! The library API every front end calls (the CLI today): [`plan()`] checks every input without docker;
 //! a [`Session`] connects to the machine, prepares what the cells need, and [`Session::run`]s them —
 //! each cell's repetitions through execute → observe → judge, then [`judge::aggregate`] — emitting
 //! [`Event`]s and returning a [`RunReport`], also when interrupted.
@@ -11,20 +11,40 @@ use std::time::{Duration, Instant};
 
 use futures_util::{stream, StreamExt};
 
-use crate::errors::{ConfigError, Error, InfraError};
+use crate::artifacts::RawRepetition;
+use crate::buildkit_spec::{EnsuredImage, Source};
+use crate::errors::InfraFailure;
+use crate::errors::{ConfigError, InfraError};
+use crate::events::{CellResult, RepetitionResult, RunReport};
 use crate::events::{Event, EventKind};
-use crate::execute::builder::Janitor;
-use crate::execute::buildkit_image::{self, EnsuredImage, Source};
-use crate::execute::docker::Engine;
-use crate::execute::locks::{self, Held};
-use crate::execute::registry::Registry;
-use crate::execute::releases;
-use crate::execute::{self, Machine, Progress, RawRepetition, Workspace};
-use crate::judge::{self, CellVerdict, Judgement, Verdict};
-use crate::observe::{InfraFailure, Observations, Observer};
+use crate::execute::{self, Progress, Workspace};
+use crate::host::builder::Janitor;
+use crate::host::docker::Engine;
+use crate::host::locks::{self, Held};
+use crate::host::registry::Registry;
+use crate::host::Machine;
+use crate::images::buildkit;
+use crate::images::releases;
+use crate::judge::{self, Judgement, Verdict};
+use crate::observe::Observer;
 use crate::plan::{self, slug, Cell, Filter};
 use crate::profiles::Profiles;
 use crate::scenario::{self, BaseImage};
+
+/// What stops a run before or outside any cell's verdict.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Infra(#[from] InfraError),
+    #[error(transparent)]
+    BuildkitImage(#[from] crate::images::buildkit::BuildkitImageError),
+    #[error(transparent)]
+    Inspect(#[from] crate::inspect::InspectError),
+    #[error(transparent)]
+    Capture(#[from] crate::capture::CaptureError),
+}
 
 /// What to run: scenario paths, the builders file, filters.
 #[derive(Debug, Clone, Default)]
@@ -93,53 +113,6 @@ pub struct RunOptions {
     pub fresh_builders: bool,
 }
 
-/// One repetition of a cell.
-#[derive(Debug, Clone)]
-pub struct RepetitionResult {
-    /// 0-based.
-    pub index: u32,
-    pub judgement: Judgement,
-    pub observations: Observations,
-    /// Where its rawjson logs, buildkitd log, caches and observations.json were kept.
-    pub artifacts: Option<PathBuf>,
-    pub duration: Duration,
-}
-
-#[derive(Debug, Clone)]
-pub struct CellResult {
-    pub cell: Cell,
-    pub verdict: CellVerdict,
-    /// The repetitions that finished, in order.
-    pub repetitions: Vec<RepetitionResult>,
-    pub duration: Duration,
-}
-
-impl CellResult {
-    /// The repetition that speaks for the cell in one-line views: a broken one if any, else the first.
-    pub fn representative(&self) -> Option<&RepetitionResult> {
-        self.verdict.representative().and_then(|i| self.repetitions.get(i as usize))
-    }
-
-    /// The representative repetition's judgement (reasons and errors to show).
-    pub fn judgement(&self) -> Option<&Judgement> {
-        self.representative().map(|r| &r.judgement)
-    }
-}
-
-/// Everything a run measured.
-#[derive(Debug, Clone)]
-pub struct RunReport {
-    pub run_id: String,
-    pub docker_engine: String,
-    /// The BuildKit images this run needed; `built` false = reused.
-    pub images: Vec<EnsuredImage>,
-    /// In plan order; a cell that did not finish is `interrupted`.
-    pub cells: Vec<CellResult>,
-    /// Set when a signal stopped the run.
-    pub interrupted: Option<&'static str>,
-    pub duration: Duration,
-}
-
 /// BuildKit images built at once: a Go build uses every core, so two overlap one's module downloads and
 /// linking with the other's compiling and no more. The same image is never built twice at once, even by
 /// two runs (`locks::own_image`).
@@ -168,7 +141,7 @@ impl Session {
         let engine = Engine::connect().await?;
         let run_dir = options.artifacts_dir.join(&options.run_id);
         std::fs::create_dir_all(&run_dir).map_err(InfraError::io(format!("creating {}", run_dir.display())))?;
-        crate::execute::gc::mark_run_dir(&run_dir, &options.run_id)?;
+        crate::artifacts::mark_run_dir(&run_dir, &options.run_id)?;
         let machine = Machine {
             engine,
             registry: Registry::new(&plan.profiles.pins),
@@ -199,7 +172,7 @@ impl Session {
             .filter(|spec| seen.insert(spec.tag(&registry)))
             .collect();
         let engine = &self.machine.engine;
-        let mut builds = stream::iter(specs.into_iter().map(|spec| buildkit_image::ensure(engine, spec, &registry)))
+        let mut builds = stream::iter(specs.into_iter().map(|spec| buildkit::ensure(engine, spec, &registry)))
             .buffered(IMAGE_BUILDS);
         while let Some(image) = builds.next().await {
             let image = image?;

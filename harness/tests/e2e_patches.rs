@@ -6,7 +6,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use bkcache::execute::buildkit_image::{BuildkitSpec, Patch};
+use bkcache::buildkit_spec::{BuildkitSpec, Patch};
 use bkcache::profiles::Profiles;
 use common::{bkcache_run, environment_ready, leftovers, repo};
 use serde_json::Value;
@@ -158,8 +158,8 @@ async fn a_changed_patch_rebuilds_exactly_the_images_that_use_it() {
     let changed_tag = profiles.get("all-three-stargz").unwrap().image.clone();
     // the unchanged patch set's image exists before the run (built here on a fresh machine)
     let reroot = profiles.get("reroot-overlayfs").unwrap().buildkit.clone().unwrap();
-    let engine = bkcache::execute::docker::Engine::connect().await.unwrap();
-    bkcache::execute::buildkit_image::ensure(&engine, &reroot, profiles.pins.registry()).await.unwrap();
+    let engine = bkcache::host::docker::Engine::connect().await.unwrap();
+    bkcache::images::buildkit::ensure(&engine, &reroot, profiles.pins.registry()).await.unwrap();
 
     let run = bkcache_run(
         &[
@@ -224,6 +224,6 @@ async fn a_broken_patch_is_a_clear_error_and_leaves_no_image() {
     );
     assert_eq!(run.code(), Some(2));
     assert_eq!(leftovers("e2e-broken-patch").await, Vec::<String>::new());
-    let engine = bkcache::execute::docker::Engine::connect().await.unwrap();
+    let engine = bkcache::host::docker::Engine::connect().await.unwrap();
     assert!(!engine.has_image(&tag).await.unwrap(), "a half-built image {tag} was left");
 }

@@ -183,7 +183,7 @@ fn comparable(rep: &Value) -> Value {
     json!({ "steps": steps, "caches": caches, "remote_snapshots": rep["laziness"]["remote_snapshots"] })
 }
 
-/// A builder reset between repetitions (execute::builder) must observe exactly what a new one does:
+/// A builder reset between repetitions (host::builder) must observe exactly what a new one does:
 /// each cell's first repetition runs on a new builder, the next ones on that builder reset.
 #[tokio::test]
 async fn a_reset_builder_observes_what_a_fresh_one_does() {

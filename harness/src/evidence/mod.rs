@@ -9,13 +9,15 @@ pub mod script;
 
 use std::path::{Path, PathBuf};
 
-use crate::errors::{ConfigError, Error, InfraError};
+use crate::errors::{ConfigError, InfraError};
+use crate::events::{CellResult, RunReport};
 use crate::execute::phase::CellPaths;
 use crate::observe::cache::{read_layout, CacheRecord};
 use crate::plan::Filter;
 use crate::safe_fs::copy_tree;
 use crate::scenario::{CacheRef, PhaseAction};
-use crate::session::{self, CellResult, PlanOptions, RunOptions, RunReport, Session};
+use crate::session::Error;
+use crate::session::{self, PlanOptions, RunOptions, Session};
 
 pub struct EvidenceOptions {
     pub scenario: PathBuf,
@@ -98,7 +100,7 @@ fn write_pack(report: &RunReport, registry: &str, out: &Path) -> Result<(), Erro
                 .map_err(InfraError::io(format!("writing the patch {}", patch.name())))?;
         }
     }
-    let toml = crate::execute::builder::buildkitd_config(&cell.profile, registry, 1);
+    let toml = crate::host::builder::buildkitd_config(&cell.profile, registry, 1);
     std::fs::write(out.join(BUILDKITD_TOML), toml).map_err(InfraError::io("writing buildkitd.toml"))?;
     let script = script::render(&script::ScriptInputs {
         cell,
@@ -140,7 +142,7 @@ pub struct Stake {
 /// imported cache's whole cacheconfig is also written to `caches/`.
 fn at_stake(
     result: &CellResult,
-    repetition: &session::RepetitionResult,
+    repetition: &crate::events::RepetitionResult,
     dir: &Path,
     out: &Path,
 ) -> Result<Vec<Stake>, Error> {

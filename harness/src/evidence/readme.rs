@@ -3,7 +3,7 @@
 use std::fmt::Write as _;
 
 use super::Stake;
-use crate::session::{CellResult, RunReport};
+use crate::events::{CellResult, RunReport};
 
 pub struct ReadmeInputs<'a> {
     pub report: &'a RunReport,

@@ -8,8 +8,9 @@
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
+use crate::execute::bases;
 use crate::execute::phase::{self, CellPaths};
-use crate::execute::{bases, builder};
+use crate::host::builder;
 use crate::plan::Cell;
 use crate::scenario::{BaseImage, DeclaredBase, LayerDeletion, PhaseAction, Scenario, StepMatcher};
 

@@ -9,10 +9,10 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::builder::Builder;
-use super::buildx::buildx;
-use super::Machine;
 use crate::errors::InfraError;
+use crate::host::builder::Builder;
+use crate::host::buildx::buildx;
+use crate::host::Machine;
 use crate::names::{Name, NameKind};
 use crate::profiles::{BuilderProfile, Snapshotter};
 use crate::scenario::{DeclaredBase, BASE_CONTENT_PATH};

@@ -1,7 +1,7 @@
 //! Execute: one repetition of a cell on real BuildKit — a builder in a fresh builder's state, the
 //! scenario's phases through the buildx CLI, the buildkitd log — leaving raw artifacts for `observe`.
 //!
-//! Each repetition gets a builder to itself (new, or reset: see [`builder`]), its own work directory
+//! Each repetition gets a builder to itself (new, or reset: see [`crate::host::builder`]), its own work directory
 //! (local caches) and its own registry refs.
 //!
 //! A build that fails is BuildKit's doing only if BuildKit could have done it: after a failed build the
@@ -13,160 +13,18 @@
 //! later phases build on it.
 
 pub mod bases;
-pub mod builder;
-pub mod buildkit_image;
-pub mod buildx;
-pub mod capture;
-pub mod docker;
-pub mod gc;
-pub mod http;
-pub mod keys;
 pub mod layers;
-pub mod locks;
 pub mod phase;
-pub mod registry;
-pub mod releases;
 
-use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::path::Path;
 
-use serde::{Deserialize, Serialize};
-
-use crate::errors::InfraError;
-use crate::observe::{progress, InfraFailure};
+use crate::artifacts::{last_lines, RawBuild, RawPhase, RawRepetition};
+use crate::errors::{InfraError, InfraFailure};
+use crate::host::builder::Builder;
+use crate::host::{docker, Machine};
+use crate::observe::progress;
 use crate::plan::Cell;
 use crate::scenario::{BaseImage, Phase, PhaseAction, Scenario};
-use builder::{Builder, Janitor};
-use docker::Engine;
-use registry::Registry;
-
-/// What a run needs from the machine.
-pub struct Machine {
-    pub engine: Engine,
-    pub registry: Registry,
-    pub janitor: Janitor,
-}
-
-/// What one repetition left behind, before anyone interpreted it. Saved as `raw.json` in the
-/// repetition's directory (the rawjson streams and the log beside it), so its artifacts can be observed
-/// again later (`bkcache explain DIR`).
-#[derive(Debug, Default, Serialize, Deserialize)]
-pub struct RawRepetition {
-    pub phases: Vec<RawPhase>,
-    #[serde(skip)]
-    pub buildkitd_log: Option<String>,
-    pub infrastructure: Option<InfraFailure>,
-}
-
-/// The file [`RawRepetition`] is saved in.
-pub const RAW_FILE: &str = "raw.json";
-
-impl RawRepetition {
-    /// Saves it into `dir`, paths relative to `dir`.
-    pub fn save(&self, dir: &Path) -> std::io::Result<()> {
-        let mut json = serde_json::to_value(self).map_err(std::io::Error::other)?;
-        rebase(&mut json, &format!("{}/", dir.display()), "");
-        std::fs::write(dir.join(RAW_FILE), serde_json::to_string_pretty(&json).map_err(std::io::Error::other)?)
-    }
-
-    /// Loads what [`RawRepetition::save`] saved in `dir`, with the rawjson streams and the log beside it.
-    pub fn load(dir: &Path) -> Result<RawRepetition, InfraError> {
-        let path = dir.join(RAW_FILE);
-        let text = std::fs::read_to_string(&path).map_err(InfraError::io(format!("reading {}", path.display())))?;
-        let mut json: serde_json::Value = serde_json::from_str(&text)
-            .map_err(|e| InfraError::io(format!("reading {}", path.display()))(std::io::Error::other(e)))?;
-        rebase_relative(&mut json, dir);
-        let mut raw: RawRepetition = serde_json::from_value(json)
-            .map_err(|e| InfraError::io(format!("reading {}", path.display()))(std::io::Error::other(e)))?;
-        for p in &mut raw.phases {
-            if let Some(build) = &mut p.build {
-                let rawjson = dir.join(format!("{}.rawjson", p.phase));
-                build.rawjson = std::fs::read_to_string(&rawjson)
-                    .map_err(InfraError::io(format!("reading {}", rawjson.display())))?;
-            }
-        }
-        raw.buildkitd_log = std::fs::read_to_string(dir.join("buildkitd.log")).ok();
-        Ok(raw)
-    }
-}
-
-/// Rewrites every string starting with `from` to start with `to` instead.
-fn rebase(json: &mut serde_json::Value, from: &str, to: &str) {
-    match json {
-        serde_json::Value::String(s) if s.starts_with(from) => *s = format!("{to}{}", &s[from.len()..]),
-        serde_json::Value::Array(items) => items.iter_mut().for_each(|v| rebase(v, from, to)),
-        serde_json::Value::Object(map) => map.values_mut().for_each(|v| rebase(v, from, to)),
-        _ => {}
-    }
-}
-
-/// Makes the saved paths (the `dir`, `key_dumps` fields) absolute under `dir`.
-fn rebase_relative(json: &mut serde_json::Value, dir: &Path) {
-    match json {
-        serde_json::Value::Object(map) => {
-            for (key, value) in map.iter_mut() {
-                match (key.as_str(), value) {
-                    ("dir" | "key_dumps", serde_json::Value::String(s)) => *s = dir.join(&*s).display().to_string(),
-                    (_, v) => rebase_relative(v, dir),
-                }
-            }
-        }
-        serde_json::Value::Array(items) => items.iter_mut().for_each(|v| rebase_relative(v, dir)),
-        _ => {}
-    }
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-pub struct RawPhase {
-    pub phase: String,
-    pub duration: Duration,
-    /// `None` for a phase that builds nothing.
-    pub build: Option<RawBuild>,
-    /// For a drift or delete-layers phase: what it did.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub effect: Option<Effect>,
-}
-
-/// What a phase that builds nothing did.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Effect {
-    /// A declared base (its build argument) pushed again under the same tag with other content.
-    Drifted { base: String },
-    /// Layer blobs deleted (this many), from where `from` says.
-    LayersDeleted { from: String, layers: usize },
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-pub struct RawBuild {
-    /// buildx's stderr with `--progress=rawjson` (saved as `<phase>.rawjson`).
-    #[serde(skip)]
-    pub rawjson: String,
-    pub succeeded: bool,
-    /// The caches this build exported, as OCI layouts (a local export, or a copy of what it pushed).
-    pub exports: Vec<CacheArtifact>,
-    /// The caches it imported: the layouts of earlier phases' exports.
-    pub imports: Vec<CacheArtifact>,
-    /// The stem of its cache-key dumps (`<stem>.keys.json`, `<stem>.store.json`: see [`keys`]), when
-    /// the builder records cache keys.
-    pub key_dumps: Option<PathBuf>,
-    /// Where the build wrote its files (`output = "local"`), and the paths in it the scenario checks.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub output: Option<BuildOutput>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct BuildOutput {
-    pub dir: PathBuf,
-    pub checked: Vec<String>,
-}
-
-/// A cache's documents on disk: `name` as the scenario says it (`local:main`, `inline:export`).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct CacheArtifact {
-    pub name: String,
-    pub dir: PathBuf,
-}
 
 /// Where a repetition works: its directory and what names its builder and registry refs.
 pub struct Workspace<'a> {
@@ -274,7 +132,7 @@ async fn probe(
     let buildx_said = || InfraError::Command {
         command: "docker buildx build".into(),
         status: "failed".into(),
-        stderr: buildx::last_lines(&build.rawjson, 6),
+        stderr: last_lines(&build.rawjson, 6),
     };
     if !progress::parse(&build.rawjson, false).reached_solver() {
         return Some(InfraFailure::new(format!("{context} never reached BuildKit's solver"), &buildx_said()));

@@ -4,11 +4,11 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use super::builder::Builder;
-use super::buildx::{buildx, option_value};
-use super::registry::Registry;
-use super::{BuildOutput, CacheArtifact, Effect, RawBuild, RawPhase};
+use crate::artifacts::{BuildOutput, CacheArtifact, Effect, RawBuild, RawPhase};
 use crate::errors::InfraError;
+use crate::host::builder::Builder;
+use crate::host::buildx::{buildx, option_value};
+use crate::host::registry::Registry;
 use crate::names::Name;
 use crate::scenario::{
     BaseImage, BuildPhase, CacheExport, CacheMode, CacheRef, DeclaredBase, LayerDeletion, Output, Phase, PhaseAction,
@@ -136,7 +136,7 @@ pub async fn run(
                     paths.fetch(&export.target, registry).await?;
                 }
                 if let Some(addr) = &builder.debug_addr {
-                    super::keys::save(addr, paths.dir, phase.name.as_str()).await?;
+                    crate::host::keys::save(addr, paths.dir, phase.name.as_str()).await?;
                     key_dumps = Some(paths.dir.join(phase.name.as_str()));
                 }
             }

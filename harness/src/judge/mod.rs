@@ -18,7 +18,8 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::observe::{InfraFailure, Observations, PhaseOutcome};
+use crate::errors::InfraFailure;
+use crate::observe::{Observations, PhaseOutcome};
 use crate::plan::Cell;
 use crate::scenario::{KnownIssue, KnownIssueId, PhaseAction, StepMatcher};
 

@@ -1,5 +1,5 @@
 //! What a cache key was computed from, as buildkitd recorded it (`--save-cache-debug`, saved by
-//! `execute::keys`).
+//! `host::keys`).
 //!
 //! A cache record's digest is `digest("<op key>@<output>")`; the op key is the digest of the op's
 //! definition — for a RUN, `{"Type":"buildkit.exec.v0","Exec":{"meta":{"args":...,"env":...}}}`; for

@@ -18,8 +18,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::execute::keys::dump_path;
-use crate::execute::{Effect, RawBuild, RawPhase, RawRepetition};
+use crate::artifacts::{dump_path, Effect, RawBuild, RawPhase, RawRepetition};
+use crate::errors::InfraFailure;
 use cache_loads::CacheLoadFailures;
 use forensics::{CacheSummary, Miss, ReadCache};
 use keys::KeyTexts;
@@ -80,36 +80,6 @@ impl PhaseObservation {
             PhaseOutcome::Build { steps, .. } => steps,
             PhaseOutcome::Prune | PhaseOutcome::Drift { .. } | PhaseOutcome::LayersDeleted { .. } => &[],
         }
-    }
-}
-
-/// An infrastructure failure: what bkcache was doing, the error, and the chain of its sources.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct InfraFailure {
-    pub context: String,
-    pub error: String,
-    pub sources: Vec<String>,
-}
-
-impl InfraFailure {
-    pub fn new(context: impl Into<String>, error: &(dyn std::error::Error + 'static)) -> Self {
-        let mut sources = Vec::new();
-        let mut next = error.source();
-        while let Some(e) = next {
-            sources.push(e.to_string());
-            next = e.source();
-        }
-        InfraFailure { context: context.into(), error: error.to_string(), sources }
-    }
-}
-
-impl std::fmt::Display for InfraFailure {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}: {}", self.context, self.error)?;
-        for s in &self.sources {
-            write!(f, ": {s}")?;
-        }
-        Ok(())
     }
 }
 

@@ -81,7 +81,7 @@ impl Progress {
         if !vertex_errors.is_empty() {
             return vertex_errors.join("\n");
         }
-        crate::execute::buildx::last_lines(stream, 6)
+        crate::artifacts::last_lines(stream, 6)
     }
 
     /// Whether the build reached BuildKit's solver (some vertex was reported): a build that failed

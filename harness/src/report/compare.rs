@@ -3,9 +3,9 @@
 //! against its unpatched base (fixed, broke, unchanged). How one cell changed is
 //! [`judge::compare`](crate::judge::compare)'s pure rule; this module only pairs the cells.
 
+use crate::events::CellResult;
 use crate::judge::compare::{behaviour, change, Behaviour, Change};
 use crate::judge::Reason;
-use crate::session::CellResult;
 
 /// The unpatched release a cell ran on.
 fn release(r: &CellResult) -> Option<semver::Version> {

@@ -4,12 +4,12 @@
 
 use serde::Serialize;
 
-use crate::execute::buildkit_image::EnsuredImage;
+use crate::buildkit_spec::EnsuredImage;
+use crate::events::{CellResult, RepetitionResult, RunReport};
 use crate::judge::{BrokenCount, ErrorCause, Reason, Verdict};
 use crate::observe::forensics::CacheSummary;
 use crate::observe::laziness::Laziness;
 use crate::scenario::KnownIssueId;
-use crate::session::{CellResult, RepetitionResult, RunReport};
 
 pub const SCHEMA_VERSION: u32 = 2;
 

@@ -7,8 +7,8 @@
 use quick_junit::{FlakyOrRerun, NonSuccessKind, Property, Report, TestCase, TestCaseStatus, TestRerun, TestSuite};
 
 use super::{issue_list, verdict_words};
+use crate::events::{CellResult, RunReport};
 use crate::judge::Verdict;
-use crate::session::{CellResult, RunReport};
 
 pub fn render(report: &RunReport) -> Result<String, quick_junit::SerializeError> {
     let mut junit = Report::new(format!("bkcache run {}", report.run_id));

@@ -6,9 +6,9 @@ use std::fmt::Write as _;
 
 use super::compare;
 use super::{build_label, issue_list, ordered, verdict_word, verdict_words};
+use crate::events::{CellResult, RunReport};
 use crate::judge::compare::Change;
 use crate::judge::Verdict;
-use crate::session::{CellResult, RunReport};
 
 /// Text from a scenario or from BuildKit inside a table cell: a `|` would end the cell, a line break
 /// the row.

@@ -8,9 +8,9 @@ pub mod junit;
 pub mod markdown;
 pub mod terminal;
 
+use crate::events::{CellResult, RunReport};
 use crate::judge::Verdict;
 use crate::profiles::BuilderProfile;
-use crate::session::{CellResult, RunReport};
 
 /// Unique values in first-seen order: reports list scenarios, builders and issues in plan order.
 pub(crate) fn ordered<T: PartialEq>(items: impl Iterator<Item = T>) -> Vec<T> {

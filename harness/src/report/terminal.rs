@@ -9,13 +9,13 @@ use comfy_table::{presets::UTF8_FULL, Table};
 
 use super::compare;
 use super::{build_label, issue_list, ordered, verdict_word, verdict_words};
+use crate::events::{CellResult, RepetitionResult, RunReport};
 use crate::events::{Event, EventKind};
 use crate::judge::compare::Change;
 use crate::judge::Verdict;
 use crate::observe::forensics::CacheSummary;
 use crate::observe::PhaseOutcome;
 use crate::plan::slug;
-use crate::session::{CellResult, RepetitionResult, RunReport};
 
 /// Prints live progress on stderr, and the summary on stdout when the run ends.
 pub fn live(event: Event<'_>) {

@@ -425,7 +425,7 @@ mod tests {
         let profile = |version: &str| crate::profiles::BuilderProfile {
             name: Name::parse(crate::names::NameKind::Profile, "p").unwrap(),
             image: "i".into(),
-            buildkit: Some(crate::execute::buildkit_image::BuildkitSpec {
+            buildkit: Some(crate::buildkit_spec::BuildkitSpec {
                 version: version.into(),
                 source: Default::default(),
                 patches: Vec::new(),

@@ -7,8 +7,8 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
-use bkcache::execute::docker::Engine;
-use bkcache::execute::registry::Registry;
+use bkcache::host::docker::Engine;
+use bkcache::host::registry::Registry;
 use bkcache::profiles::Profiles;
 use serde_json::Value;
 

@@ -8,6 +8,7 @@
 use std::path::Path;
 
 use super::http::{agent, blocking, read_body};
+use crate::artifacts::dump_path;
 use crate::errors::InfraError;
 
 /// The endpoints saved, with the file suffix each is saved under.
@@ -28,15 +29,6 @@ pub async fn save(addr: &str, dir: &Path, stem: &str) -> Result<(), InfraError> 
         .await?;
     }
     Ok(())
-}
-
-/// The dump `suffix` of the phase whose dumps have stem `stem` (a phase name may hold a `.`, which is
-/// no file extension: `export.v2` → `export.v2.keys.json`).
-pub fn dump_path(stem: &Path, suffix: &str) -> std::path::PathBuf {
-    let mut name = stem.as_os_str().to_owned();
-    name.push(".");
-    name.push(suffix);
-    name.into()
 }
 
 /// Where the kernel takes the source ports of outgoing connections (and `bind` to port 0) from.

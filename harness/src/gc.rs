@@ -3,7 +3,7 @@
 //!
 //! gc runs as root on shared machines, so it deletes only what carries bkcache's mark, never by name
 //! alone: a builder container whose environment holds its run's [`builder::ownership_mark`]; an
-//! artifacts directory (a real one, not a link) holding a [`RUN_MARKER`] file that names it; registry
+//! artifacts directory (a real one, not a link) holding a [`RUN_MARKER`](crate::artifacts::RUN_MARKER) file that names it; registry
 //! repositories under bkcache's own prefixes. A run is dead when its lock can be taken in the lock
 //! directory every bkcache process finds ([`locks::dir`]), so nothing of a live run is touched. It
 //! refuses to look into `/`, the home directory or a repository's root, and says what it removes (or
@@ -13,21 +13,13 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use super::builder::{self, CONTAINER_PREFIX};
-use super::docker::Engine;
-use super::locks;
-use super::registry::Registry;
-use crate::errors::{ConfigError, Error, InfraError};
-
-/// The file a run writes into its artifacts directory, holding its run id: gc's proof the directory is
-/// a run's.
-pub const RUN_MARKER: &str = ".bkcache-run";
-
-/// Marks `run_dir` as the artifacts directory of run `run_id`.
-pub fn mark_run_dir(run_dir: &Path, run_id: &str) -> Result<(), InfraError> {
-    let marker = run_dir.join(RUN_MARKER);
-    std::fs::write(&marker, run_id).map_err(InfraError::io(format!("writing {}", marker.display())))
-}
+use crate::artifacts::carries_run_mark;
+use crate::errors::{ConfigError, InfraError};
+use crate::host::builder::{self, CONTAINER_PREFIX};
+use crate::host::docker::Engine;
+use crate::host::locks;
+use crate::host::registry::Registry;
+use crate::session::Error;
 
 /// What `bkcache gc` removed (or, dry, would remove), and what it left because it carries no mark.
 #[derive(Debug, Default)]
@@ -133,7 +125,7 @@ pub async fn collect(
             if !is_dir || crate::names::parse_run_id(&run).is_err() || !is_dead(&run)? || !stale(&path) {
                 continue;
             }
-            if !carries_mark(&path, &run) {
+            if !carries_run_mark(&path, &run) {
                 collected.unmarked.push(format!("directory {}", path.display()));
                 continue;
             }
@@ -153,33 +145,9 @@ pub async fn collect(
     Ok(collected)
 }
 
-/// Whether `dir` holds a regular [`RUN_MARKER`] naming run `run`.
-fn carries_mark(dir: &Path, run: &str) -> bool {
-    crate::safe_fs::read_regular(&dir.join(RUN_MARKER), 64).is_ok_and(|text| text == run.as_bytes())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn only_a_directory_marked_with_its_own_run_is_a_runs() {
-        let root = tempfile::tempdir().unwrap();
-        let dir = root.path().join("run-1");
-        std::fs::create_dir(&dir).unwrap();
-        assert!(!carries_mark(&dir, "run-1"));
-        mark_run_dir(&dir, "run-2").unwrap();
-        assert!(!carries_mark(&dir, "run-1"));
-        mark_run_dir(&dir, "run-1").unwrap();
-        assert!(carries_mark(&dir, "run-1"));
-        // a marker that is a link to another run's marker is not one
-        let other = root.path().join("other");
-        std::fs::create_dir(&other).unwrap();
-        std::fs::remove_file(dir.join(RUN_MARKER)).unwrap();
-        mark_run_dir(&other, "run-1").unwrap();
-        std::os::unix::fs::symlink(other.join(RUN_MARKER), dir.join(RUN_MARKER)).unwrap();
-        assert!(!carries_mark(&dir, "run-1"));
-    }
 
     #[test]
     fn the_root_home_and_repositories_are_refused() {

@@ -13,11 +13,12 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use super::buildx::buildx;
-use super::docker::Engine;
-use super::registry::Registry;
-use super::{keys, CacheArtifact, RawBuild, RawPhase, RawRepetition, RAW_FILE};
+use crate::artifacts::{CacheArtifact, RawBuild, RawPhase, RawRepetition, RAW_FILE};
 use crate::errors::InfraError;
+use crate::host::buildx::buildx;
+use crate::host::docker::Engine;
+use crate::host::keys;
+use crate::host::registry::Registry;
 use crate::names::{Name, NameError, NameKind};
 use crate::network::is_loopback_host;
 use crate::observe::cache::copy_documents;
@@ -334,7 +335,7 @@ async fn append_builder_log(dir: &Path, builder: Option<&str>, since: Option<i32
         return Ok(false);
     }
     // a docker-container builder's first node is `<builder>0`, in container `buildx_buildkit_<node>`
-    let container = format!("{}{}0", super::builder::CONTAINER_PREFIX, field("Name:"));
+    let container = format!("{}{}0", crate::host::builder::CONTAINER_PREFIX, field("Name:"));
     let log = Engine::connect().await?.container_logs(&container, since.unwrap_or_default()).await?;
     let path = dir.join("buildkitd.log");
     let mut previous = std::fs::read_to_string(&path).unwrap_or_default();

@@ -11,81 +11,15 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
-use sha2::{Digest, Sha256};
 use tokio::process::Command;
 
-use super::docker::Engine;
 use super::releases::{self, BuildStatus};
+use crate::buildkit_spec::{BuildkitSpec, EnsuredImage, Patch, Source};
 use crate::errors::InfraError;
+use crate::host::docker::Engine;
 
 pub const LABEL_VERSION: &str = "io.bkcache.buildkit.version";
 pub const LABEL_PATCHES: &str = "io.bkcache.buildkit.patches";
-
-/// What to build: a release (or a commit's pseudo-version), where its source comes from, and the
-/// patches to apply on top, in order.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BuildkitSpec {
-    pub version: String,
-    pub source: Source,
-    pub patches: Vec<Patch>,
-}
-
-/// Where a version's source comes from. Both give the same tree for a version, so the image tag does
-/// not say which was used.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub enum Source {
-    /// `go mod download github.com/moby/buildkit@<version>`; dependencies from the proxy too.
-    #[default]
-    ModuleProxy,
-    /// A clone of moby/buildkit (a git directory): `git archive` of the release tag or of the commit a
-    /// pseudo-version names, built with its own `vendor/`, so no proxy is needed at all. This is how
-    /// commits are built where the proxy serves releases only.
-    Git(PathBuf),
-}
-
-impl BuildkitSpec {
-    /// A release with nothing on top, from the Go module proxy.
-    pub fn release(version: String) -> BuildkitSpec {
-        BuildkitSpec { version, source: Source::ModuleProxy, patches: Vec::new() }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Patch {
-    pub path: PathBuf,
-    pub content: Vec<u8>,
-}
-
-impl Patch {
-    pub fn read(path: &Path) -> Result<Patch, crate::errors::ConfigError> {
-        Ok(Patch { path: path.to_owned(), content: crate::toml_file::read_input_bytes(path)? })
-    }
-
-    /// The patch's name: its file name without `.patch`.
-    pub fn name(&self) -> String {
-        let stem = self.path.file_stem().unwrap_or(self.path.as_os_str());
-        stem.to_string_lossy().into_owned()
-    }
-}
-
-impl BuildkitSpec {
-    pub fn tag(&self, registry: &str) -> String {
-        if self.patches.is_empty() {
-            return format!("{registry}/bkcache/buildkit:{}", self.version);
-        }
-        let mut hash = Sha256::new();
-        for p in &self.patches {
-            hash.update((p.content.len() as u64).to_le_bytes());
-            hash.update(&p.content);
-        }
-        let hex: String = hash.finalize().iter().take(6).map(|b| format!("{b:02x}")).collect();
-        format!("{registry}/bkcache/buildkit:{}-p{hex}", self.version)
-    }
-
-    pub fn patch_names(&self) -> Vec<String> {
-        self.patches.iter().map(Patch::name).collect()
-    }
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum BuildkitImageError {
@@ -101,20 +35,11 @@ pub enum BuildkitImageError {
     Infra(#[from] InfraError),
 }
 
-/// The image that was asked for, and whether it had to be built.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-pub struct EnsuredImage {
-    pub tag: String,
-    pub version: String,
-    pub patches: Vec<String>,
-    pub built: bool,
-}
-
 /// Makes sure the image for `spec` exists in the local engine, building it when it does not.
 pub async fn ensure(engine: &Engine, spec: &BuildkitSpec, registry: &str) -> Result<EnsuredImage, BuildkitImageError> {
     let tag = spec.tag(registry);
     // another bkcache process may be building this very tag: wait for it instead of building it twice
-    let _building = super::locks::own_image(&tag).await?;
+    let _building = crate::host::locks::own_image(&tag).await?;
     if engine.has_image(&tag).await? {
         return Ok(EnsuredImage { tag, version: spec.version.clone(), patches: spec.patch_names(), built: false });
     }
@@ -271,7 +196,7 @@ async fn go_build(src: &Path, bin: &Path, spec: &BuildkitSpec) -> Result<(), Bui
         .args(["./cmd/buildkitd", "./cmd/buildctl"]);
     run(&mut cmd, "go build").await.map(|_| ()).map_err(|detail| BuildkitImageError::GoBuild {
         version: spec.version.clone(),
-        detail: super::buildx::last_lines(&detail, 15),
+        detail: crate::artifacts::last_lines(&detail, 15),
     })
 }
 

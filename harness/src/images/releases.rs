@@ -284,19 +284,19 @@ pub async fn check(version: &str) -> BuildStatus {
 }
 
 async fn check_dependencies(version: &str) -> Result<(), String> {
-    let module = super::buildkit_image::module_dir(version).await.map_err(|e| e.to_string())?;
+    let module = super::buildkit::module_dir(version).await.map_err(|e| e.to_string())?;
     let work = tempfile::tempdir().map_err(|e| e.to_string())?;
     let src = work.path().join("src");
-    super::buildkit_image::writable_copy(&module, &src).await?;
-    let out = super::buildkit_image::go_in(&src)
-        .args(["list", "-deps", "-tags", super::buildkit_image::GO_TAGS, "./cmd/buildkitd", "./cmd/buildctl"])
+    super::buildkit::writable_copy(&module, &src).await?;
+    let out = super::buildkit::go_in(&src)
+        .args(["list", "-deps", "-tags", super::buildkit::GO_TAGS, "./cmd/buildkitd", "./cmd/buildctl"])
         .output()
         .await
         .map_err(|e| format!("go list: {e}"))?;
     if out.status.success() {
         Ok(())
     } else {
-        Err(super::buildx::last_lines(&String::from_utf8_lossy(&out.stderr), 3))
+        Err(crate::artifacts::last_lines(&String::from_utf8_lossy(&out.stderr), 3))
     }
 }
 

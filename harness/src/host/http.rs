@@ -17,7 +17,7 @@ pub async fn blocking<T: Send + 'static>(
     tokio::task::spawn_blocking(f).await.map_err(|e| InfraError::io("an HTTP request")(std::io::Error::other(e)))?
 }
 
-/// The body of `response` (from `url`), at most [`DOCUMENT_LIMIT`] bytes: a server is not trusted to
+/// The body of `response` (from `url`), at most `DOCUMENT_LIMIT` bytes: a server is not trusted to
 /// end what it sends.
 pub fn read_body(response: ureq::Response, url: &str) -> Result<Vec<u8>, InfraError> {
     let mut body = Vec::new();

@@ -226,7 +226,7 @@ impl Registry {
 impl CopyDocumentsError<InfraError> {
     /// The walk's own refusals (a malformed digest, content that is not its digest's) as data from
     /// `source` that bkcache refused; the copying's errors as they were.
-    pub(super) fn into_infra(self, source: &str) -> InfraError {
+    pub(crate) fn into_infra(self, source: &str) -> InfraError {
         match self {
             CopyDocumentsError::Source(e) => e,
             e => InfraError::Untrusted { source_name: source.to_owned(), problem: e.to_string() },

@@ -14,6 +14,7 @@ use std::time::Duration;
 use tokio::process::Command;
 use tokio::sync::OnceCell;
 
+use crate::artifacts::last_lines;
 use crate::errors::InfraError;
 
 /// What one buildx invocation printed.
@@ -90,12 +91,6 @@ async fn program() -> Option<&'static Path> {
         })
         .await
         .as_deref()
-}
-
-/// The last `n` non-empty lines of some output, for error messages.
-pub fn last_lines(text: &str, n: usize) -> String {
-    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
-    lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
 /// A buildx option value (`--cache-to`, `--cache-from`, `--output`): `key=value` fields joined as the CSV
