@@ -12,8 +12,8 @@ status=0
 BKCACHE_E2E_REQUIRED=1 cargo nextest run --workspace --locked --no-fail-fast "$@" || status=$?
 rm -rf target/bkcache-results
 # a cell that fails once and passes on its retry is reported FLAKY by nextest rather than failing the run:
-# some cells BuildKit gets right only most of the time (their rates, measured with --repeat, are in the
-# README); a regression fails both attempts
+# some cells BuildKit gets right only most of the time (their rates, measured with --repeat, are in
+# the scenarios' headers and FINDINGS.md); a regression fails both attempts
 cargo nextest run --workspace --locked --profile cells --retries 1 || status=$?
 target/release/bkcache report merge target/bkcache-results --markdown target/bkcache-corpus.md || status=$?
 exit "$status"

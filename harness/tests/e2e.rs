@@ -126,7 +126,7 @@ async fn file_checks_compare_the_bytes_the_builds_wrote() {
     if !environment_ready().await {
         return;
     }
-    // measured (README): overlayfs restores /unique; stargz runs its step again (#6893), other bytes
+    // measured (FINDINGS.md): overlayfs restores /unique; stargz runs its step again (#6893), other bytes
     let run = bkcache_run(
         &[
             "scenarios/issue-6893-family/content-restored.toml",
@@ -154,7 +154,7 @@ async fn a_declared_base_that_drifts_reaches_the_next_build() {
     if !environment_ready().await {
         return;
     }
-    // measured (README): after the base moves, its steps run again with the new content, on every builder
+    // measured (FINDINGS.md): after the base moves, its steps run again with the new content, on every builder
     let run = bkcache_run(
         &["scenarios/cache-surprises/base-drift.toml", "--builders", &builders_file(), "--builder", "newest-stargz"],
         "e2e-drift",
@@ -173,7 +173,7 @@ async fn a_base_whose_layers_the_registry_lost_comes_only_from_the_cache() {
     if !environment_ready().await {
         return;
     }
-    // measured (README, moby/buildkit#1906): the unchanged step is CACHED without the registry's layers,
+    // measured (FINDINGS.md, moby/buildkit#1906): the unchanged step is CACHED without the registry's layers,
     // the changed one needs the base itself, which the cache does not hold
     let run = bkcache_run(
         &[
@@ -206,7 +206,7 @@ async fn a_cache_that_lost_a_layer_blob_is_carried_on_by_the_newest_release() {
     if !environment_ready().await {
         return;
     }
-    // measured (README, moby/buildkit#6261): the build stage's layer is deleted from the cache
+    // measured (FINDINGS.md, moby/buildkit#6261): the build stage's layer is deleted from the cache
     // directory; v0.33.1 imports it, exports a second cache, and that one restores the COPY
     let run = bkcache_run(
         &[

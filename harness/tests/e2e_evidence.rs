@@ -13,7 +13,7 @@ async fn the_evidence_script_gives_the_verdict_bkcache_gave() {
     if !environment_ready().await {
         return;
     }
-    // measured (README): issue-6893 passes on newest-overlayfs and reproduces #6893 on newest-stargz
+    // measured (FINDINGS.md): issue-6893 passes on newest-overlayfs and reproduces #6893 on newest-stargz
     for (builder, words, count, verdict) in [
         ("newest-overlayfs", "PASS", "1 pass,", "verdict: pass"),
         ("newest-stargz", "known failure reproduced", "1 known-failure,", "verdict: known-failure"),

@@ -37,7 +37,7 @@ async fn bisect_finds_the_release_whose_solver_fails_a_build_on_a_cache_that_los
     if !environment_ready().await {
         return;
     }
-    // measured (README, moby/buildkit#6261): on overlayfs v0.24.0 builds lost-cache-blob's carrying build
+    // measured (FINDINGS.md, moby/buildkit#6261): on overlayfs v0.24.0 builds lost-cache-blob's carrying build
     // (its cache chain corrupted: a known issue, which `build-failure` leaves aside) and v0.25.0's solver
     // fails it, every time; adjacent releases, so the search is done after probing its ends. (The stargz
     // regressions at v0.25.0 have v0.24.0 ends that lose layers in some runs: a CI run saw min-vs-max's
@@ -72,7 +72,7 @@ async fn bisect_with_the_good_release_newer_finds_the_fix() {
     if !environment_ready().await {
         return;
     }
-    // measured (README, moby/buildkit#6261): on overlayfs v0.25.0's solver fails lost-cache-blob's
+    // measured (FINDINGS.md, moby/buildkit#6261): on overlayfs v0.25.0's solver fails lost-cache-blob's
     // carrying build, v0.25.1 fixed it; the search probes both ends, then v0.25.1, and is done
     let out = bkcache_ok(bisect_6261("v0.26.0", "v0.25.0", "bisect-fix-e2e"));
     let probed = probes(&out);
