@@ -18,7 +18,7 @@
 #     inspect` of a generated 10,000-record cache takes < 100 ms.
 # Medians of ROUNDS runs (default 5), the two sides of each ratio interleaved so drift hits both alike. Needs `bash ci/setup.sh` first; patched images are built on first use.
 source "$(dirname "$0")/lib.sh"
-cd "$REPO_ROOT"
+cd "$REPO_ROOT" || exit 2
 
 ROUNDS=${ROUNDS:-5}
 BENCH_RELEASE=${BENCH_RELEASE:-v0.25.1}
@@ -43,7 +43,7 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 art=$(mktemp -d); trap 'rm -rf "$art"' EXIT
 bare_cell() { BUILDER="bkbench-$$-$RANDOM" sh "$art/pack/reproduce.sh"; }
 one_cell() { "$bkcache" run scenarios/issue-6893.toml --jobs 1 --artifacts-dir "$art" "$@"; }
-twenty_runs() { local i; for i in $(seq 20); do one_cell --builder newest-stargz >/dev/null 2>&1 || return 1; done; }
+twenty_runs() { local _; for _ in $(seq 20); do one_cell --builder newest-stargz >/dev/null 2>&1 || return 1; done; }
 repeated_cell() { "$bkcache" run scenarios/issue-6893.toml --builder newest-stargz --repeat 20 --artifacts-dir "$art" "$@"; }
 
 log "building the parsing benchmark"

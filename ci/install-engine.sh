@@ -3,7 +3,8 @@
 # where the host's bounding set needs it (see ci/runc-capfix).
 source "$(dirname "$0")/lib.sh"
 
-APT_PACKAGES=(docker.io containerd runc docker-registry busybox-static curl)
+# shellcheck: the tests check every shell file with it (harness/tests/shell.rs)
+APT_PACKAGES=(docker.io containerd runc docker-registry busybox-static curl shellcheck)
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done

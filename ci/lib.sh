@@ -1,7 +1,9 @@
+# shellcheck shell=bash
 # Shared helpers for ci/*.sh. Source it; it sources versions.env too.
 set -euo pipefail
 
 CI_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck disable=SC2034 # used by the scripts that source this file
 REPO_ROOT=$(cd "$CI_DIR/.." && pwd)
 # shellcheck source=versions.env
 source "$CI_DIR/versions.env"

@@ -7,7 +7,7 @@
 # valid JSON; at the end, that the registry stores no blob it did not store before the soak. Prints the
 # figures (exit codes per fault, problems). Needs `bash ci/setup.sh` first. Exit 1 on any problem.
 source "$(dirname "$0")/lib.sh"
-cd "$REPO_ROOT"
+cd "$REPO_ROOT" || exit 2
 
 N=${N:-50}
 bkcache="$REPO_ROOT/target/release/bkcache"

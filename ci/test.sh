@@ -7,7 +7,7 @@
 source "$(dirname "$0")/lib.sh"
 
 bash "$CI_DIR/setup.sh"
-cd "$REPO_ROOT"
+cd "$REPO_ROOT" || exit 2
 status=0
 BKCACHE_E2E_REQUIRED=1 cargo nextest run --workspace --locked --no-fail-fast "$@" || status=$?
 rm -rf target/bkcache-results
