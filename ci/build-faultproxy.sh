@@ -13,5 +13,6 @@ fi
 log "building the fault proxy image $image"
 work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
 CGO_ENABLED=0 GOFLAGS=-mod=mod go build -o "$work/faultproxy" "$src"
-make_rootfs "$work/rootfs" "$work/faultproxy"
-import_rootfs "$work/rootfs" "$image" 'ENTRYPOINT ["/usr/bin/faultproxy"]'
+need_bkcache
+"$BKCACHE" setup image --tag "$image" --binary "$work/faultproxy:/usr/bin/faultproxy" \
+  --change 'ENTRYPOINT ["/usr/bin/faultproxy"]' >/dev/null

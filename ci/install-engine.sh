@@ -3,7 +3,7 @@
 # where the host's bounding set needs it (see ci/runc-capfix).
 source "$(dirname "$0")/lib.sh"
 
-# shellcheck: the tests check every shell file with it (harness/tests/shell.rs)
+# the tests check every shell file with shellcheck (harness/tests/shell.rs)
 APT_PACKAGES=(docker.io containerd runc docker-registry busybox-static curl shellcheck)
 
 missing=()

@@ -3,7 +3,6 @@
 set -euo pipefail
 
 CI_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-# shellcheck disable=SC2034 # used by the scripts that source this file
 REPO_ROOT=$(cd "$CI_DIR/.." && pwd)
 # shellcheck source=versions.env
 source "$CI_DIR/versions.env"
@@ -32,34 +31,7 @@ registry_answers() { curl -sf "http://$REGISTRY_ADDR/v2/" >/dev/null; }
 # image_present REF: whether the local docker engine has REF.
 image_present() { docker image inspect "$1" >/dev/null 2>&1; }
 
-# make_rootfs DIR BINARY...: a minimal root filesystem: busybox-static with its applet links, the given
-# binaries with the shared libraries they link, and the files a container expects to find.
-make_rootfs() {
-  local root=$1; shift
-  mkdir -p "$root"/{bin,usr/bin,etc,tmp,run,root,proc,sys,dev}
-  chmod 1777 "$root/tmp"
-  cp /bin/busybox "$root/bin/busybox"
-  local applet
-  for applet in $(/bin/busybox --list); do
-    [ -e "$root/bin/$applet" ] || ln -s busybox "$root/bin/$applet"
-  done
-  local bin lib
-  for bin in "$@"; do
-    cp -L "$bin" "$root/usr/bin/"
-    for lib in $(ldd "$bin" 2>/dev/null | grep -oE '/[^ ]+\.so[^ ]*' || true); do
-      mkdir -p "$root$(dirname "$lib")"
-      cp -L "$lib" "$root$lib"
-    done
-  done
-  printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n' >"$root/etc/passwd"
-  printf 'root:x:0:\nnogroup:x:65534:\n' >"$root/etc/group"
-  printf 'hosts: files dns\n' >"$root/etc/nsswitch.conf"
-}
-
-# import_rootfs DIR TAG CHANGE...: imports DIR as image TAG (docker import; no Dockerfile build, no pull).
-import_rootfs() {
-  local root=$1 tag=$2; shift 2
-  local changes=() c
-  for c in "$@"; do changes+=(--change "$c"); done
-  tar -C "$root" -c . | docker import "${changes[@]}" - "$tag" >/dev/null
-}
+# The bkcache binary ci/setup.sh builds first: the set-up's images and bases are made by it (one
+# implementation, in Rust), not by shell.
+BKCACHE="$REPO_ROOT/target/release/bkcache"
+need_bkcache() { [ -x "$BKCACHE" ] || die "$BKCACHE is missing: run ci/setup.sh (it builds bkcache first)"; }

@@ -6,18 +6,18 @@ source "$(dirname "$0")/lib.sh"
 started=$SECONDS
 bash "$CI_DIR/install-engine.sh"
 bash "$CI_DIR/build-buildx.sh"
+log "building bkcache"
+(cd "$REPO_ROOT" && cargo build --quiet --release --locked -p bkcache)
 bash "$CI_DIR/start-registry.sh"
 bash "$CI_DIR/install-nextest.sh"
 bash "$CI_DIR/install-actionlint.sh"
-log "building bkcache"
-(cd "$REPO_ROOT" && cargo build --quiet --release --locked -p bkcache)
-bkcache="$REPO_ROOT/target/release/bkcache"
 # BuildKit images of the pinned releases, from the Go module (bkcache reuses an image that exists)
 for version in "$BUILDKIT_BASELINE" "$BUILDKIT_NEWEST"; do
-  image=$("$bkcache" buildkit build --version "$version" --pins "$CI_DIR/versions.env") ||
+  image=$("$BKCACHE" buildkit build --version "$version" --pins "$CI_DIR/versions.env") ||
     die "the BuildKit $version image did not build (bkcache's error above)"
   log "BuildKit $version: $image"
 done
-bash "$CI_DIR/build-bases.sh"
+# the local eStargz bases, pushed when the registry lacks them (and checked for eStargz annotations)
+"$BKCACHE" setup bases --pins "$CI_DIR/versions.env" | while read -r base; do log "eStargz base $base"; done
 bash "$CI_DIR/build-faultproxy.sh"
-log "ready in $((SECONDS - started))s: $bkcache"
+log "ready in $((SECONDS - started))s: $BKCACHE"

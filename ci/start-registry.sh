@@ -22,9 +22,8 @@ fi
 if ! image_present "$image"; then
   log "packaging Debian's docker-registry into $image"
   work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
-  make_rootfs "$work/rootfs" /usr/bin/docker-registry
-  mkdir -p "$work/rootfs/etc/docker/registry" "$work/rootfs/var/lib/registry"
-  cat >"$work/rootfs/etc/docker/registry/config.yml" <<YML
+  need_bkcache
+  cat >"$work/config.yml" <<YML
 version: 0.1
 log:
   level: info
@@ -38,8 +37,9 @@ storage:
 http:
   addr: $REGISTRY_ADDR
 YML
-  import_rootfs "$work/rootfs" "$image" \
-    'ENTRYPOINT ["/usr/bin/docker-registry", "serve", "/etc/docker/registry/config.yml"]'
+  "$BKCACHE" setup image --tag "$image" --binary /usr/bin/docker-registry:/usr/bin/docker-registry \
+    --file "$work/config.yml:/etc/docker/registry/config.yml" --dir /var/lib/registry \
+    --change 'ENTRYPOINT ["/usr/bin/docker-registry", "serve", "/etc/docker/registry/config.yml"]' >/dev/null
 fi
 docker rm -f "$name" >/dev/null 2>&1 || true
 mkdir -p "$BKCACHE_STATE/registry"

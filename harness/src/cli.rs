@@ -75,6 +75,49 @@ enum Command {
     /// Reports built from result files.
     #[command(subcommand)]
     Report(ReportCommand),
+    /// What `ci/setup.sh` asks of bkcache: images made from this machine's files, the local eStargz bases.
+    #[command(subcommand)]
+    Setup(SetupCommand),
+}
+
+#[derive(Subcommand)]
+enum SetupCommand {
+    /// Import an image made from a minimal root filesystem (busybox and its applets) plus the given
+    /// binaries with their libraries and files: no Dockerfile build, no pull.
+    Image(SetupImageArgs),
+    /// Push the local eStargz bases (base-a, base-b) to the local registry when it lacks them, built on a
+    /// builder of the newest pinned BuildKit image, and check their layers carry the eStargz annotations.
+    Bases(SetupBasesArgs),
+}
+
+#[derive(Args)]
+struct SetupImageArgs {
+    /// The image's tag.
+    #[arg(long)]
+    tag: String,
+    /// `SRC:DEST`: the host binary SRC at DEST in the image, with the libraries it links (repeatable).
+    #[arg(long = "binary", value_name = "SRC:DEST")]
+    binaries: Vec<String>,
+    /// `SRC:DEST`: the host file SRC at DEST in the image (repeatable).
+    #[arg(long = "file", value_name = "SRC:DEST")]
+    files: Vec<String>,
+    /// An empty directory in the image (repeatable).
+    #[arg(long = "dir", value_name = "DEST")]
+    dirs: Vec<String>,
+    /// A Dockerfile instruction for the image's config, e.g. `ENTRYPOINT ["/usr/bin/x"]` (repeatable).
+    #[arg(long = "change")]
+    changes: Vec<String>,
+}
+
+#[derive(Args)]
+struct SetupBasesArgs {
+    /// The pins file: the registry to push to, and BUILDKIT_NEWEST, whose image builds the bases.
+    #[arg(long, default_value = "ci/versions.env")]
+    pins: PathBuf,
+    /// The BuildKit image of the builder that builds them [default: BUILDKIT_NEWEST's, under the pins'
+    /// registry].
+    #[arg(long)]
+    image: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -370,6 +413,8 @@ pub async fn main() -> i32 {
         Command::Report(ReportCommand::Merge(args)) => report_merge(&args),
         Command::Bisect(args) => bisect(&args).await,
         Command::Evidence(args) => evidence(&args).await,
+        Command::Setup(SetupCommand::Image(args)) => setup_image(&args).await,
+        Command::Setup(SetupCommand::Bases(args)) => setup_bases(&args).await,
     };
     outcome.unwrap_or_else(|e| {
         errln!("error: {e}");
@@ -478,6 +523,63 @@ async fn buildkit_build(args: &BuildkitBuildArgs) -> Result<i32, Error> {
     let engine = Engine::connect().await?;
     let image = buildkit::ensure(&engine, &spec, pins.registry()).await?;
     outln!("{} ({})", image.tag, if image.built { "built" } else { "reused" });
+    Ok(EXIT_OK)
+}
+
+/// `SRC:DEST` of `--binary` / `--file`.
+fn source_and_dest<'a>(flag: &str, value: &'a str) -> Result<(&'a Path, &'a str), ConfigError> {
+    match value.split_once(':') {
+        Some((src, dest)) if !src.is_empty() && dest.starts_with('/') => Ok((Path::new(src), dest)),
+        _ => Err(ConfigError::Usage {
+            message: format!("{flag} {value}: not SRC:DEST"),
+            fix: format!("give the host path and the absolute path in the image, e.g. {flag} /usr/bin/x:/usr/bin/x"),
+        }),
+    }
+}
+
+async fn setup_image(args: &SetupImageArgs) -> Result<i32, Error> {
+    let mut rootfs = crate::images::rootfs::Rootfs::new();
+    for dir in &args.dirs {
+        rootfs = rootfs.dir(dir);
+    }
+    for value in &args.binaries {
+        let (src, dest) = source_and_dest("--binary", value)?;
+        rootfs = rootfs.binary(src, dest);
+    }
+    for value in &args.files {
+        let (src, dest) = source_and_dest("--file", value)?;
+        let content = crate::safe_fs::read_regular(src, crate::safe_fs::DOCUMENT_LIMIT)
+            .map_err(InfraError::io(format!("reading {}", src.display())))?;
+        rootfs = rootfs.file(dest, content);
+    }
+    let engine = Engine::connect().await?;
+    engine.import_image(&args.tag, rootfs.tar().await?, args.changes.clone()).await?;
+    outln!("{}", args.tag);
+    Ok(EXIT_OK)
+}
+
+async fn setup_bases(args: &SetupBasesArgs) -> Result<i32, Error> {
+    let pins = Pins::load(&args.pins)?;
+    let image = match &args.image {
+        Some(image) => image.clone(),
+        None => {
+            let newest = pins.get("BUILDKIT_NEWEST").ok_or_else(|| ConfigError::Usage {
+                message: format!("{} sets no BUILDKIT_NEWEST", args.pins.display()),
+                fix: "pin the newest BuildKit release there, e.g. BUILDKIT_NEWEST=v0.33.1, or give --image".into(),
+            })?;
+            BuildkitSpec::release(newest.to_owned()).tag(pins.registry())
+        }
+    };
+    let machine = crate::host::Machine {
+        engine: Engine::connect().await?,
+        registry: Registry::new(&pins),
+        janitor: crate::host::builder::Janitor::new(&format!("setup-{}", std::process::id()), false),
+    };
+    let ensured = crate::images::bases::ensure_local(&machine, &image).await;
+    machine.janitor.sweep(&machine.engine).await;
+    for (reference, built) in ensured? {
+        outln!("{reference} ({})", if built { "built" } else { "present" });
+    }
     Ok(EXIT_OK)
 }
 

@@ -522,3 +522,48 @@ async fn two_processes_needing_one_new_image_build_it_once() {
     assert_eq!(outcomes, ["built", "reused"], "{outputs:?}");
     assert!(outputs.iter().all(|o| o.starts_with(&tag)), "{outputs:?}");
 }
+
+/// The set-up's local eStargz bases, pushed by `bkcache setup bases` into a registry of the test's own:
+/// both built and checked for eStargz annotations, the builder that built them removed; a second run
+/// finds them and builds nothing.
+#[tokio::test]
+async fn setup_pushes_the_estargz_bases_a_registry_lacks_and_only_those() {
+    if !environment_ready().await {
+        return;
+    }
+    let (_registry, addr) = own_registry().await;
+    let pins = bkcache::pins::Pins::load(&repo().join("ci/versions.env")).unwrap();
+    let image = format!("{}/bkcache/buildkit:{}", pins.registry(), pins.get("BUILDKIT_NEWEST").unwrap());
+    let dir = tempfile::tempdir().unwrap();
+    let test_pins = dir.path().join("versions.env");
+    std::fs::write(&test_pins, format!("REGISTRY_ADDR={addr}\nREGISTRY_CONTAINER=none\n")).unwrap();
+    let setup = || {
+        let out = Command::new(env!("CARGO_BIN_EXE_bkcache"))
+            .args(["setup", "bases", "--image", &image, "--pins"])
+            .arg(&test_pins)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let first = setup();
+    let registry = bkcache::host::registry::Registry { addr: addr.clone(), container: String::new() };
+    for base in bkcache::images::bases::LOCAL_BASES {
+        let reference = format!("{addr}/bkcache/{base}:esgz");
+        assert!(first.contains(&format!("{reference} (built)")), "{first}");
+        assert!(bkcache::images::bases::is_estargz(&registry, &reference).await.unwrap(), "{reference}");
+    }
+    let second = setup();
+    assert_eq!(second.matches("(present)").count(), 2, "{second}");
+    let docker = bollard::Docker::connect_with_defaults().unwrap();
+    let options = bollard::query_parameters::ListContainersOptions { all: true, ..Default::default() };
+    let left: Vec<String> = docker
+        .list_containers(Some(options))
+        .await
+        .unwrap()
+        .into_iter()
+        .flat_map(|c| c.names.unwrap_or_default())
+        .filter(|n| n.contains("bkcache-setup-"))
+        .collect();
+    assert_eq!(left, Vec::<String>::new(), "the bases' builder is removed");
+}

@@ -126,7 +126,7 @@ pub fn render(inputs: &ScriptInputs<'_>) -> String {
         })
         .collect();
     if !declared.is_empty() {
-        let helper = bases::helper_profile(profile);
+        let helper = crate::images::bases::pushing_profile(&profile.image);
         let bases_builder = format!("{}-bases", var("BUILDER"));
         let create = builder::create_args(&bases_builder, &var("IMAGE"), &helper.all_buildkitd_flags(), &config);
         let _ = writeln!(out, "\necho \"creating the bases builder $BUILDER-bases\"");
@@ -221,7 +221,7 @@ pub fn render(inputs: &ScriptInputs<'_>) -> String {
 fn push_base(d: &DeclaredBase, content: &str, paths: &CellPaths<'_>) -> String {
     let dir = format!("{}/bases/{}", var("WORK"), d.tag);
     let reference = paths.declared_ref(d);
-    let args = bases::push_args(&format!("{}-bases", var("BUILDER")), &reference, d.estargz, &dir);
+    let args = crate::images::bases::push_args(&format!("{}-bases", var("BUILDER")), &reference, d.estargz, &dir);
     let dockerfile = bases::dockerfile(&paths.base_ref(&d.from));
     format!("push_base {} {} {} {}\n", d.tag, shell_word(content), shell_word(&dockerfile), command(&args))
 }

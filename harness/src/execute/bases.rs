@@ -7,46 +7,18 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 
 use crate::errors::InfraError;
 use crate::host::builder::Builder;
 use crate::host::buildx::buildx;
 use crate::host::Machine;
-use crate::names::{Name, NameKind};
-use crate::profiles::{BuilderProfile, Snapshotter};
+use crate::images::bases::{push_args, pushing_profile, PUSH_TIMEOUT};
+use crate::profiles::BuilderProfile;
 use crate::scenario::{DeclaredBase, BASE_CONTENT_PATH};
-
-const PUSH_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// The Dockerfile of a declared base, FROM the image it is made from.
 pub fn dockerfile(from: &str) -> String {
     format!("FROM {from}\nCOPY content {BASE_CONTENT_PATH}\n")
-}
-
-/// The `docker buildx` arguments that build the context `dir` (see [`dockerfile`]) and push it as
-/// `reference`, its new layers eStargz when asked; one image manifest, without the provenance
-/// attestation that would make it an index (a delete-layers phase reads the image's layers from it).
-pub fn push_args(builder: &str, reference: &str, estargz: bool, dir: &str) -> Vec<String> {
-    let mut output = format!("type=image,name={reference},push=true,registry.insecure=true");
-    if estargz {
-        output.push_str(",compression=estargz,force-compression=true,oci-mediatypes=true");
-    }
-    ["build", "--builder", builder, "--progress", "plain", "--provenance=false", "--output", &output, dir]
-        .map(str::to_owned)
-        .to_vec()
-}
-
-/// The helper builder's profile: the cell's BuildKit image with the eager snapshotter and no flags.
-pub fn helper_profile(cell_profile: &BuilderProfile) -> BuilderProfile {
-    BuilderProfile {
-        name: Name::parse(NameKind::Profile, "bases").expect("a valid name"),
-        image: cell_profile.image.clone(),
-        buildkit: None,
-        snapshotter: Snapshotter::Overlayfs,
-        buildkitd_flags: Vec::new(),
-        buildkitd_config: toml::Table::new(),
-    }
 }
 
 /// A repetition's helper builder, created on first use and handed back with [`Helper::release`].
@@ -58,7 +30,7 @@ pub struct Helper<'a> {
 
 impl<'a> Helper<'a> {
     pub fn new(machine: &'a Machine, cell_profile: &BuilderProfile) -> Self {
-        Helper { machine, profile: Arc::new(helper_profile(cell_profile)), builder: None }
+        Helper { machine, profile: Arc::new(pushing_profile(&cell_profile.image)), builder: None }
     }
 
     /// Pushes `base` with `content` to `reference`; `from` is the reference of the image it is made from;

@@ -1,6 +1,8 @@
 //! The local registry (distribution, on loopback): is it up, does it hold an image, and deleting the refs
 //! a run pushed (its registry caches and images) so the registry does not grow run after run.
 
+use oci_spec::image::ImageManifest;
+
 use super::http::{agent, blocking, read_body};
 use crate::digest::BlobDigest;
 use crate::errors::InfraError;
@@ -118,28 +120,42 @@ impl Registry {
         .await
     }
 
+    /// The image manifest of `reference` (`<this registry>/repo:tag`); `None` when the registry has none
+    /// under that tag (or only an index).
+    pub async fn image_manifest(&self, reference: &str) -> Result<Option<ImageManifest>, InfraError> {
+        let image = reference.to_owned();
+        let Some((repo, tag)) = self.repository_and_tag(reference) else {
+            return Err(InfraError::RegistryImage { image, reason: "not in this registry".into() });
+        };
+        let url = format!("http://{}/v2/{repo}/manifests/{tag}", self.addr);
+        let fail = self.unreachable();
+        blocking(move || {
+            let response = match agent().get(&url).set("Accept", IMAGE_MANIFEST_TYPES).call() {
+                Ok(response) => response,
+                Err(ureq::Error::Status(404, _)) => return Ok(None),
+                Err(e) => return Err(fail(e)),
+            };
+            let body = read_body(response, &url)?;
+            serde_json::from_slice(&body)
+                .map(Some)
+                .map_err(|e| InfraError::RegistryImage { image, reason: format!("its manifest: {e}") })
+        })
+        .await
+    }
+
     /// Deletes the layer blobs of the image `reference` (`<this registry>/repo:tag`, an image manifest,
     /// not an index) from its repository, and says how many. The registry unlinks them from that
     /// repository only: other repositories' images that share a layer keep it, and the manifest and
     /// config stay, so the image still resolves while a pull of its layers answers 404.
     pub async fn delete_layers(&self, reference: &str) -> Result<usize, InfraError> {
-        let image = reference.to_owned();
-        let Some((repo, tag)) = self.repository_and_tag(reference) else {
-            return Err(InfraError::RegistryImage { image, reason: "not in this registry".into() });
+        let bad = |reason: &str| InfraError::RegistryImage { image: reference.to_owned(), reason: reason.into() };
+        let Some((repo, _)) = self.repository_and_tag(reference) else { return Err(bad("not in this registry")) };
+        let Some(manifest) = self.image_manifest(reference).await? else {
+            return Err(bad("no image manifest (an index is not deleted from)"));
         };
         let base = format!("http://{}/v2/{repo}", self.addr);
-        let (tag, fail) = (tag.to_owned(), self.unreachable());
+        let fail = self.unreachable();
         blocking(move || {
-            let bad = |reason: String| InfraError::RegistryImage { image: image.clone(), reason };
-            let response =
-                agent().get(&format!("{base}/manifests/{tag}")).set("Accept", IMAGE_MANIFEST_TYPES).call().map_err(
-                    |e| match e {
-                        ureq::Error::Status(404, _) => bad("no image manifest (an index is not deleted from)".into()),
-                        e => fail(e),
-                    },
-                )?;
-            let manifest: oci_spec::image::ImageManifest =
-                response.into_json().map_err(|e| bad(format!("its manifest: {e}")))?;
             for layer in manifest.layers() {
                 match agent().delete(&format!("{base}/blobs/{}", layer.digest())).call() {
                     Ok(_) | Err(ureq::Error::Status(404, _)) => {}

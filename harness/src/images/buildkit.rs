@@ -200,59 +200,19 @@ async fn go_build(src: &Path, bin: &Path, spec: &BuildkitSpec) -> Result<(), Bui
     })
 }
 
-/// The host files a BuildKit image needs besides buildkitd/buildctl: busybox (a shell and the
-/// utilities), runc (the OCI worker's executor) with the libraries it links.
-const BUSYBOX: &str = "/bin/busybox";
+/// runc, the OCI worker's executor: the one host binary a BuildKit image needs besides its own.
 const RUNC: &str = "/usr/sbin/runc";
 
-/// A root filesystem as an uncompressed tar, in memory (~80 MB): for `docker import`.
-async fn rootfs_tar(bin: &Path) -> Result<bytes::Bytes, BuildkitImageError> {
-    let io = |what: &str| InfraError::io(format!("assembling the image root filesystem: {what}"));
-    let applets = run(Command::new(BUSYBOX).arg("--list"), "busybox --list").await.map_err(|d| {
-        InfraError::io("busybox-static is needed (apt-get install busybox-static)")(std::io::Error::other(d))
-    })?;
-    let libs = run(Command::new("ldd").arg(RUNC), "ldd runc").await.unwrap_or_default();
-    let bin = bin.to_owned();
-    let tar = tokio::task::spawn_blocking(move || -> std::io::Result<Vec<u8>> {
-        let mut t = tar::Builder::new(Vec::new());
-        t.follow_symlinks(true);
-        for dir in ["bin", "usr/bin", "etc/buildkit", "tmp", "run", "root", "proc", "sys", "dev", "var/lib/buildkit"] {
-            let mut h = tar::Header::new_gnu();
-            h.set_entry_type(tar::EntryType::Directory);
-            h.set_mode(if dir == "tmp" { 0o1777 } else { 0o755 });
-            h.set_size(0);
-            t.append_data(&mut h, dir, std::io::empty())?;
-        }
-        t.append_path_with_name(BUSYBOX, "bin/busybox")?;
-        for applet in applets.split_whitespace().filter(|a| *a != "busybox") {
-            let mut h = tar::Header::new_gnu();
-            h.set_entry_type(tar::EntryType::Symlink);
-            h.set_size(0);
-            h.set_mode(0o777);
-            t.append_link(&mut h, format!("bin/{applet}"), "busybox")?;
-        }
-        t.append_path_with_name(bin.join("buildkitd"), "usr/bin/buildkitd")?;
-        t.append_path_with_name(bin.join("buildctl"), "usr/bin/buildctl")?;
-        t.append_path_with_name(RUNC, "usr/bin/runc")?;
-        for lib in libs.split_whitespace().filter(|w| w.starts_with('/')) {
-            t.append_path_with_name(lib, lib.trim_start_matches('/'))?;
-        }
-        for (path, text) in [
-            ("etc/passwd", "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n"),
-            ("etc/group", "root:x:0:\nnogroup:x:65534:\n"),
-            ("etc/nsswitch.conf", "hosts: files dns\n"),
-        ] {
-            let mut h = tar::Header::new_gnu();
-            h.set_size(text.len() as u64);
-            h.set_mode(0o644);
-            t.append_data(&mut h, path, text.as_bytes())?;
-        }
-        t.into_inner()
-    })
-    .await
-    .map_err(|e| io("task")(std::io::Error::other(e)))?
-    .map_err(io("tar"))?;
-    Ok(bytes::Bytes::from(tar))
+/// The image's root filesystem: buildkitd, buildctl and runc with busybox (see [`super::rootfs`]).
+async fn rootfs_tar(bin: &Path) -> Result<bytes::Bytes, InfraError> {
+    super::rootfs::Rootfs::new()
+        .dir("etc/buildkit")
+        .dir("var/lib/buildkit")
+        .binary(&bin.join("buildkitd"), "usr/bin/buildkitd")
+        .binary(&bin.join("buildctl"), "usr/bin/buildctl")
+        .binary(Path::new(RUNC), "usr/bin/runc")
+        .tar()
+        .await
 }
 
 #[cfg(test)]
