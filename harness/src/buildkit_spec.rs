@@ -73,7 +73,7 @@ impl BuildkitSpec {
 }
 
 /// The image that was asked for, and whether it had to be built.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct EnsuredImage {
     pub tag: String,
     pub version: String,

@@ -852,8 +852,9 @@ async fn run(args: &RunArgs) -> Result<i32, Error> {
         jobs: args.jobs.map_or_else(default_jobs, usize::from),
     };
     let mut session = Session::connect(plan, options).await?;
+    let mut terminal = report::terminal::Terminal::stdio();
     let prepared = tokio::select! {
-        prepared = session.prepare(report::terminal::live) => prepared.map(|()| true),
+        prepared = session.prepare(|e| terminal.event(e)) => prepared.map(|()| true),
         signal = interrupted() => {
             errln!("\n{signal} while preparing the run");
             Ok(false)
@@ -861,7 +862,7 @@ async fn run(args: &RunArgs) -> Result<i32, Error> {
     };
     let outcome = match prepared {
         Ok(true) => {
-            let report = session.run(interrupted(), report::terminal::live).await;
+            let report = session.run(interrupted(), |e| terminal.event(e)).await;
             let results = match &args.results_dir {
                 Some(dir) => crate::results::write(dir, &plan_record, &report).map_err(Error::from),
                 None => Ok(()),

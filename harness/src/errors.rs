@@ -99,7 +99,7 @@ impl InfraError {
 }
 
 /// An infrastructure failure: what bkcache was doing, the error, and the chain of its sources.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct InfraFailure {
     pub context: String,
     pub error: String,

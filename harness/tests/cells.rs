@@ -66,9 +66,10 @@ fn run_cell(options: &PlanOptions, plan: Plan) -> Result<(), Failed> {
     let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
     runtime.block_on(async {
         let mut session = Session::connect(plan, run).await.map_err(|e| e.to_string())?;
-        let outcome = match session.prepare(report::terminal::live).await {
+        let mut terminal = report::terminal::Terminal::stdio();
+        let outcome = match session.prepare(|e| terminal.event(e)).await {
             Ok(()) => {
-                let report = session.run(bkcache::cli::interrupted(), report::terminal::live).await;
+                let report = session.run(bkcache::cli::interrupted(), |e| terminal.event(e)).await;
                 results::write(&results_dir, &PlanRecord::of(options), &report).map_err(|e| e.to_string()).and_then(
                     |()| match report::exit_code(&report) {
                         0 => Ok(()),

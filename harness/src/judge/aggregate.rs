@@ -30,7 +30,7 @@ pub struct CellVerdict {
     pub bad: Option<u32>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct BrokenCount {
     pub expectation: String,
     pub repetitions: u32,

@@ -23,7 +23,7 @@ use crate::observe::{Observations, PhaseOutcome};
 use crate::plan::Cell;
 use crate::scenario::{KnownIssue, KnownIssueId, PhaseAction, StepMatcher};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum Verdict {
     Pass,
@@ -57,7 +57,7 @@ impl Verdict {
 }
 
 /// An expectation that broke: what BuildKit did against what the scenario said.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
 pub enum Reason {
     /// Expected CACHED, but the step ran; `why`: the cache forensics' explanation, when there is one.
@@ -142,7 +142,7 @@ impl fmt::Display for Reason {
 }
 
 /// Why a repetition could not test what it claims.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
 pub enum ErrorCause {
     /// The machine failed: docker, buildx, the builder, the registry, a timeout.

@@ -145,7 +145,7 @@ impl CacheConfig {
 }
 
 /// How a cache was stored.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum CacheFormat {
     /// An OCI index of layers plus the cacheconfig (local and registry exports).

@@ -30,7 +30,7 @@ use super::progress::Step;
 use super::records::{align, label, KeyGraph};
 
 /// The report's view of one exported cache.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct CacheSummary {
     /// The phase that exported it.
     pub phase: String,
@@ -58,7 +58,7 @@ fn default_format() -> CacheFormat {
     CacheFormat::Index
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct RecordEntry {
     /// The step it caches, or what it is when it caches none (see `observe::records::label`).
     pub label: String,
@@ -66,6 +66,7 @@ pub struct RecordEntry {
     pub is_step: bool,
     pub digest: String,
     /// The layer blobs of its result, bottom first; empty: nothing to restore.
+    #[schemars(with = "Vec<String>")]
     pub blobs: LayerChain,
     /// Their compressed size, as the cache's descriptors give it.
     #[serde(default)]

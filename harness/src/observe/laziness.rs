@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 pub const REMOTE_SNAPSHOT_MARK: &str = "prepared remote snapshot";
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Laziness {
     /// How many times buildkitd mounted a layer remotely.
     pub remote_snapshots: usize,

@@ -13,7 +13,7 @@ use crate::scenario::KnownIssueId;
 
 pub const SCHEMA_VERSION: u32 = 2;
 
-#[derive(Serialize)]
+#[derive(Serialize, schemars::JsonSchema)]
 pub struct Report<'a> {
     pub schema_version: u32,
     pub bkcache_version: &'static str,
@@ -27,7 +27,7 @@ pub struct Report<'a> {
     pub cells: Vec<Cell<'a>>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, schemars::JsonSchema)]
 pub struct Cell<'a> {
     /// `scenario@builder`
     pub name: String,
@@ -57,7 +57,7 @@ pub struct Cell<'a> {
     pub duration_secs: f64,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, schemars::JsonSchema)]
 pub struct PassRate {
     /// Repetitions in which every expectation held.
     pub held: u32,
@@ -67,14 +67,14 @@ pub struct PassRate {
 }
 
 /// A typed reason or error with its sentence.
-#[derive(Serialize)]
+#[derive(Serialize, schemars::JsonSchema)]
 pub struct Explained<'a, T: Serialize> {
     #[serde(flatten)]
     pub value: &'a T,
     pub text: String,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, schemars::JsonSchema)]
 pub struct Repetition<'a> {
     /// 1-based, as printed.
     pub repetition: u32,
@@ -89,7 +89,7 @@ pub struct Repetition<'a> {
     pub duration_secs: f64,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, schemars::JsonSchema)]
 pub struct Step<'a> {
     pub name: &'a str,
     pub phase: &'a str,
@@ -97,7 +97,7 @@ pub struct Step<'a> {
     pub error: Option<&'a str>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, schemars::JsonSchema)]
 pub struct BuildKit<'a> {
     pub image: &'a str,
     pub version: Option<&'a str>,

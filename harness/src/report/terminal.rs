@@ -4,6 +4,7 @@
 //! of every cell that did not pass.
 
 use std::fmt::Write as _;
+use std::io::Write;
 
 use comfy_table::{presets::UTF8_FULL, Table};
 
@@ -15,66 +16,105 @@ use crate::judge::compare::Change;
 use crate::judge::Verdict;
 use crate::observe::forensics::CacheSummary;
 use crate::observe::PhaseOutcome;
+use crate::output::printable;
 use crate::plan::slug;
 
-/// Prints live progress on stderr, and the summary on stdout when the run ends.
-pub fn live(event: Event<'_>) {
-    match event.kind {
-        EventKind::RunStarted { run_id, cells, repetitions } => {
-            errln!("run {run_id}: {cells} cells, {repetitions} repetitions");
-        }
-        EventKind::ImageReady { image } => {
-            let how = if image.built { "built" } else { "reused" };
-            errln!("BuildKit image {} {how}", image.tag);
-        }
-        EventKind::CellStarted { cell, index, total } => {
-            let reps = if cell.repetitions > 1 { format!(", {} repetitions", cell.repetitions) } else { String::new() };
-            errln!("[{}/{total}] {} (image {}{reps})", index + 1, cell.name(), cell.profile.image);
-        }
-        EventKind::PhaseFinished { cell, phase, .. } if cell.repetitions == 1 => {
-            let secs = phase.duration_secs;
-            let cell = cell.name();
-            match &phase.outcome {
-                PhaseOutcome::Prune => errln!("      {cell} {:<8} prune done {secs:.1}s", phase.phase),
-                PhaseOutcome::Drift { base } => {
-                    errln!("      {cell} {:<8} base {base} pushed again {secs:.1}s", phase.phase)
-                }
-                PhaseOutcome::LayersDeleted { from, layers } => {
-                    errln!("      {cell} {:<8} {from}: {layers} layers deleted {secs:.1}s", phase.phase)
-                }
-                PhaseOutcome::Build { steps, failure, .. } => {
-                    let steps = steps.iter().filter(|s| !s.is_internal());
-                    let (total, cached) = steps.fold((0, 0), |(t, c), s| (t + 1, c + usize::from(s.cached)));
-                    let status = if failure.is_none() { "ok" } else { "FAILED" };
-                    errln!("      {cell} {:<8} build {status} {secs:.1}s: {total} steps, {cached} cached", phase.phase);
+/// The terminal reporter: live lines to `err` while the run goes, the summary to `out` when it ends.
+/// Everything goes through [`printable`]; what a closed stream cannot take (`bkcache run | head`) is
+/// dropped, and the run goes on to remove what it created.
+pub struct Terminal<O, E> {
+    out: O,
+    err: E,
+}
+
+impl Terminal<std::io::Stdout, std::io::Stderr> {
+    /// The process's stdout and stderr.
+    pub fn stdio() -> Self {
+        Terminal { out: std::io::stdout(), err: std::io::stderr() }
+    }
+}
+
+impl<O: Write, E: Write> Terminal<O, E> {
+    pub fn new(out: O, err: E) -> Self {
+        Terminal { out, err }
+    }
+
+    /// The streams, for a caller that wrote into buffers.
+    pub fn into_inner(self) -> (O, E) {
+        (self.out, self.err)
+    }
+
+    fn err(&mut self, text: String) {
+        let _ = writeln!(self.err, "{}", printable(&text));
+    }
+
+    fn out(&mut self, text: String) {
+        let _ = write!(self.out, "{}", printable(&text));
+    }
+
+    /// Consumes one event of the run.
+    pub fn event(&mut self, event: Event<'_>) {
+        match event.kind {
+            EventKind::RunStarted { run_id, cells, repetitions } => {
+                self.err(format!("run {run_id}: {cells} cells, {repetitions} repetitions"));
+            }
+            EventKind::ImageReady { image } => {
+                let how = if image.built { "built" } else { "reused" };
+                self.err(format!("BuildKit image {} {how}", image.tag));
+            }
+            EventKind::CellStarted { cell, index, total } => {
+                let reps =
+                    if cell.repetitions > 1 { format!(", {} repetitions", cell.repetitions) } else { String::new() };
+                self.err(format!("[{}/{total}] {} (image {}{reps})", index + 1, cell.name(), cell.profile.image));
+            }
+            EventKind::PhaseFinished { cell, phase, .. } if cell.repetitions == 1 => {
+                let secs = phase.duration_secs;
+                let cell = cell.name();
+                match &phase.outcome {
+                    PhaseOutcome::Prune => self.err(format!("      {cell} {:<8} prune done {secs:.1}s", phase.phase)),
+                    PhaseOutcome::Drift { base } => {
+                        self.err(format!("      {cell} {:<8} base {base} pushed again {secs:.1}s", phase.phase))
+                    }
+                    PhaseOutcome::LayersDeleted { from, layers } => {
+                        self.err(format!("      {cell} {:<8} {from}: {layers} layers deleted {secs:.1}s", phase.phase))
+                    }
+                    PhaseOutcome::Build { steps, failure, .. } => {
+                        let steps = steps.iter().filter(|s| !s.is_internal());
+                        let (total, cached) = steps.fold((0, 0), |(t, c), s| (t + 1, c + usize::from(s.cached)));
+                        let status = if failure.is_none() { "ok" } else { "FAILED" };
+                        self.err(format!(
+                            "      {cell} {:<8} build {status} {secs:.1}s: {total} steps, {cached} cached",
+                            phase.phase
+                        ));
+                    }
                 }
             }
+            EventKind::RepetitionFinished { cell, repetition } if cell.repetitions > 1 => {
+                let v = repetition.judgement.verdict.as_str();
+                self.err(format!(
+                    "      {} #{}/{} => {v} ({:.1}s)",
+                    cell.name(),
+                    repetition.index + 1,
+                    cell.repetitions,
+                    repetition.duration.as_secs_f64()
+                ));
+            }
+            EventKind::CellFinished { result } => {
+                let issues = issue_list(result).map(|i| format!(" ({i})")).unwrap_or_default();
+                self.err(format!(
+                    "      {} => {}{issues} ({:.1}s)",
+                    result.cell.name(),
+                    verdict_words(result),
+                    result.duration.as_secs_f64()
+                ));
+            }
+            EventKind::RunFinished { report } => self.out(summary(report)),
+            EventKind::RunInterrupted { signal, report } => {
+                self.err(format!("\n{signal}: removing this run's builders; the report holds the cells that finished"));
+                self.out(summary(report));
+            }
+            _ => {}
         }
-        EventKind::RepetitionFinished { cell, repetition } if cell.repetitions > 1 => {
-            let v = repetition.judgement.verdict.as_str();
-            errln!(
-                "      {} #{}/{} => {v} ({:.1}s)",
-                cell.name(),
-                repetition.index + 1,
-                cell.repetitions,
-                repetition.duration.as_secs_f64()
-            );
-        }
-        EventKind::CellFinished { result } => {
-            let issues = issue_list(result).map(|i| format!(" ({i})")).unwrap_or_default();
-            errln!(
-                "      {} => {}{issues} ({:.1}s)",
-                result.cell.name(),
-                verdict_words(result),
-                result.duration.as_secs_f64()
-            );
-        }
-        EventKind::RunFinished { report } => out!("{}", summary(report)),
-        EventKind::RunInterrupted { signal, report } => {
-            errln!("\n{signal}: removing this run's builders; the report holds the cells that finished");
-            out!("{}", summary(report));
-        }
-        _ => {}
     }
 }
 

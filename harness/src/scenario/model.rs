@@ -169,7 +169,9 @@ impl BaseImage {
 }
 
 /// The id of a known issue, e.g. `moby/buildkit#6893`: a type, so reports list ids, never parse them.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
 #[serde(transparent)]
 pub struct KnownIssueId(pub String);
 

@@ -138,7 +138,18 @@ pub fn bkcache_run(args: &[&str], run_id: &str) -> Run {
     let report = std::fs::read_to_string(&report)
         .map(|t| serde_json::from_str(&t).expect("report is JSON"))
         .unwrap_or(Value::Null);
+    if !report.is_null() {
+        assert_follows_the_schema(&report);
+    }
     Run { output, report, artifacts }
+}
+
+/// Every report a real run writes follows the published schema (docs/report.schema.json).
+pub fn assert_follows_the_schema(report: &Value) {
+    let text = std::fs::read_to_string(repo().join("docs/report.schema.json")).unwrap();
+    let validator = jsonschema::validator_for(&serde_json::from_str(&text).unwrap()).unwrap();
+    let errors: Vec<String> = validator.iter_errors(report).map(|e| format!("{e} at {}", e.instance_path)).collect();
+    assert!(errors.is_empty(), "the report breaks docs/report.schema.json: {errors:#?}");
 }
 
 /// Runs `harness/tests/scenarios/<name>.toml` on these profiles of the project's builders file.
