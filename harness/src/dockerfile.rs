@@ -22,7 +22,6 @@ pub struct StepSpec {
     pub keyword: &'static str,
     /// The instruction as written (continuations joined, white space collapsed), variables unexpanded.
     pub text: String,
-    pub at: Location,
 }
 
 #[derive(Debug, Clone)]
@@ -111,7 +110,7 @@ impl Dockerfile {
                         _ => continue,
                     };
                     sources.extend(options.iter().filter_map(source_of).map(|s| (s, at(start))));
-                    steps.push(StepSpec { keyword, text: collapse(&text[start..end]), at: at(start) });
+                    steps.push(StepSpec { keyword, text: collapse(&text[start..end]) });
                 }
                 Stage {
                     index,
@@ -189,8 +188,6 @@ pub struct Resolved<'a> {
 #[derive(Debug, Clone)]
 pub struct PredictedStep {
     pub stage: usize,
-    /// 1-based, as in the name.
-    pub index: usize,
     pub keyword: &'static str,
     pub name: String,
 }
@@ -238,14 +235,13 @@ impl Resolved<'_> {
         };
         let mut out = Vec::new();
         if let Base::Image(image) = &self.bases[stage] {
-            out.push(PredictedStep { stage, index: 1, keyword: "FROM", name: format!("{} FROM {image}", prefix(1)) });
+            out.push(PredictedStep { stage, keyword: "FROM", name: format!("{} FROM {image}", prefix(1)) });
         }
         let vars: BTreeMap<&str, &str> = self.vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         for spec in &self.dockerfile.stages[stage].steps {
             let index = out.len() + 1;
             out.push(PredictedStep {
                 stage,
-                index,
                 keyword: spec.keyword,
                 name: format!("{} {}", prefix(index), expand(&spec.text, &vars)),
             });

@@ -79,7 +79,7 @@ pub struct BuilderProfile {
     pub buildkit: Option<BuildkitSpec>,
     pub snapshotter: Snapshotter,
     pub buildkitd_flags: Vec<String>,
-    /// The profile's own buildkitd.toml settings, checked (see [`crate::buildkitd`]).
+    /// The profile's own buildkitd.toml settings, checked (see `crate::buildkitd`).
     pub buildkitd_config: toml::Table,
 }
 

@@ -4,7 +4,7 @@
 //! (the exact buildx commands, judged the same way), and a README with the versions, the verdict of
 //! each repetition, why the steps missed, and the cacheconfig records at stake.
 
-pub mod readme;
+pub(crate) mod readme;
 pub mod script;
 
 use std::path::{Path, PathBuf};

@@ -1,8 +1,8 @@
 //! `reproduce.sh` of an evidence pack: a cell's phases as plain `docker buildx` commands, judged from
 //! `--progress plain` output by the rules `judge` applies, so the verdict can be had without bkcache.
 //!
-//! The commands are the ones bkcache runs, made by the same functions ([`phase::build_args`],
-//! [`phase::prune_args`], [`builder::create_args`]) with placeholders for what differs per run (the work
+//! The commands are the ones bkcache runs, made by the same functions (`phase::build_args`,
+//! `phase::prune_args`, `builder::create_args`) with placeholders for what differs per run (the work
 //! directory, the builder name, registry refs), which the script fills in as shell variables.
 
 use std::fmt::Write as _;

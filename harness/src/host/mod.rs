@@ -2,12 +2,12 @@
 //! process shares, the buildx CLI, the pool of builders handed to repetitions, buildkitd's debug
 //! endpoint (cache-key dumps) and the small HTTP client the registry and the debug endpoint share.
 
-pub mod builder;
-pub mod buildx;
+pub(crate) mod builder;
+pub(crate) mod buildx;
 pub mod docker;
-pub mod http;
-pub mod keys;
-pub mod locks;
+pub(crate) mod http;
+pub(crate) mod keys;
+pub(crate) mod locks;
 pub mod registry;
 
 use builder::Janitor;

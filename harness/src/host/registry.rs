@@ -168,7 +168,7 @@ impl Registry {
     }
 
     /// Removes the blobs no manifest references any more (after [`Registry::delete_repository`]). Only
-    /// while no run may push: the caller holds [`super::locks::try_own_registry`].
+    /// while no run may push: the caller holds `super::locks::try_own_registry`.
     pub async fn collect_garbage(&self, engine: &super::docker::Engine) -> Result<(), InfraError> {
         let command = ["/usr/bin/docker-registry", "garbage-collect", "/etc/docker/registry/config.yml"];
         match engine.exec_succeeds(&self.container, &command).await? {

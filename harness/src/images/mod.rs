@@ -4,5 +4,5 @@
 
 pub mod bases;
 pub mod buildkit;
-pub mod releases;
-pub mod rootfs;
+pub(crate) mod releases;
+pub(crate) mod rootfs;

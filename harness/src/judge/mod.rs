@@ -10,7 +10,7 @@
 //! into `known-failure`, and their absence into `unexpected-pass` ("fixed?").
 
 mod aggregate;
-pub mod compare;
+pub(crate) mod compare;
 
 pub use aggregate::{aggregate, BrokenCount, CellVerdict};
 

@@ -6,13 +6,13 @@
 //! the judge's table tests read observations captured that way from real runs.
 
 pub mod cache;
-pub mod cache_loads;
-pub mod chain;
+pub(crate) mod cache_loads;
+pub(crate) mod chain;
 pub mod forensics;
 pub mod keys;
 pub mod laziness;
 pub mod progress;
-pub mod records;
+pub(crate) mod records;
 
 use std::collections::BTreeMap;
 

@@ -1,8 +1,8 @@
 //! Reporters: they consume the session's events (live lines, and the final [`RunReport`] a
 //! `RunFinished` / `RunInterrupted` event carries) and never run anything themselves.
 
-pub mod compare;
-pub mod forensics;
+pub(crate) mod compare;
+pub(crate) mod forensics;
 pub mod json;
 pub mod junit;
 pub mod markdown;

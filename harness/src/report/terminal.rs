@@ -20,7 +20,7 @@ use crate::output::printable;
 use crate::plan::slug;
 
 /// The terminal reporter: live lines to `err` while the run goes, the summary to `out` when it ends.
-/// Everything goes through [`printable`]; what a closed stream cannot take (`bkcache run | head`) is
+/// Everything goes through `printable`; what a closed stream cannot take (`bkcache run | head`) is
 /// dropped, and the run goes on to remove what it created.
 pub struct Terminal<O, E> {
     out: O,

@@ -84,7 +84,7 @@ pub struct Scenario {
     pub phase_timeout_secs: u64,
     /// How many times each cell runs, each time from a fresh builder (`--repeat` overrides it).
     pub repeat: u32,
-    /// Builds may reach beyond the local registry (see [`crate::network`]).
+    /// Builds may reach beyond the local registry (see `crate::network`).
     pub allow_network: bool,
 }
 
