@@ -318,14 +318,14 @@ async fn probe(
             | BuildkitImageError::NotInClone { .. }
             | BuildkitImageError::GoBuild { .. }),
         )) => {
-            let why = format!("does not build: {}", e.to_string().lines().next().unwrap_or_default());
+            let why = format!("does not build: {}", crate::errors::with_sources(&e).lines().next().unwrap_or_default());
             Ok((Probe::Skip(why), String::new()))
         }
         Err(e) => Err(e),
         Ok(()) => classify(&options.bad_when, version, &session.run(interrupt, |_| {}).await),
     };
     for e in session.clean_up().await {
-        errln!("warning: clean-up: {e}");
+        errln!("warning: clean-up: {}", crate::errors::with_sources(&e));
     }
     let (probe, verdict) = judged?;
     Ok(Step { version: version.to_owned(), probe, verdict, duration: started.elapsed() })

@@ -228,7 +228,11 @@ async fn copy_cache(location: &CacheLocation, dir: &Path, allow_network: bool) -
             let registry = Registry { addr: host.clone(), container: String::new() };
             match registry.fetch_layout(repo, tag, dir).await {
                 Ok(()) => Ok(None),
-                Err(e) => Ok(Some(format!("{}: {e} (bkcache reads registries over plain HTTP)", location.name()))),
+                Err(e) => Ok(Some(format!(
+                    "{}: {} (bkcache reads registries over plain HTTP)",
+                    location.name(),
+                    crate::errors::with_sources(&e)
+                ))),
             }
         }
         CacheLocation::Other(what) => Ok(Some(format!("{what}: bkcache copies local and registry caches only"))),

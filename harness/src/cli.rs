@@ -417,7 +417,7 @@ pub async fn main() -> i32 {
         Command::Setup(SetupCommand::Bases(args)) => setup_bases(&args).await,
     };
     outcome.unwrap_or_else(|e| {
-        errln!("error: {e}");
+        errln!("error: {}", crate::errors::with_sources(&e));
         EXIT_INFRA_OR_USAGE
     })
 }
@@ -880,7 +880,7 @@ async fn run(args: &RunArgs) -> Result<i32, Error> {
     };
     // on every way out (finished, failed, interrupted): no builder of this run is left behind
     for e in session.clean_up().await {
-        errln!("warning: clean-up: {e}");
+        errln!("warning: clean-up: {}", crate::errors::with_sources(&e));
     }
     outcome
 }

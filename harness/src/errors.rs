@@ -32,7 +32,7 @@ impl fmt::Display for Location {
 /// The scenario files, builder profiles, pins or command line are wrong.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum ConfigError {
-    #[error("{path}: cannot read: {source}", path = .path.display())]
+    #[error("{path}: cannot read", path = .path.display())]
     Read { path: PathBuf, source: std::sync::Arc<std::io::Error> },
     #[error("{at}: {message}")]
     Parse { at: Location, message: String },
@@ -54,18 +54,24 @@ impl ConfigError {
 /// The machine could not carry out a run: docker down, image missing, registry unreachable, timeouts.
 #[derive(Debug, thiserror::Error)]
 pub enum InfraError {
-    #[error("docker engine not reachable at {endpoint}: {reason}\n  fix: start it with `bash ci/setup.sh` (starts dockerd) or `dockerd &`")]
-    DockerUnreachable { endpoint: String, reason: String },
+    #[error("docker engine not reachable at {endpoint}\n  fix: start it with `bash ci/setup.sh` (starts dockerd) or `dockerd &`")]
+    DockerUnreachable {
+        endpoint: String,
+        #[source]
+        source: bollard::errors::Error,
+    },
     #[error("docker engine error while {action}")]
     Docker {
         action: String,
         #[source]
         source: bollard::errors::Error,
     },
-    #[error(
-        "registry {addr} not reachable: {reason}\n  fix: `bash ci/setup.sh` starts it (container bkcache-registry)"
-    )]
-    RegistryUnreachable { addr: String, reason: String },
+    #[error("registry {addr} not reachable\n  fix: `bash ci/setup.sh` starts it (container bkcache-registry)")]
+    RegistryUnreachable {
+        addr: String,
+        #[source]
+        source: Box<ureq::Error>,
+    },
     #[error("image {image} in the local registry: {reason}")]
     RegistryImage { image: String, reason: String },
     #[error("base image {image} is not in the registry\n  fix: `bash ci/setup.sh` builds and pushes the local eStargz bases")]
@@ -74,7 +80,7 @@ pub enum InfraError {
     Command { command: String, status: String, stderr: String },
     #[error("`{command}` timed out after {seconds}s")]
     Timeout { command: String, seconds: u64 },
-    #[error("{action}: {source}")]
+    #[error("{action}")]
     Io { action: String, source: std::io::Error },
     #[error(
         "another bkcache run with id `{run_id}` is running on this machine\n  fix: give this run another --run-id"
@@ -89,6 +95,25 @@ pub enum InfraError {
     BuilderReset { builder: String, reason: String },
     #[error("the machine failed while probing BuildKit {version}: {failure}")]
     Probe { version: String, failure: String },
+}
+
+/// An error and the chain of its sources, each said once, as one message: the first line of each
+/// joined with `: `, and what follows the top error's first line (its `fix:`) at the end.
+pub fn with_sources(error: &(dyn std::error::Error + 'static)) -> String {
+    let top = error.to_string();
+    let (head, tail) = top.split_once('\n').map_or((top.as_str(), ""), |(h, t)| (h, t));
+    let mut text = head.to_owned();
+    let mut next = error.source();
+    while let Some(source) = next {
+        text.push_str(": ");
+        text.push_str(&source.to_string());
+        next = source.source();
+    }
+    if !tail.is_empty() {
+        text.push('\n');
+        text.push_str(tail);
+    }
+    text
 }
 
 impl InfraError {
@@ -125,5 +150,28 @@ impl std::fmt::Display for InfraFailure {
             write!(f, ": {s}")?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_error_says_each_of_its_sources_once_and_its_fix_last() {
+        let io = InfraError::io("writing /x")(std::io::Error::other("No space left on device"));
+        assert_eq!(with_sources(&io), "writing /x: No space left on device");
+        let read =
+            ConfigError::Read { path: "/s.toml".into(), source: std::sync::Arc::new(std::io::Error::other("denied")) };
+        assert_eq!(with_sources(&read), "/s.toml: cannot read: denied");
+        let refused = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "connection refused");
+        let docker = InfraError::DockerUnreachable {
+            endpoint: "unix:///x.sock".into(),
+            source: bollard::errors::Error::IOError { err: refused },
+        };
+        let text = with_sources(&docker);
+        assert!(text.starts_with("docker engine not reachable at unix:///x.sock: "), "{text}");
+        assert!(text.contains("connection refused"), "{text}");
+        assert!(text.ends_with("or `dockerd &`") && text.lines().count() == 2, "{text}");
     }
 }

@@ -217,7 +217,11 @@ fn resolve(
                     Patch::read(&dir.join(p.get_ref())).map_err(|e| {
                         file.invalid(
                             p,
-                            format!("profile `{name}`: cannot read patch {}: {e}", p.get_ref()),
+                            format!(
+                                "profile `{name}`: cannot read patch {}: {}",
+                                p.get_ref(),
+                                crate::errors::with_sources(&e)
+                            ),
                             "give a patch file path relative to the builders file",
                         )
                     })

@@ -154,7 +154,7 @@ fn broken_copy(edit: impl FnOnce(&Path)) -> (tempfile::TempDir, String) {
         std::fs::copy(f.path(), dst.join("blobs/sha256").join(f.file_name())).unwrap();
     }
     edit(&dst);
-    let err = cache::read_layout(&dst).unwrap_err().to_string();
+    let err = bkcache::errors::with_sources(&cache::read_layout(&dst).unwrap_err());
     (tmp, err)
 }
 

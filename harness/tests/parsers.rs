@@ -115,7 +115,8 @@ fn cache_summary_counts_every_layer() {
 
 #[test]
 fn cache_read_names_what_is_missing() {
-    let err = cache::read_layout(&fixture("failed-build")).unwrap_err().to_string();
+    let err = cache::read_layout(&fixture("failed-build")).unwrap_err();
+    let err = bkcache::errors::with_sources(&err);
     assert!(err.contains("index.json"), "{err}");
 }
 

@@ -44,10 +44,10 @@ impl Engine {
     /// Connects and checks the engine answers; a down engine is an infrastructure error with a fix.
     pub async fn connect() -> Result<Self, InfraError> {
         let endpoint = std::env::var("DOCKER_HOST").unwrap_or_else(|_| DEFAULT_ENDPOINT.into());
-        let unreachable = |reason: String| InfraError::DockerUnreachable { endpoint: endpoint.clone(), reason };
-        let docker = Docker::connect_with_defaults().map_err(|e| unreachable(e.to_string()))?;
-        let docker = docker.negotiate_version().await.map_err(|e| unreachable(e.to_string()))?;
-        let version = docker.version().await.map_err(|e| unreachable(e.to_string()))?;
+        let unreachable = |source| InfraError::DockerUnreachable { endpoint: endpoint.clone(), source };
+        let docker = Docker::connect_with_defaults().map_err(unreachable)?;
+        let docker = docker.negotiate_version().await.map_err(unreachable)?;
+        let version = docker.version().await.map_err(unreachable)?;
         Ok(Engine {
             docker,
             version: version.version.unwrap_or_default(),

@@ -30,7 +30,7 @@ impl Registry {
         let addr = self.addr.clone();
         blocking(move || match agent().get(&url).call() {
             Ok(_) => Ok(()),
-            Err(e) => Err(InfraError::RegistryUnreachable { addr, reason: e.to_string() }),
+            Err(e) => Err(InfraError::RegistryUnreachable { addr, source: Box::new(e) }),
         })
         .await
     }
@@ -51,7 +51,7 @@ impl Registry {
         blocking(move || match agent().head(&url).set("Accept", MANIFEST_TYPES).call() {
             Ok(_) => Ok(true),
             Err(ureq::Error::Status(404, _)) => Ok(false),
-            Err(e) => Err(InfraError::RegistryUnreachable { addr, reason: e.to_string() }),
+            Err(e) => Err(InfraError::RegistryUnreachable { addr, source: Box::new(e) }),
         })
         .await
     }
@@ -63,7 +63,7 @@ const RUN_REPOSITORIES: [&str; 3] = ["bkcache-base", "bkcache-cache", "bkcache-o
 impl Registry {
     fn unreachable(&self) -> impl Fn(ureq::Error) -> InfraError + use<> {
         let addr = self.addr.clone();
-        move |e| InfraError::RegistryUnreachable { addr: addr.clone(), reason: e.to_string() }
+        move |e| InfraError::RegistryUnreachable { addr: addr.clone(), source: Box::new(e) }
     }
 
     /// Every repository, following the catalog's pages.

@@ -67,7 +67,10 @@ pub async fn ensure(engine: &Engine, spec: &BuildkitSpec, registry: &str) -> Res
         match &built {
             Ok(()) => releases::BuildStatuses::record_quietly(&spec.version, BuildStatus::new(true, "", "image")),
             Err(e @ (BuildkitImageError::ModuleUnavailable { .. } | BuildkitImageError::GoBuild { .. })) => {
-                releases::BuildStatuses::record_quietly(&spec.version, BuildStatus::new(false, e.to_string(), "image"))
+                releases::BuildStatuses::record_quietly(
+                    &spec.version,
+                    BuildStatus::new(false, crate::errors::with_sources(e), "image"),
+                )
             }
             Err(_) => {}
         }

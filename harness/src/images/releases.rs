@@ -284,7 +284,7 @@ pub async fn check(version: &str) -> BuildStatus {
 }
 
 async fn check_dependencies(version: &str) -> Result<(), String> {
-    let module = super::buildkit::module_dir(version).await.map_err(|e| e.to_string())?;
+    let module = super::buildkit::module_dir(version).await.map_err(|e| crate::errors::with_sources(&e))?;
     let work = tempfile::tempdir().map_err(|e| e.to_string())?;
     let src = work.path().join("src");
     super::buildkit::writable_copy(&module, &src).await?;

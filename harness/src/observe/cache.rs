@@ -30,11 +30,11 @@ pub const INLINE_CACHE_FIELD: &str = "moby.buildkit.cache.v0";
 
 #[derive(Debug, thiserror::Error)]
 pub enum CacheReadError {
-    #[error("{path}: {source}", path = .path.display())]
+    #[error("{path}", path = .path.display())]
     Io { path: PathBuf, source: std::io::Error },
-    #[error("{path}: not the JSON expected: {source}", path = .path.display())]
+    #[error("{path}: not the JSON expected", path = .path.display())]
     Json { path: PathBuf, source: serde_json::Error },
-    #[error("{path}: not an OCI document: {source}", path = .path.display())]
+    #[error("{path}: not an OCI document", path = .path.display())]
     Oci { path: PathBuf, source: serde_json::Error },
     #[error("{path}: {message}", path = .path.display())]
     Layout { path: PathBuf, message: String },

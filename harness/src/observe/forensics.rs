@@ -134,7 +134,7 @@ pub fn summarize(phase: &str, name: &str, cache: ExportedCache, steps: &[Step], 
 pub fn unreadable(phase: &str, name: &str, error: &CacheReadError) -> ReadCache {
     let cache = ExportedCache { format: CacheFormat::Index, config: Default::default(), blobs: Vec::new() };
     let mut read = summarize(phase, name, cache, &[], &KeyTexts::default());
-    read.summary.unreadable = Some(error.to_string());
+    read.summary.unreadable = Some(crate::errors::with_sources(error));
     read
 }
 

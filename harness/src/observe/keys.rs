@@ -16,9 +16,9 @@ use serde::{Deserialize, Serialize};
 
 #[derive(Debug, thiserror::Error)]
 pub enum KeysReadError {
-    #[error("{path}: {source}", path = .path.display())]
+    #[error("{path}", path = .path.display())]
     Io { path: PathBuf, source: std::io::Error },
-    #[error("{path}: not buildkitd's /debug/cache JSON: {source}", path = .path.display())]
+    #[error("{path}: not buildkitd's /debug/cache JSON", path = .path.display())]
     Json { path: PathBuf, source: serde_json::Error },
 }
 
