@@ -3,12 +3,13 @@
 //! directly or around a cycle. An import is a `crate::<module>` path (also inside `use crate::{...}`)
 //! outside comments.
 
+#[macro_use]
+mod common;
+
+use common::repo;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_owned()
-}
 
 /// Module → layer number, from the `| layer | modules | ... |` table of ARCHITECTURE.md.
 fn layers() -> BTreeMap<String, u32> {

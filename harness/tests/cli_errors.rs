@@ -1,20 +1,16 @@
 //! Bad input gets a clear error naming the file, line and fix, and exit code 2, before any builder
 //! exists. These run the real binary; none needs docker except where it says so.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+#[macro_use]
+mod common;
 
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_owned()
-}
+use common::repo;
+
+use std::path::Path;
+use std::process::Output;
 
 fn bkcache(args: &[&str], dir: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_bkcache"))
-        .args(args)
-        .current_dir(dir)
-        .env_remove("RUST_LOG")
-        .output()
-        .expect("run bkcache")
+    common::bkcache().args(args).current_dir(dir).env_remove("RUST_LOG").output().expect("run bkcache")
 }
 
 /// A scenario file in a fresh directory beside a Dockerfile; returns its stderr for `bkcache list`.
@@ -129,7 +125,7 @@ fn the_project_scenarios_plan_one_cell_per_builder() {
 
 #[test]
 fn docker_not_reachable_is_an_infrastructure_error_with_a_fix() {
-    let out = Command::new(env!("CARGO_BIN_EXE_bkcache"))
+    let out = common::bkcache()
         .args(["run", "--artifacts-dir"])
         .arg(tempfile::tempdir().unwrap().path())
         .current_dir(repo())

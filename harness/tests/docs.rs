@@ -1,11 +1,12 @@
 //! The README stays a short introduction (the reference lives in docs/, measurements in FINDINGS.md),
 //! and every relative link of the README, docs/ and the top-level documents names a file that exists.
 
-use std::path::{Path, PathBuf};
+#[macro_use]
+mod common;
 
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_owned()
-}
+use common::repo;
+
+use std::path::{Path, PathBuf};
 
 #[test]
 fn the_readme_is_at_most_300_lines() {

@@ -4,11 +4,12 @@
 //! A missing environment fails these tests and names what is missing; they never skip themselves.
 //! (Set BKCACHE_SKIP_E2E=1 to skip them on a machine without the set-up: they then say so loudly.)
 
+#[macro_use]
 mod common;
 
 use std::path::PathBuf;
 
-use common::{bkcache_ok, bkcache_run, builders_file, environment_ready, leftovers, variant};
+use common::{bkcache_ok, bkcache_run, builders_file, leftovers, variant};
 use serde_json::Value;
 
 fn steps_named<'a>(cell: &'a Value, phase: &str, matches: impl Fn(&str) -> bool) -> Vec<&'a Value> {
@@ -24,9 +25,7 @@ const STABLE: &str = "[build 2/3] RUN echo stable > /stable";
 
 #[tokio::test]
 async fn issue_6893_passes_on_overlayfs_and_reproduces_on_stargz() {
-    if !environment_ready().await {
-        return;
-    }
+    require_environment!();
     let run = bkcache_run(&["scenarios/issue-6893.toml"], "e2e-6893");
     assert_eq!(run.code(), Some(0), "known failures do not fail the run");
     let cells = run.cells();
@@ -81,9 +80,7 @@ async fn issue_6893_passes_on_overlayfs_and_reproduces_on_stargz() {
 
 #[tokio::test]
 async fn a_broken_expectation_without_a_known_issue_is_a_regression() {
-    if !environment_ready().await {
-        return;
-    }
+    require_environment!();
     let dir = tempfile::tempdir().unwrap();
     // drop the [[known_issues]] table: everything from it to the first phase
     let scenario = variant(dir.path(), "scenarios/issue-6893.toml", "variant", |t| {
@@ -104,9 +101,7 @@ async fn a_broken_expectation_without_a_known_issue_is_a_regression() {
 
 #[tokio::test]
 async fn a_known_issue_that_does_not_reproduce_is_flagged_as_fixed() {
-    if !environment_ready().await {
-        return;
-    }
+    require_environment!();
     let dir = tempfile::tempdir().unwrap();
     let scenario = variant(dir.path(), "scenarios/issue-6893.toml", "variant", |t| {
         t.replace("snapshotter = \"stargz\"", "snapshotter = \"overlayfs\"")
@@ -123,9 +118,7 @@ async fn a_known_issue_that_does_not_reproduce_is_flagged_as_fixed() {
 
 #[tokio::test]
 async fn file_checks_compare_the_bytes_the_builds_wrote() {
-    if !environment_ready().await {
-        return;
-    }
+    require_environment!();
     // measured (FINDINGS.md): overlayfs restores /unique; stargz runs its step again (#6893), other bytes
     let run = bkcache_run(
         &[
@@ -151,9 +144,7 @@ async fn file_checks_compare_the_bytes_the_builds_wrote() {
 
 #[tokio::test]
 async fn a_declared_base_that_drifts_reaches_the_next_build() {
-    if !environment_ready().await {
-        return;
-    }
+    require_environment!();
     // measured (FINDINGS.md): after the base moves, its steps run again with the new content, on every builder
     let run = bkcache_run(
         &["scenarios/cache-surprises/base-drift.toml", "--builders", &builders_file(), "--builder", "newest-stargz"],
@@ -170,9 +161,7 @@ async fn a_declared_base_that_drifts_reaches_the_next_build() {
 
 #[tokio::test]
 async fn a_base_whose_layers_the_registry_lost_comes_only_from_the_cache() {
-    if !environment_ready().await {
-        return;
-    }
+    require_environment!();
     // measured (FINDINGS.md, moby/buildkit#1906): the unchanged step is CACHED without the registry's layers,
     // the changed one needs the base itself, which the cache does not hold
     let run = bkcache_run(
@@ -203,9 +192,7 @@ async fn a_base_whose_layers_the_registry_lost_comes_only_from_the_cache() {
 
 #[tokio::test]
 async fn a_cache_that_lost_a_layer_blob_is_carried_on_by_the_newest_release() {
-    if !environment_ready().await {
-        return;
-    }
+    require_environment!();
     // measured (FINDINGS.md, moby/buildkit#6261): the build stage's layer is deleted from the cache
     // directory; v0.33.1 imports it, exports a second cache, and that one restores the COPY
     let run = bkcache_run(
@@ -227,9 +214,7 @@ async fn a_cache_that_lost_a_layer_blob_is_carried_on_by_the_newest_release() {
 
 #[tokio::test]
 async fn a_missing_base_image_is_an_infrastructure_error_before_any_builder() {
-    if !environment_ready().await {
-        return;
-    }
+    require_environment!();
     let dir = tempfile::tempdir().unwrap();
     let scenario = variant(dir.path(), "scenarios/issue-6893.toml", "variant", |t| {
         t.replace("local = \"base-b\"", "local = \"no-such-base\"")
@@ -246,9 +231,7 @@ async fn a_missing_base_image_is_an_infrastructure_error_before_any_builder() {
 /// lists the build stage's records that lost their layers, by step.
 #[tokio::test]
 async fn forensics_name_the_step_that_lost_its_layers_with_the_registry_backend() {
-    if !environment_ready().await {
-        return;
-    }
+    require_environment!();
     let run = bkcache_run(
         &[
             "scenarios/issue-6893-family/registry-backend.toml",
@@ -285,9 +268,7 @@ async fn forensics_name_the_step_that_lost_its_layers_with_the_registry_backend(
 /// The forum scenario: a proxy-only change stays CACHED; `bkcache explain` names the build arg that changed.
 #[tokio::test]
 async fn explain_names_the_build_arg_that_changed_a_steps_key() {
-    if !environment_ready().await {
-        return;
-    }
+    require_environment!();
     let run = bkcache_run(
         &[
             "scenarios/forum/forum-rebuild.toml",
@@ -321,9 +302,7 @@ impl Drop for UsersBuilder {
 
 #[tokio::test]
 async fn capture_explains_a_users_own_builds_on_their_builder() {
-    if !environment_ready().await {
-        return;
-    }
+    require_environment!();
     let profiles = bkcache::profiles::Profiles::load(&common::repo().join("scenarios/builders.toml")).unwrap();
     let image = &profiles.profiles.iter().find(|p| p.name == "newest-overlayfs").unwrap().image;
     let registry = profiles.pins.registry().to_owned();
@@ -407,9 +386,7 @@ fn verdicts(report: &Value) -> Vec<(String, String)> {
 
 #[tokio::test]
 async fn cells_sharded_by_nextest_and_merged_give_the_verdicts_of_one_run() {
-    if !environment_ready().await {
-        return;
-    }
+    require_environment!();
     const SCENARIOS: &str = "issue-6893,mode-min";
     let work = tempfile::tempdir().unwrap();
     let artifacts = work.path().join("artifacts");

@@ -2,17 +2,16 @@
 //! docker buildx alone — must give the verdict bkcache gave. Same environment rules as e2e.rs. Cost:
 //! about 20 s (two cells, each run by bkcache and by the script).
 
+#[macro_use]
 mod common;
 
 use std::process::Command;
 
-use common::{bkcache_ok, environment_ready, leftovers, repo};
+use common::{bkcache_ok, leftovers, repo};
 
 #[tokio::test]
 async fn the_evidence_script_gives_the_verdict_bkcache_gave() {
-    if !environment_ready().await {
-        return;
-    }
+    require_environment!();
     // measured (FINDINGS.md): issue-6893 passes on newest-overlayfs and reproduces #6893 on newest-stargz
     for (builder, words, count, verdict) in [
         ("newest-overlayfs", "PASS", "1 pass,", "verdict: pass"),
@@ -67,9 +66,7 @@ async fn the_evidence_script_gives_the_verdict_bkcache_gave() {
 /// link it is, never as the file's content.
 #[tokio::test]
 async fn a_link_in_the_context_is_packed_as_a_link_not_as_what_it_points_to() {
-    if !environment_ready().await {
-        return;
-    }
+    require_environment!();
     let dir = tempfile::tempdir().unwrap();
     let private = dir.path().join("id_ed25519");
     std::fs::write(&private, "PRIVATE KEY MATERIAL\n").unwrap();

@@ -4,12 +4,13 @@
 //! are `error`, exit 2, never a verdict on BuildKit. The registries and fault proxies these tests own run
 //! through testcontainers, so each test has its own.
 
+#[macro_use]
 mod common;
 
 use std::collections::BTreeSet;
 use std::process::{Command, Stdio};
 
-use common::{builder_running, builders_file, environment_ready, leftovers, repo, run_test_scenario, slow_scenario};
+use common::{builder_running, builders_file, leftovers, repo, run_test_scenario, slow_scenario};
 use serde_json::Value;
 use testcontainers::core::WaitFor;
 use testcontainers::runners::AsyncRunner;
@@ -54,7 +55,7 @@ fn gc_until_collected(artifacts: &std::path::Path, older_than_days: &str) -> Str
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
     let mut printed = String::new();
     loop {
-        let out = Command::new(env!("CARGO_BIN_EXE_bkcache"))
+        let out = common::bkcache()
             .args(["gc", "--older-than-days", older_than_days, "--artifacts-dir"])
             .arg(artifacts)
             .current_dir(repo())
@@ -75,9 +76,7 @@ fn gc_until_collected(artifacts: &std::path::Path, older_than_days: &str) -> Str
 /// `bkcache gc`) removes their blobs, so the registry holds no more blobs than before the runs.
 #[tokio::test]
 async fn a_runs_registry_caches_are_deleted_and_their_blobs_collected() {
-    if !environment_ready().await {
-        return;
-    }
+    require_environment!();
     let before = registry_blobs();
     for run_id in ["e2e-registry-1", "e2e-registry-2"] {
         let run = run_test_scenario("registry-cache", &["newest-overlayfs"], run_id);
@@ -95,13 +94,11 @@ async fn a_runs_registry_caches_are_deleted_and_their_blobs_collected() {
 /// them, and nothing of a live run.
 #[tokio::test]
 async fn gc_removes_what_a_killed_run_left() {
-    if !environment_ready().await {
-        return;
-    }
+    require_environment!();
     let dir = tempfile::tempdir().unwrap();
     slow_scenario(dir.path(), 600);
     let artifacts = dir.path().join("artifacts");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_bkcache"))
+    let mut child = common::bkcache()
         .args(["run", "slow.toml", "--builders", &builders_file(), "--builder", "newest-overlayfs"])
         .args(["--run-id", "e2e-killed", "--artifacts-dir"])
         .arg(&artifacts)
@@ -129,9 +126,7 @@ async fn gc_removes_what_a_killed_run_left() {
 /// then finishes, its builder and registry ref intact until its own clean-up.
 #[tokio::test]
 async fn gc_deletes_only_what_is_bkcaches_and_nothing_of_a_live_run() {
-    if !environment_ready().await {
-        return;
-    }
+    require_environment!();
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("Dockerfile"), "ARG BASE\nFROM ${BASE}\nRUN sleep 15\n").unwrap();
     std::fs::write(
@@ -141,7 +136,7 @@ async fn gc_deletes_only_what_is_bkcaches_and_nothing_of_a_live_run() {
     )
     .unwrap();
     let artifacts = dir.path().join("artifacts");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_bkcache"))
+    let mut child = common::bkcache()
         .args(["run", "live.toml", "--builders", &builders_file(), "--builder", "newest-overlayfs"])
         .args(["--run-id", "e2e-live-gc", "--artifacts-dir"])
         .arg(&artifacts)
@@ -163,7 +158,7 @@ async fn gc_deletes_only_what_is_bkcaches_and_nothing_of_a_live_run() {
     std::fs::write(marked.join(".bkcache-run"), "e2e-linked").unwrap();
     std::os::unix::fs::symlink(&marked, root.join("e2e-linked")).unwrap();
     let gc = |artifacts_dir: &std::path::Path, env: Option<(&str, &str)>| {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_bkcache"));
+        let mut command = common::bkcache();
         command.args(["gc", "--older-than-days", "0", "--artifacts-dir"]).arg(artifacts_dir).current_dir(repo());
         if let Some((k, v)) = env {
             command.env(k, v);
@@ -209,13 +204,11 @@ async fn gc_deletes_only_what_is_bkcaches_and_nothing_of_a_live_run() {
 /// being replaced quietly.
 #[tokio::test]
 async fn two_runs_at_once_do_not_remove_each_others_builders() {
-    if !environment_ready().await {
-        return;
-    }
+    require_environment!();
     let dir = tempfile::tempdir().unwrap();
     let start = |run_id: &str, repeat: &str, extra: &[&str]| {
         let report = dir.path().join(format!("{run_id}.json"));
-        let child = Command::new(env!("CARGO_BIN_EXE_bkcache"))
+        let child = common::bkcache()
             .args(["run", "scenarios/issue-6893.toml", "--builder", "newest-overlayfs", "--jobs", "1"])
             .args(["--repeat", repeat, "--run-id", run_id, "--report-json"])
             .arg(&report)
@@ -317,7 +310,7 @@ async fn run_with_fault<F: std::future::Future<Output = ()>>(
     during: F,
 ) -> (i32, Value) {
     let report = dir.join("report.json");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_bkcache"))
+    let mut child = common::bkcache()
         .args(["run", "fault.toml", "--builders", "builders.toml", "--run-id", run_id, "--report-json"])
         .arg(&report)
         .arg("--artifacts-dir")
@@ -347,9 +340,7 @@ fn assert_infrastructure(code: i32, report: &Value, context: &str) {
 
 #[tokio::test]
 async fn a_registry_that_stops_mid_phase_is_infrastructure() {
-    if !environment_ready().await {
-        return;
-    }
+    require_environment!();
     let (registry, addr) = own_registry().await;
     let dir = registry_fault_project(&addr, registry.id(), 120);
     let (code, report) = run_with_fault(dir.path(), "e2e-fault-stop", async { registry.stop().await.unwrap() }).await;
@@ -359,9 +350,7 @@ async fn a_registry_that_stops_mid_phase_is_infrastructure() {
 
 #[tokio::test]
 async fn a_registry_answering_500_is_infrastructure() {
-    if !environment_ready().await {
-        return;
-    }
+    require_environment!();
     let (registry, upstream) = own_registry().await;
     // the run's first request (its check that the registry answers) goes through; then every one fails
     let (_proxy, addr) = fault_proxy(&upstream, "500", 1, 0).await;
@@ -373,9 +362,7 @@ async fn a_registry_answering_500_is_infrastructure() {
 
 #[tokio::test]
 async fn a_registry_too_slow_for_the_phase_timeout_is_infrastructure() {
-    if !environment_ready().await {
-        return;
-    }
+    require_environment!();
     let (registry, upstream) = own_registry().await;
     let (_proxy, addr) = fault_proxy(&upstream, "slow", 1, 5000).await;
     let dir = registry_fault_project(&addr, registry.id(), 8);
@@ -395,9 +382,7 @@ impl Drop for Tmpfs {
 
 #[tokio::test]
 async fn a_full_artifacts_disk_is_infrastructure() {
-    if !environment_ready().await {
-        return;
-    }
+    require_environment!();
     let dir = tempfile::tempdir().unwrap();
     let artifacts = dir.path().join("artifacts");
     std::fs::create_dir(&artifacts).unwrap();
@@ -406,7 +391,7 @@ async fn a_full_artifacts_disk_is_infrastructure() {
     assert!(mounted.success(), "mounting a 1 MiB tmpfs (the tests run as root)");
     let _tmpfs = Tmpfs(artifacts.clone());
     // the cell exports a local cache of several MiB into the 1 MiB directory
-    let run = Command::new(env!("CARGO_BIN_EXE_bkcache"))
+    let run = common::bkcache()
         .args([
             "run",
             "scenarios/issue-6893.toml",
@@ -434,13 +419,11 @@ async fn a_full_artifacts_disk_is_infrastructure() {
 
 #[tokio::test]
 async fn a_phase_over_its_timeout_is_infrastructure_and_leaves_nothing() {
-    if !environment_ready().await {
-        return;
-    }
+    require_environment!();
     let dir = tempfile::tempdir().unwrap();
     slow_scenario(dir.path(), 3);
     let report = dir.path().join("report.json");
-    let out = Command::new(env!("CARGO_BIN_EXE_bkcache"))
+    let out = common::bkcache()
         .args(["run", "slow.toml", "--builders", &builders_file(), "--builder", "newest-overlayfs"])
         .args(["--run-id", "e2e-fault-timeout", "--report-json"])
         .arg(&report)
@@ -456,11 +439,9 @@ async fn a_phase_over_its_timeout_is_infrastructure_and_leaves_nothing() {
 
 #[tokio::test]
 async fn an_unreachable_go_module_proxy_fails_an_image_build_as_infrastructure() {
-    if !environment_ready().await {
-        return;
-    }
+    require_environment!();
     let modcache = tempfile::tempdir().unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_bkcache"))
+    let out = common::bkcache()
         .args(["buildkit", "build", "--version", "v0.22.0"])
         .current_dir(repo())
         // nothing cached, and the proxy refuses connections
@@ -483,9 +464,7 @@ async fn an_unreachable_go_module_proxy_fails_an_image_build_as_infrastructure()
 /// build is a cache hit and the test stays short; its content is unique, so the tag is new every time.)
 #[tokio::test]
 async fn two_processes_needing_one_new_image_build_it_once() {
-    if !environment_ready().await {
-        return;
-    }
+    require_environment!();
     let dir = tempfile::tempdir().unwrap();
     let marker = format!("built by the e2e test {} at {:?}\n", std::process::id(), std::time::SystemTime::now());
     let patch = format!(
@@ -496,7 +475,7 @@ async fn two_processes_needing_one_new_image_build_it_once() {
     let pins = bkcache::pins::Pins::load(&repo().join("ci/versions.env")).unwrap();
     let version = pins.get("BUILDKIT_NEWEST").unwrap().to_owned();
     let build = || {
-        Command::new(env!("CARGO_BIN_EXE_bkcache"))
+        common::bkcache()
             .args(["buildkit", "build", "--version", &version, "--patch"])
             .arg(&patch_path)
             .current_dir(repo())
@@ -528,9 +507,7 @@ async fn two_processes_needing_one_new_image_build_it_once() {
 /// finds them and builds nothing.
 #[tokio::test]
 async fn setup_pushes_the_estargz_bases_a_registry_lacks_and_only_those() {
-    if !environment_ready().await {
-        return;
-    }
+    require_environment!();
     let (_registry, addr) = own_registry().await;
     let pins = bkcache::pins::Pins::load(&repo().join("ci/versions.env")).unwrap();
     let image = format!("{}/bkcache/buildkit:{}", pins.registry(), pins.get("BUILDKIT_NEWEST").unwrap());
@@ -538,11 +515,8 @@ async fn setup_pushes_the_estargz_bases_a_registry_lacks_and_only_those() {
     let test_pins = dir.path().join("versions.env");
     std::fs::write(&test_pins, format!("REGISTRY_ADDR={addr}\nREGISTRY_CONTAINER=none\n")).unwrap();
     let setup = || {
-        let out = Command::new(env!("CARGO_BIN_EXE_bkcache"))
-            .args(["setup", "bases", "--image", &image, "--pins"])
-            .arg(&test_pins)
-            .output()
-            .unwrap();
+        let out =
+            common::bkcache().args(["setup", "bases", "--image", &image, "--pins"]).arg(&test_pins).output().unwrap();
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         String::from_utf8(out.stdout).unwrap()
     };

@@ -1,14 +1,14 @@
 //! End-to-end: BuildKit images built from a release plus patches, and the #6893 patch matrix, on real
 //! BuildKit. Same environment rules as e2e.rs.
 
+#[macro_use]
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use bkcache::buildkit_spec::{BuildkitSpec, Patch};
 use bkcache::profiles::Profiles;
-use common::{bkcache_run, environment_ready, leftovers, repo};
+use common::{bkcache_run, leftovers, repo};
 use serde_json::Value;
 
 fn verdicts(run: &common::Run) -> Vec<(String, String)> {
@@ -37,9 +37,7 @@ fn images(run: &common::Run) -> Vec<(String, bool)> {
 
 #[tokio::test]
 async fn patch_matrix_verdicts_as_measured_and_images_reused() {
-    if !environment_ready().await {
-        return;
-    }
+    require_environment!();
     let matrix = repo().join("scenarios/patch-matrix/builders.toml").display().to_string();
     let out = tempfile::tempdir().unwrap();
     let (md, junit) = (out.path().join("m.md"), out.path().join("j.xml"));
@@ -145,9 +143,7 @@ async fn remove_image(tag: &str) {
 
 #[tokio::test]
 async fn a_changed_patch_rebuilds_exactly_the_images_that_use_it() {
-    if !environment_ready().await {
-        return;
-    }
+    require_environment!();
     let dir = tempfile::tempdir().unwrap();
     let builders = copy_matrix(dir.path());
     // change the patch only the all-three set uses (a header line: git apply ignores it, the hash does not)
@@ -190,9 +186,7 @@ async fn a_changed_patch_rebuilds_exactly_the_images_that_use_it() {
 
 #[tokio::test]
 async fn a_broken_patch_is_a_clear_error_and_leaves_no_image() {
-    if !environment_ready().await {
-        return;
-    }
+    require_environment!();
     let dir = tempfile::tempdir().unwrap();
     let builders = copy_matrix(dir.path());
     let broken = dir.path().join("patches/exporter-reroot-cache-opts.patch");
@@ -205,7 +199,7 @@ async fn a_broken_patch_is_a_clear_error_and_leaves_no_image() {
     };
     let tag = spec.tag("127.0.0.1:5000");
 
-    let out = Command::new(env!("CARGO_BIN_EXE_bkcache"))
+    let out = common::bkcache()
         .args(["buildkit", "build", "--version", "v0.33.1", "--patch"])
         .arg(&broken)
         .current_dir(repo())

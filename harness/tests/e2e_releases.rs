@@ -4,9 +4,10 @@
 //! v0.26.0 are built when missing (about 3.5 minutes on this machine with warm Go caches, once); then
 //! each bisect takes 15–30 s.
 
+#[macro_use]
 mod common;
 
-use common::{bkcache_ok, environment_ready, leftovers};
+use common::{bkcache_ok, leftovers};
 
 /// The probes `bisect` printed, in order: (version, good|bad|skip).
 fn probes(out: &str) -> Vec<(&str, &str)> {
@@ -34,9 +35,7 @@ fn bisect_6261<'a>(good: &'a str, bad: &'a str, run_id: &'a str) -> [&'a str; 12
 
 #[tokio::test]
 async fn bisect_finds_the_release_whose_solver_fails_a_build_on_a_cache_that_lost_a_blob() {
-    if !environment_ready().await {
-        return;
-    }
+    require_environment!();
     // measured (FINDINGS.md, moby/buildkit#6261): on overlayfs v0.24.0 builds lost-cache-blob's carrying build
     // (its cache chain corrupted: a known issue, which `build-failure` leaves aside) and v0.25.0's solver
     // fails it, every time; adjacent releases, so the search is done after probing its ends. (The stargz
@@ -52,10 +51,8 @@ async fn bisect_finds_the_release_whose_solver_fails_a_build_on_a_cache_that_los
 
 #[tokio::test]
 async fn a_bisect_whose_good_end_is_bad_is_refused_with_what_its_cell_gave() {
-    if !environment_ready().await {
-        return;
-    }
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_bkcache"))
+    require_environment!();
+    let out = common::bkcache()
         .args(bisect_6261("v0.25.0", "v0.26.0", "bisect-refused-e2e"))
         .current_dir(common::repo())
         .output()
@@ -69,9 +66,7 @@ async fn a_bisect_whose_good_end_is_bad_is_refused_with_what_its_cell_gave() {
 
 #[tokio::test]
 async fn bisect_with_the_good_release_newer_finds_the_fix() {
-    if !environment_ready().await {
-        return;
-    }
+    require_environment!();
     // measured (FINDINGS.md, moby/buildkit#6261): on overlayfs v0.25.0's solver fails lost-cache-blob's
     // carrying build, v0.25.1 fixed it; the search probes both ends, then v0.25.1, and is done
     let out = bkcache_ok(bisect_6261("v0.26.0", "v0.25.0", "bisect-fix-e2e"));
@@ -85,9 +80,7 @@ async fn bisect_with_the_good_release_newer_finds_the_fix() {
 
 #[tokio::test]
 async fn a_release_range_lists_one_cell_per_release_and_snapshotter() {
-    if !environment_ready().await {
-        return;
-    }
+    require_environment!();
     // the Go module proxy lists v0.25.0, v0.25.1 and v0.25.2 in this range
     let out = bkcache_ok(["list", "scenarios/issue-6893.toml", "--buildkit", ">=0.25.0, <0.26.0"]);
     let cells: Vec<&str> = out.lines().filter_map(|l| l.split_whitespace().next()).collect();

@@ -3,16 +3,14 @@
 //! interrupted run still writes its reports with the finished cells intact, and one whose output nobody
 //! reads finishes.
 
+#[macro_use]
 mod common;
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use common::{
-    bkcache_run, builder_running, builders_file, environment_ready, leftovers, repo, run_test_scenario, slow_scenario,
-    variant,
-};
+use common::{bkcache_run, builder_running, builders_file, leftovers, repo, run_test_scenario, slow_scenario, variant};
 use serde_json::{json, Value};
 
 fn by_scenario(run: &common::Run) -> std::collections::HashMap<String, Value> {
@@ -28,9 +26,7 @@ const PLACEHOLDER: &str = "# BUILD-FAILURE-EXPECTATION (the e2e variants replace
 
 #[tokio::test]
 async fn a_build_buildkit_fails_is_judged_by_what_the_scenario_expects() {
-    if !environment_ready().await {
-        return;
-    }
+    require_environment!();
     let dir = tempfile::tempdir().unwrap();
     variant(dir.path(), "harness/tests/scenarios/build-failure.toml", "unexpected", |t| t);
     variant(dir.path(), "harness/tests/scenarios/build-failure.toml", "expected", |t| {
@@ -64,9 +60,7 @@ async fn a_build_buildkit_fails_is_judged_by_what_the_scenario_expects() {
 
 #[tokio::test]
 async fn a_build_buildkit_refuses_before_any_step_is_an_input_error() {
-    if !environment_ready().await {
-        return;
-    }
+    require_environment!();
     let run = run_test_scenario("frontend-refused", &["newest-overlayfs"], "e2e-refused");
     assert_eq!(run.code(), Some(2), "an input BuildKit refuses tested nothing: {}", run.stdout());
     let cell = &by_scenario(&run)["frontend-refused"];
@@ -80,9 +74,7 @@ async fn a_build_buildkit_refuses_before_any_step_is_an_input_error() {
 
 #[tokio::test]
 async fn repeated_cells_that_agree_say_n_of_n() {
-    if !environment_ready().await {
-        return;
-    }
+    require_environment!();
     let run = bkcache_run(
         &["scenarios/issue-6893.toml", "--builder", "newest-overlayfs", "--builder", "newest-stargz", "--repeat", "3"],
         "e2e-repeat",
@@ -117,9 +109,7 @@ async fn repeated_cells_that_agree_say_n_of_n() {
 /// inline cache, which the scenario's known issue (scoped by snapshotter and version) explains.
 #[tokio::test]
 async fn an_inline_cache_in_the_pushed_image_is_imported() {
-    if !environment_ready().await {
-        return;
-    }
+    require_environment!();
     let run = run_test_scenario("inline-cache", &["newest-overlayfs", "newest-stargz"], "e2e-inline");
     assert_eq!(run.code(), Some(0), "{}", run.stdout());
     let cells = run.cells();
@@ -136,9 +126,7 @@ async fn an_inline_cache_in_the_pushed_image_is_imported() {
 /// A prune without `--all` (the build cache only) removes the step's record too.
 #[tokio::test]
 async fn prune_filters_keep_storage_no_cache_filter_and_platform_take_effect() {
-    if !environment_ready().await {
-        return;
-    }
+    require_environment!();
     let run = run_test_scenario("build-options", &["newest-overlayfs", "newest-stargz"], "e2e-options");
     assert_eq!(run.code(), Some(0), "{}", run.stdout());
     for (builder, cell) in run.cells() {
@@ -187,9 +175,7 @@ fn comparable(rep: &Value) -> Value {
 /// each cell's first repetition runs on a new builder, the next ones on that builder reset.
 #[tokio::test]
 async fn a_reset_builder_observes_what_a_fresh_one_does() {
-    if !environment_ready().await {
-        return;
-    }
+    require_environment!();
     let builders = ["newest-overlayfs", "newest-stargz", "v0.24-stargz"];
     let mut args = vec!["scenarios/issue-6893.toml", "--repeat", "3", "--jobs", "1", "--keep-artifacts"];
     args.extend(builders.iter().flat_map(|b| ["--builder", b]));
@@ -221,9 +207,7 @@ async fn a_reset_builder_observes_what_a_fresh_one_does() {
 
 #[tokio::test]
 async fn repetitions_that_disagree_are_flaky_with_their_rate() {
-    if !environment_ready().await {
-        return;
-    }
+    require_environment!();
     let reports = tempfile::tempdir().unwrap();
     let junit = reports.path().join("junit.xml");
     let markdown = reports.path().join("report.md");
@@ -278,13 +262,11 @@ async fn repetitions_that_disagree_are_flaky_with_their_rate() {
 
 #[tokio::test]
 async fn an_interrupted_run_writes_its_reports_and_leaves_nothing() {
-    if !environment_ready().await {
-        return;
-    }
+    require_environment!();
     let reports = tempfile::tempdir().unwrap();
     let (json_path, junit, markdown) =
         (reports.path().join("r.json"), reports.path().join("r.xml"), reports.path().join("r.md"));
-    let mut child = Command::new(env!("CARGO_BIN_EXE_bkcache"))
+    let mut child = common::bkcache()
         .args(["run", "scenarios/issue-6893.toml", "--repeat", "2", "--jobs", "1", "--run-id", "e2e-sigint"])
         .arg("--artifacts-dir")
         .arg(reports.path().join("artifacts"))
@@ -336,13 +318,11 @@ async fn an_interrupted_run_writes_its_reports_and_leaves_nothing() {
 
 #[tokio::test]
 async fn a_run_whose_output_nobody_reads_still_finishes_and_leaves_nothing() {
-    if !environment_ready().await {
-        return;
-    }
+    require_environment!();
     let reports = tempfile::tempdir().unwrap();
     let json_path = reports.path().join("r.json");
     // as in `bkcache run ... 2>&1 | head -1`: stdout and stderr are pipes whose readers are gone
-    let mut child = Command::new(env!("CARGO_BIN_EXE_bkcache"))
+    let mut child = common::bkcache()
         .args(["run", "scenarios/issue-6893.toml", "--builder", "newest-overlayfs", "-vv", "--run-id", "e2e-closed"])
         .arg("--artifacts-dir")
         .arg(reports.path().join("artifacts"))
@@ -363,13 +343,11 @@ async fn a_run_whose_output_nobody_reads_still_finishes_and_leaves_nothing() {
 
 #[tokio::test]
 async fn a_builder_that_dies_mid_build_is_infrastructure_not_a_regression() {
-    if !environment_ready().await {
-        return;
-    }
+    require_environment!();
     let dir = tempfile::tempdir().unwrap();
     slow_scenario(dir.path(), 120);
     let report = dir.path().join("report.json");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_bkcache"))
+    let mut child = common::bkcache()
         .args([
             "run",
             "slow.toml",

@@ -1,16 +1,17 @@
 //! The evidence pack's `reproduce.sh` without docker: it is valid sh, carries the commands bkcache runs,
 //! and its shell functions judge real `--progress plain` logs (fixtures/README.md) as the judge does.
 
-use std::path::{Path, PathBuf};
+#[macro_use]
+mod common;
+
+use common::repo;
+
+use std::path::Path;
 use std::process::Command;
 
 use bkcache::evidence::script::{self, ScriptInputs, PRELUDE};
 use bkcache::plan::{Cell, Filter};
 use bkcache::session::{self, PlanOptions};
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_owned()
-}
 
 fn cell(builder: &str) -> Cell {
     let plan = session::plan(&PlanOptions {

@@ -2,6 +2,9 @@
 //! (`file:line:column` where a file is involved) and a fix — by `bkcache run` with DOCKER_HOST pointing
 //! nowhere, so each refusal provably comes before docker is contacted, let alone a builder created.
 
+#[macro_use]
+mod common;
+
 use std::path::PathBuf;
 use std::process::Command;
 
@@ -58,7 +61,7 @@ impl Fixture {
         if !args.contains(&"--builders") {
             all.extend(["--builders", "builders.toml"]);
         }
-        let out = Command::new(env!("CARGO_BIN_EXE_bkcache"))
+        let out = common::bkcache()
             .args(&all)
             .arg("--artifacts-dir")
             .arg(self.path("artifacts"))
@@ -122,7 +125,7 @@ fn cache_attributes_cannot_say_where_a_cache_goes() {
     }
     let f = Fixture::new();
     f.scenario(&format!("{BUILD}cache_to = [{{ type = \"local\", attrs = {{ compression = \"zstd\" }} }}]\n"));
-    let out = Command::new(env!("CARGO_BIN_EXE_bkcache"))
+    let out = common::bkcache()
         .args(["lint", "s.toml", "--builders", "builders.toml"])
         .current_dir(f.dir.path())
         .output()
@@ -228,7 +231,7 @@ fn scenarios_that_would_share_refs_are_refused_and_a_file_named_twice_runs_once(
     assert_has(&f.refused(&["."]), &["would share registry refs"]);
     let f = Fixture::new();
     f.scenario(BUILD);
-    let out = Command::new(env!("CARGO_BIN_EXE_bkcache"))
+    let out = common::bkcache()
         .args(["list", "s.toml", "./s.toml", ".", "--builders", "builders.toml"])
         .current_dir(f.dir.path())
         .output()
@@ -341,7 +344,7 @@ fn a_hostile_registry_cannot_make_bkcache_write_outside_its_work_directory() {
             (format!("/v2/repo/manifests/{child}"), b"{}".to_vec()),
         ]);
         std::fs::write(dir.path().join("pins.env"), format!("REGISTRY_ADDR={addr}\n")).unwrap();
-        let out = Command::new(env!("CARGO_BIN_EXE_bkcache"))
+        let out = common::bkcache()
             .args(["cache", "inspect", &format!("{addr}/repo:tag"), "--pins"])
             .arg(dir.path().join("pins.env"))
             .current_dir(dir.path())
@@ -363,11 +366,7 @@ fn a_crafted_cache_directory_names_no_file_outside_itself() {
     std::fs::write(dir.path().join("secret"), "{}").unwrap();
     let index = r#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[{"mediaType":"application/vnd.oci.image.index.v1+json","digest":"sha256:../../../secret","size":2}]}"#;
     std::fs::write(cache.join("index.json"), index).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_bkcache"))
-        .args(["cache", "inspect", "cache"])
-        .current_dir(dir.path())
-        .output()
-        .unwrap();
+    let out = common::bkcache().args(["cache", "inspect", "cache"]).current_dir(dir.path()).output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("index.json") && !err.contains("secret:"), "{err}");
@@ -394,7 +393,7 @@ fn capture_refuses_a_crafted_local_cache_before_building() {
             r#"{{"schemaVersion":2,"manifests":[{{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"{child}","size":2}}]}}"#
         );
         std::fs::write(cache.join("index.json"), index).unwrap();
-        let out = Command::new(env!("CARGO_BIN_EXE_bkcache"))
+        let out = common::bkcache()
             .args(["capture", "captured", "--", "--cache-from", "type=local,src=cache", "."])
             .current_dir(dir.path())
             .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")

@@ -2,16 +2,17 @@
 //! against scenarios and variants of them. Covers every verdict, every error cause, two known issues,
 //! and the aggregation of repetitions (flaky).
 
-use std::path::{Path, PathBuf};
+#[macro_use]
+mod common;
+
+use common::repo;
+
+use std::path::Path;
 
 use bkcache::judge::{self, ErrorCause, Judgement, Reason, Verdict};
 use bkcache::observe::Observations;
 use bkcache::plan::{Cell, Filter};
 use bkcache::session::{self, PlanOptions};
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_owned()
-}
 
 fn observations(name: &str) -> Observations {
     let path = repo().join("harness/tests/fixtures/observations").join(format!("{name}.json"));

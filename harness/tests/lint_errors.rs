@@ -3,12 +3,12 @@
 //! line and column, and a fix, with exit code 2. `run` is checked with docker unreachable: the lint
 //! finding, not the docker error, proves no builder was created.
 
-use std::path::PathBuf;
-use std::process::{Command, Output};
+#[macro_use]
+mod common;
 
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_owned()
-}
+use common::repo;
+
+use std::process::Output;
 
 const DOCKERFILE: &str = "\
 FROM 127.0.0.1:5000/bkcache/base-a:esgz AS build
@@ -23,7 +23,7 @@ COPY --from=build /stable /stable
 ";
 
 fn bkcache(args: &[&str], dir: &std::path::Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_bkcache"))
+    common::bkcache()
         .args(args)
         .current_dir(dir)
         .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")

@@ -4,15 +4,16 @@
 //! arbitrary text; whatever comes out must be an `Ok` or a typed error. The number of cases per
 //! property is bounded (`PROPTEST_CASES`, default 256) so CI stays fast.
 
-use std::path::{Path, PathBuf};
+#[macro_use]
+mod common;
+
+use common::repo;
+
+use std::path::Path;
 
 use bkcache::observe::cache::{child_documents, read_layout};
 use bkcache::profiles::Profiles;
 use proptest::prelude::*;
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_owned()
-}
 
 fn config() -> ProptestConfig {
     let cases = std::env::var("PROPTEST_CASES").ok().and_then(|c| c.parse().ok()).unwrap_or(256);

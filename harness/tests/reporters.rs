@@ -5,6 +5,11 @@
 //! Durations are fixed so the snapshots are stable. `cargo insta review` updates them after a change
 //! that is meant.
 
+#[macro_use]
+mod common;
+
+use common::repo;
+
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
@@ -14,10 +19,6 @@ use bkcache::observe::Observations;
 use bkcache::plan::{Cell, Filter};
 use bkcache::report::{json, junit, markdown, terminal::Terminal};
 use bkcache::session::{self, PlanOptions};
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_owned()
-}
 
 fn observations(name: &str) -> Observations {
     let path = repo().join("harness/tests/fixtures/observations").join(format!("{name}.json"));

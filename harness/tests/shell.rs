@@ -2,16 +2,17 @@
 //! writes for every corpus scenario pass shellcheck, which `ci/setup.sh` installs; a missing shellcheck
 //! fails this test and says so (BKCACHE_SKIP_E2E=1 skips it loudly, like the end-to-end tests).
 
+#[macro_use]
+mod common;
+
+use common::repo;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use bkcache::evidence::script::{self, ScriptInputs};
 use bkcache::plan::Filter;
 use bkcache::session::{self, PlanOptions};
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_owned()
-}
 
 /// shellcheck's findings on `files` (`excluded` checks aside); `None` when they pass.
 fn shellcheck(files: &[PathBuf], excluded: &[&str]) -> Option<String> {

@@ -23,6 +23,24 @@ pub fn faultproxy_image() -> String {
     format!("bkcache/faultproxy:{}", &hash[..12])
 }
 
+/// Skips the calling end-to-end test when the environment is missing and the user asked to skip
+/// (BKCACHE_SKIP_E2E=1); fails it, naming what is missing, otherwise.
+#[allow(unused_macros)] // each test binary uses its own subset
+macro_rules! require_environment {
+    () => {
+        if !crate::common::environment_ready().await {
+            return;
+        }
+    };
+}
+
+/// The bkcache binary under test, as a command (no RUST_LOG from the caller's environment).
+pub fn bkcache() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_bkcache"));
+    command.env_remove("RUST_LOG");
+    command
+}
+
 pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_owned()
 }
@@ -115,8 +133,7 @@ impl Run {
 
 /// Runs the real binary from the repository root with `args`; its stdout, after asserting it succeeded.
 pub fn bkcache_ok<S: AsRef<std::ffi::OsStr>>(args: impl IntoIterator<Item = S>) -> String {
-    let output =
-        Command::new(env!("CARGO_BIN_EXE_bkcache")).args(args).current_dir(repo()).output().expect("run bkcache");
+    let output = bkcache().args(args).current_dir(repo()).output().expect("run bkcache");
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
@@ -124,7 +141,7 @@ pub fn bkcache_ok<S: AsRef<std::ffi::OsStr>>(args: impl IntoIterator<Item = S>) 
 pub fn bkcache_run(args: &[&str], run_id: &str) -> Run {
     let artifacts = tempfile::tempdir().unwrap();
     let report = artifacts.path().join("report.json");
-    let output = Command::new(env!("CARGO_BIN_EXE_bkcache"))
+    let output = bkcache()
         .arg("run")
         .args(args)
         .args(["--run-id", run_id, "--report-json"])
