@@ -339,7 +339,7 @@ async fn append_builder_log(dir: &Path, builder: Option<&str>, since: Option<i32
         return Ok(false);
     }
     // a docker-container builder's first node is `<builder>0`, in container `buildx_buildkit_<node>`
-    let container = format!("{}{}0", crate::host::builder::CONTAINER_PREFIX, field("Name:"));
+    let container = crate::host::builder::container_of(&field("Name:"));
     let log = Engine::connect().await?.container_logs(&container, since.unwrap_or_default()).await?;
     let path = dir.join("buildkitd.log");
     let mut previous = std::fs::read_to_string(&path).unwrap_or_default();

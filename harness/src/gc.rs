@@ -15,10 +15,11 @@ use std::time::{Duration, SystemTime};
 
 use crate::artifacts::carries_run_mark;
 use crate::errors::{ConfigError, InfraError};
-use crate::host::builder::{self, CONTAINER_PREFIX};
+use crate::host::builder;
 use crate::host::docker::Engine;
 use crate::host::locks;
 use crate::host::registry::Registry;
+use crate::host::BuilderName;
 use crate::session::Error;
 
 /// What `bkcache gc` removed (or, dry, would remove), and what it left because it carries no mark.
@@ -76,31 +77,27 @@ pub async fn collect(
         Ok(!a)
     };
 
-    let names = engine.names_with_prefix(&format!("{CONTAINER_PREFIX}bkcache-")).await?;
-    let containers: Vec<&String> = names.iter().filter(|n| !n.ends_with("_state")).collect();
+    let names = engine.names_with_prefix(&BuilderName::any_container_prefix()).await?;
+    let builders: Vec<BuilderName> = names.iter().filter_map(|n| BuilderName::parse(n)).collect();
+    let containers: Vec<&String> = names.iter().filter(|n| builders.iter().any(|b| b.container() == **n)).collect();
     for container in &containers {
-        let (Some(builder), Some(run)) = (builder::builder_of(container), builder::run_of(container)) else {
-            continue;
-        };
-        if !is_dead(run)? {
+        let Some(builder) = BuilderName::parse(container) else { continue };
+        if !is_dead(builder.run())? {
             continue;
         }
         let env = engine.container_env(container).await?.unwrap_or_default();
-        if !env.contains(&builder::ownership_mark(run)) {
+        if !env.contains(&builder::ownership_mark(builder.run())) {
             collected.unmarked.push(format!("container {container}"));
             continue;
         }
         if !dry_run {
-            builder::remove(builder, engine).await?;
+            builder::remove(&builder.to_string(), engine).await?;
         }
-        collected.builders.push(builder.to_owned());
+        collected.builders.push(builder.to_string());
     }
     // a state volume whose container is gone carries no mark: left, and said
-    for volume in names.iter().filter(|n| n.ends_with("_state")) {
-        let container = volume.trim_end_matches("_state");
-        if !containers.iter().any(|c| *c == container) && builder::run_of(volume).is_some() {
-            collected.unmarked.push(format!("volume {volume} (its container is gone)"));
-        }
+    for builder in builders.iter().filter(|b| names.contains(&b.volume()) && !names.contains(&b.container())) {
+        collected.unmarked.push(format!("volume {} (its container is gone)", builder.volume()));
     }
 
     let stale = |dir: &Path| {

@@ -23,6 +23,13 @@ pub enum Snapshotter {
 }
 
 impl Snapshotter {
+    pub const ALL: [Snapshotter; 3] = [Snapshotter::Overlayfs, Snapshotter::Stargz, Snapshotter::Native];
+
+    /// The snapshotter `text` names, as buildkitd spells it.
+    pub fn parse(text: &str) -> Option<Snapshotter> {
+        Snapshotter::ALL.into_iter().find(|s| s.as_str() == text)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Snapshotter::Overlayfs => "overlayfs",

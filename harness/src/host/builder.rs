@@ -23,6 +23,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+pub(crate) use super::builder_name::container_of;
+use super::builder_name::BuilderName;
 use super::buildx::buildx;
 use super::docker::Engine;
 use crate::errors::InfraError;
@@ -40,8 +42,6 @@ const PORT_TAKEN: &str = "address already in use";
 const STATE_DIR: &str = "/var/lib/buildkit";
 const CONFIG_DIR: &str = "/etc/buildkit";
 const CONFIG_FILE: &str = "buildkitd.toml";
-/// The docker-container driver names a builder's container `<prefix><builder>0`, its volume `..0_state`.
-pub const CONTAINER_PREFIX: &str = "buildx_buildkit_";
 
 /// A running builder.
 #[derive(Debug, Clone)]
@@ -99,10 +99,6 @@ pub struct HandedBack {
     pub outcome: Result<(), InfraError>,
 }
 
-fn container_of(builder: &str) -> String {
-    format!("{CONTAINER_PREFIX}{builder}0")
-}
-
 fn root(life: u32) -> String {
     format!("{STATE_DIR}/life-{life}")
 }
@@ -121,14 +117,14 @@ pub struct Janitor {
     /// Acquisitions still to come, for the kinds whose demand the run announced (see [`Janitor::expect`]).
     wanted: Arc<Mutex<HashMap<Kind, usize>>>,
     created: Arc<AtomicUsize>,
-    prefix: String,
+    run: String,
     reuse: bool,
 }
 
 impl Janitor {
     /// `reuse`: reset builders between repetitions instead of creating one per repetition.
     pub fn new(run_id: &str, reuse: bool) -> Self {
-        Janitor { prefix: format!("bkcache-{run_id}."), reuse, ..Default::default() }
+        Janitor { run: run_id.to_owned(), reuse, ..Default::default() }
     }
 
     /// Announces that `acquisitions` more builders of `profile` will be acquired. A builder of a kind
@@ -154,7 +150,7 @@ impl Janitor {
     }
 
     fn builder_name(&self, n: usize, profile: &Name) -> String {
-        format!("{}{n}.{}", self.prefix, profile.slug())
+        BuilderName::new(&self.run, n, &profile.slug()).to_string()
     }
 
     /// A builder for `profile` in the state of a fresh one: an idle builder of that profile reset, or a
@@ -265,7 +261,7 @@ impl Janitor {
         let names: Vec<String> = self.live.lock().expect("janitor lock").clone();
         let removals = futures_util::future::join_all(names.iter().map(|name| self.remove(name, engine))).await;
         let mut errors: Vec<InfraError> = removals.into_iter().filter_map(Result::err).collect();
-        if let Err(e) = engine.remove_by_prefix(&format!("{CONTAINER_PREFIX}{}", self.prefix)).await {
+        if let Err(e) = engine.remove_by_prefix(&BuilderName::container_prefix(&self.run)).await {
             errors.push(e);
         }
         errors
@@ -280,8 +276,8 @@ pub fn create_args(name: &str, image: &str, flags: &[String], config: &str) -> V
             .map(str::to_owned)
             .to_vec();
     args.extend(["--driver-opt".into(), format!("image={image}")]);
-    if let Some(run) = run_of(name) {
-        args.extend(["--driver-opt".into(), format!("env.{}", ownership_mark(run))]);
+    if let Some(name) = BuilderName::parse(name) {
+        args.extend(["--driver-opt".into(), format!("env.{}", ownership_mark(name.run()))]);
     }
     args.extend(["--buildkitd-flags".into(), flags.join(" ")]);
     args.extend(["--buildkitd-config".into(), config.to_owned(), "--bootstrap".into()]);
@@ -308,20 +304,6 @@ pub fn ownership_mark(run_id: &str) -> String {
 }
 
 const OWNER_ENV: &str = "BKCACHE_RUN";
-
-/// The run a bkcache builder (or its container or volume) belongs to: `bkcache-<run id>.<n>.<profile>`.
-pub fn run_of(name: &str) -> Option<&str> {
-    let rest = name.strip_prefix(CONTAINER_PREFIX).unwrap_or(name).strip_prefix("bkcache-")?;
-    let (run, rest) = rest.split_once('.')?;
-    let (n, _) = rest.split_once('.')?;
-    n.chars().all(|c| c.is_ascii_digit()).then_some(run)
-}
-
-/// The builder a docker-container driver's container or volume belongs to.
-pub fn builder_of(name: &str) -> Option<&str> {
-    let rest = name.strip_prefix(CONTAINER_PREFIX)?;
-    rest.strip_suffix("0_state").or_else(|| rest.strip_suffix('0'))
-}
 
 fn write_config(work_dir: &Path, config: &str) -> Result<std::path::PathBuf, InfraError> {
     let path = work_dir.join("buildkitd.toml");
@@ -381,17 +363,6 @@ async fn restarts(container: &str, engine: &Engine) -> Result<i64, InfraError> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_runs_sweep_prefix_names_none_of_another_runs_builders() {
-        let profile = Name::parse(crate::names::NameKind::Profile, "p").unwrap();
-        let a = Janitor::new("a", true);
-        let a_1 = Janitor::new("a-1", true);
-        assert!(a.builder_name(0, &profile).starts_with(&a.prefix));
-        for n in [0, 1, 10] {
-            assert!(!a_1.builder_name(n, &profile).starts_with(&a.prefix), "{}", a_1.builder_name(n, &profile));
-        }
-    }
-
     fn idle_builder(janitor: &Janitor, kind: &Kind) {
         let name = janitor.builder_name(janitor.created.fetch_add(1, Ordering::Relaxed), &kind.profile);
         let builder =
@@ -433,15 +404,5 @@ mod tests {
         let script = format!("printf '%s' {}", single_quoted(config));
         let out = std::process::Command::new("sh").args(["-c", &script]).output().unwrap();
         assert_eq!(String::from_utf8(out.stdout).unwrap(), config);
-    }
-
-    #[test]
-    fn leftovers_name_their_run_and_builder() {
-        assert_eq!(run_of("buildx_buildkit_bkcache-a-1.3.v0-24-stargz0_state"), Some("a-1"));
-        assert_eq!(run_of("bkcache-a.0.p"), Some("a"));
-        assert_eq!(run_of("bkcache-a-0-p"), None, "not a name bkcache gives");
-        assert_eq!(run_of("mybuilder"), None);
-        assert_eq!(builder_of("buildx_buildkit_bkcache-a.0.p0_state"), Some("bkcache-a.0.p"));
-        assert_eq!(builder_of("buildx_buildkit_bkcache-a.0.p0"), Some("bkcache-a.0.p"));
     }
 }

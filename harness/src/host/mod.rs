@@ -3,12 +3,15 @@
 //! endpoint (cache-key dumps) and the small HTTP client the registry and the debug endpoint share.
 
 pub(crate) mod builder;
+mod builder_name;
 pub(crate) mod buildx;
 pub mod docker;
 pub(crate) mod http;
 pub(crate) mod keys;
 pub(crate) mod locks;
 pub mod registry;
+
+pub use builder_name::BuilderName;
 
 use builder::Janitor;
 use docker::Engine;

@@ -16,7 +16,7 @@ use super::model::*;
 use crate::dockerfile::Dockerfile;
 use crate::errors::ConfigError;
 use crate::names::NameKind;
-use crate::profiles::Profiles;
+use crate::profiles::{Profiles, Snapshotter};
 use crate::toml_file::TomlFile;
 
 const DEFAULT_PHASE_TIMEOUT_SECS: u64 = 600;
@@ -521,15 +521,16 @@ fn validate(file: &TomlFile<ScenarioDoc>, profiles: &Profiles) -> Result<Scenari
                     })
                 })
                 .transpose()?;
-            if let Some(s) = &k.snapshotter {
-                if !["overlayfs", "stargz", "native"].contains(&s.get_ref().as_str()) {
-                    return Err(file.invalid(
-                        s,
-                        format!("unknown snapshotter `{}`", s.get_ref()),
-                        "use overlayfs, stargz or native",
-                    ));
-                }
-            }
+            let snapshotter = k
+                .snapshotter
+                .as_ref()
+                .map(|s| {
+                    Snapshotter::parse(s.get_ref()).ok_or_else(|| {
+                        let names: Vec<&str> = Snapshotter::ALL.iter().map(|s| s.as_str()).collect();
+                        file.invalid(s, format!("unknown snapshotter `{}`", s.get_ref()), format!("use {}", names.join(", ")))
+                    })
+                })
+                .transpose()?;
             if k.id.get_ref().trim().is_empty() {
                 return Err(file.invalid(
                     &k.id,
@@ -542,7 +543,7 @@ fn validate(file: &TomlFile<ScenarioDoc>, profiles: &Profiles) -> Result<Scenari
                 at: file.at(issue),
                 summary: k.summary.clone(),
                 builders: k.builders.iter().map(check_builder).collect::<Result<_, _>>()?,
-                snapshotter: k.snapshotter.as_ref().map(|s| s.get_ref().clone()),
+                snapshotter,
                 versions,
                 breaks: k.breaks.clone(),
                 fails_with: k.fails_with.iter().map(|p| regex(file, p)).collect::<Result<_, _>>()?,

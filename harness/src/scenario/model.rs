@@ -190,7 +190,7 @@ pub struct KnownIssue {
     pub at: crate::errors::Location,
     pub summary: Option<String>,
     pub builders: Vec<Name>,
-    pub snapshotter: Option<String>,
+    pub snapshotter: Option<crate::profiles::Snapshotter>,
     /// BuildKit releases it affects (`>=0.25.0, <0.26.0`); `None` = every release.
     pub versions: Option<semver::VersionReq>,
     /// The step expectations this bug breaks; a failure of any other expectation is still a regression.
@@ -214,9 +214,7 @@ impl KnownIssue {
     /// of a range such as `<0.25.0`.
     pub fn applies_to(&self, profile: &crate::profiles::BuilderProfile) -> bool {
         let scoped = !self.builders.is_empty() || self.snapshotter.is_some();
-        let named = self.builders.contains(&profile.name)
-            || self.snapshotter.as_deref() == Some(profile.snapshotter.as_str())
-            || !scoped;
+        let named = self.builders.contains(&profile.name) || self.snapshotter == Some(profile.snapshotter) || !scoped;
         let in_versions = match &self.versions {
             None => true,
             Some(req) => profile

@@ -181,7 +181,7 @@ pub fn run_test_scenario(name: &str, builders: &[&str], run_id: &str) -> Run {
 /// What this run left: containers and volumes named after its builders, and buildx builders.
 pub async fn leftovers(run_id: &str) -> Vec<String> {
     let docker = bollard::Docker::connect_with_defaults().unwrap();
-    let prefix = format!("bkcache-{run_id}.");
+    let prefix = bkcache::host::BuilderName::run_prefix(run_id);
     let mut left: Vec<String> = docker
         .list_containers(Some(bollard::query_parameters::ListContainersOptions { all: true, ..Default::default() }))
         .await
@@ -215,7 +215,7 @@ pub async fn builder_running(run_id: &str, step: &str, child: &mut std::process:
         if child.try_wait().unwrap().is_some() {
             return None;
         }
-        let filter = format!("name=buildx_buildkit_bkcache-{run_id}.");
+        let filter = format!("name={}", bkcache::host::BuilderName::container_prefix(run_id));
         let ps = Command::new("docker").args(["ps", "--format", "{{.Names}}", "--filter", &filter]).output().unwrap();
         let name = String::from_utf8_lossy(&ps.stdout).trim().to_owned();
         if !name.is_empty() {
