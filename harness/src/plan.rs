@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use crate::errors::ConfigError;
+use crate::names::Name;
 use crate::profiles::{BuilderProfile, Profiles};
 use crate::scenario::{KnownIssue, Scenario};
 
@@ -17,17 +18,36 @@ pub struct Cell {
 }
 
 impl Cell {
+    pub fn id(&self) -> CellId<'_> {
+        CellId { scenario: &self.scenario.name, profile: &self.profile.name }
+    }
+
+    /// `scenario@builder`, as reports name the cell.
     pub fn name(&self) -> String {
-        format!("{}@{}", self.scenario.name, self.profile.name)
+        self.id().to_string()
     }
 }
 
-/// A name made safe for builder, container, directory and registry names: lowercase ASCII letters,
-/// digits, '-' and '_'; anything else becomes '-'.
-pub fn slug(text: &str) -> String {
-    text.chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c.to_ascii_lowercase() } else { '-' })
-        .collect()
+/// Which cell: a scenario on a builder profile. Shown as `scenario@builder`; its [`CellId::slug`] names
+/// the cell's files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CellId<'a> {
+    pub scenario: &'a Name,
+    pub profile: &'a Name,
+}
+
+impl CellId<'_> {
+    /// The cell in file names (artifact directories, result files): the two names' slugs joined by a
+    /// `.`, which no slug holds, so no two cells share one (`a-b` on `c` and `a` on `b-c` do not).
+    pub fn slug(&self) -> String {
+        format!("{}.{}", self.scenario.slug(), self.profile.slug())
+    }
+}
+
+impl std::fmt::Display for CellId<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}@{}", self.scenario, self.profile)
+    }
 }
 
 /// Narrows the plan from the command line.
@@ -94,4 +114,23 @@ pub fn plan(scenarios: Vec<Scenario>, profiles: &Profiles, filter: &Filter) -> R
         });
     }
     Ok(cells)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::names::NameKind;
+
+    #[test]
+    fn no_two_cells_share_a_slug() {
+        let name = |kind, text| Name::parse(kind, text).unwrap();
+        let (a_b, c) = (name(NameKind::Scenario, "a-b"), name(NameKind::Profile, "c"));
+        let (a, b_c) = (name(NameKind::Scenario, "a"), name(NameKind::Profile, "b-c"));
+        let one = CellId { scenario: &a_b, profile: &c };
+        let other = CellId { scenario: &a, profile: &b_c };
+        assert_eq!((one.to_string(), other.to_string()), ("a-b@c".to_owned(), "a@b-c".to_owned()));
+        assert_ne!(one.slug(), other.slug());
+        let dotted = name(NameKind::Profile, "v0.24-stargz");
+        assert_eq!(CellId { scenario: &a, profile: &dotted }.slug(), "a.v0-24-stargz");
+    }
 }

@@ -18,7 +18,7 @@ use crate::errors::{ConfigError, InfraError};
 use crate::events::{CellResult, RepetitionResult, RunReport};
 use crate::judge;
 use crate::observe::Observations;
-use crate::plan::{slug, Filter};
+use crate::plan::Filter;
 use crate::session::Error;
 use crate::session::{self, PlanOptions};
 
@@ -100,7 +100,7 @@ pub fn write(dir: &Path, plan: &PlanRecord, report: &RunReport) -> Result<(), In
                 artifacts: r.artifacts.clone(),
                 duration_secs: r.duration.as_secs_f64(),
             };
-            let path = dir.join(format!("{}.r{}.json", slug(&file.cell), r.index + 1));
+            let path = dir.join(format!("{}.r{}.json", cell.cell.id().slug(), r.index + 1));
             let json = serde_json::to_string_pretty(&file).expect("result files serialize");
             std::fs::write(&path, json).map_err(InfraError::io(format!("writing {}", path.display())))?;
         }

@@ -27,7 +27,7 @@ use crate::images::buildkit;
 use crate::images::releases;
 use crate::judge::{self, Judgement, Verdict};
 use crate::observe::Observer;
-use crate::plan::{self, slug, Cell, Filter};
+use crate::plan::{self, Cell, Filter};
 use crate::profiles::Profiles;
 use crate::scenario::{self, BaseImage};
 
@@ -256,7 +256,7 @@ impl Session {
         }
         emit(EventKind::RepetitionStarted { cell, repetition });
         let started = Instant::now();
-        let cell_slug = slug(&cell.name());
+        let cell_slug = cell.id().slug();
         let dir =
             tempfile::Builder::new().prefix(&format!("{cell_slug}-r{}.", repetition + 1)).tempdir_in(&self.run_dir);
         let observer = RefCell::new(Observer::default());

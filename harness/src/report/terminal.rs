@@ -17,7 +17,6 @@ use crate::judge::Verdict;
 use crate::observe::forensics::CacheSummary;
 use crate::observe::PhaseOutcome;
 use crate::output::printable;
-use crate::plan::slug;
 
 /// The terminal reporter: live lines to `err` while the run goes, the summary to `out` when it ends.
 /// Everything goes through `printable`; what a closed stream cannot take (`bkcache run | head`) is
@@ -364,7 +363,7 @@ fn details(out: &mut String, r: &CellResult) {
                 .map(|p| p.display().to_string())
                 .unwrap_or_default();
             let numbers: Vec<String> = many.iter().map(|rep| format!("#{}", rep.index + 1)).collect();
-            let cell = slug(&r.cell.name());
+            let cell = r.cell.id().slug();
             let _ = writeln!(
                 out,
                 "  artifacts of {} repetitions ({}): {parent}/{cell}-r<n>.*",
