@@ -17,8 +17,7 @@ use crate::judge::compare::{behaviour, Behaviour};
 use crate::judge::{ErrorCause, Reason, Verdict};
 use crate::plan::Filter;
 use crate::profiles::Snapshotter;
-use crate::session::Error;
-use crate::session::{self, PlanOptions, RunOptions, Session};
+use crate::session::{self, Error, PlanOptions, Ran, RunOptions};
 
 /// What makes a probe bad.
 #[derive(Debug, Clone, PartialEq)]
@@ -311,8 +310,11 @@ async fn probe(
         )));
     }
     let run = RunOptions { run_id: format!("{}-{index}", options.run.run_id), ..options.run.clone() };
-    let mut session = Session::connect(plan, run).await?;
-    let judged = match session.prepare(|_| {}).await {
+    let completed = session::run_plan(plan, run, interrupt, |_| {}).await;
+    for e in &completed.clean_up {
+        errln!("warning: clean-up: {}", crate::errors::with_sources(e));
+    }
+    let judged = match completed.outcome {
         Err(Error::BuildkitImage(
             e @ (BuildkitImageError::ModuleUnavailable { .. }
             | BuildkitImageError::NotInClone { .. }
@@ -322,11 +324,9 @@ async fn probe(
             Ok((Probe::Skip(why), String::new()))
         }
         Err(e) => Err(e),
-        Ok(()) => classify(&options.bad_when, version, &session.run(interrupt, |_| {}).await),
+        Ok(Ran::Report(report)) => classify(&options.bad_when, version, &report),
+        Ok(Ran::InterruptedPreparing(signal)) => Err(usage(&format!("interrupted by {signal}"))),
     };
-    for e in session.clean_up().await {
-        errln!("warning: clean-up: {}", crate::errors::with_sources(&e));
-    }
     let (probe, verdict) = judged?;
     Ok(Step { version: version.to_owned(), probe, verdict, duration: started.elapsed() })
 }

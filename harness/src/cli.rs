@@ -19,8 +19,7 @@ use crate::pins::Pins;
 use crate::plan::Filter;
 use crate::report;
 use crate::scenario::MAX_REPEAT;
-use crate::session::Error;
-use crate::session::{self, PlanOptions, RunOptions, Session};
+use crate::session::{self, Error, PlanOptions, Ran, RunOptions};
 
 /// Exit codes (also in the README).
 pub const EXIT_OK: i32 = 0;
@@ -851,25 +850,22 @@ async fn run(args: &RunArgs) -> Result<i32, Error> {
         fresh_builders: args.fresh_builders,
         jobs: args.jobs.map_or_else(default_jobs, usize::from),
     };
-    let mut session = Session::connect(plan, options).await?;
     let mut terminal = report::terminal::Terminal::stdio();
-    let prepared = tokio::select! {
-        prepared = session.prepare(|e| terminal.event(e)) => prepared.map(|()| true),
-        signal = interrupted() => {
-            errln!("\n{signal} while preparing the run");
-            Ok(false)
-        }
-    };
-    let outcome = match prepared {
-        Ok(true) => {
-            let report = session.run(interrupted(), |e| terminal.event(e)).await;
+    let completed = session::run_plan(plan, options, interrupted(), |e| terminal.event(e)).await;
+    // on every way out (finished, failed, interrupted) the run removed its builders: what it could not is said
+    for e in &completed.clean_up {
+        errln!("warning: clean-up: {}", crate::errors::with_sources(e));
+    }
+    match completed.outcome {
+        Ok(Ran::Report(report)) => {
             let results = match &args.results_dir {
                 Some(dir) => crate::results::write(dir, &plan_record, &report).map_err(Error::from),
                 None => Ok(()),
             };
             results.and_then(|()| reports.write(&report)).map(|()| report::exit_code(&report))
         }
-        Ok(false) => {
+        Ok(Ran::InterruptedPreparing(signal)) => {
+            errln!("\n{signal} while preparing the run");
             reports.discard();
             Ok(EXIT_INTERRUPTED)
         }
@@ -877,12 +873,7 @@ async fn run(args: &RunArgs) -> Result<i32, Error> {
             reports.discard();
             Err(e)
         }
-    };
-    // on every way out (finished, failed, interrupted): no builder of this run is left behind
-    for e in session.clean_up().await {
-        errln!("warning: clean-up: {}", crate::errors::with_sources(&e));
     }
-    outcome
 }
 
 /// A path as it will be opened: its directory resolved (the file may not exist yet).

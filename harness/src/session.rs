@@ -1,7 +1,7 @@
-//! The library API every front end calls (the CLI today): [`plan()`] checks every input without docker;
-//! a [`Session`] connects to the machine, prepares what the cells need, and [`Session::run`]s them —
-//! each cell's repetitions through execute → observe → judge, then [`judge::aggregate`] — emitting
-//! [`Event`]s and returning a [`RunReport`], also when interrupted.
+//! The library API every front end calls (the CLI, bisect, evidence, the cells test target): [`plan()`]
+//! checks every input without docker; [`run_plan`] connects to the machine, prepares what
+//! the cells need, runs them — each cell's repetitions through execute → observe → judge, then
+//! [`judge::aggregate`] — emitting [`Event`]s, and cleans up on every way out, interrupts included.
 
 use std::cell::RefCell;
 use std::collections::BTreeSet;
@@ -118,7 +118,48 @@ pub struct RunOptions {
 /// two runs (`locks::own_image`).
 const IMAGE_BUILDS: usize = 2;
 
-pub struct Session {
+/// How a whole run ended.
+#[derive(Debug)]
+pub enum Ran {
+    /// The cells ran: all of them, or until a signal (see [`RunReport::interrupted`]).
+    Report(RunReport),
+    /// A signal came while BuildKit images were being made, before any cell ran.
+    InterruptedPreparing(&'static str),
+}
+
+/// A run's outcome, and what its clean-up could not remove (for the caller to warn about).
+#[derive(Debug)]
+pub struct Completed {
+    pub outcome: Result<Ran, Error>,
+    pub clean_up: Vec<InfraError>,
+}
+
+/// A whole run, the one way front ends drive one: connect, prepare (images, bases), run the cells, and
+/// clean up on every way out — finished, failed, or interrupted while preparing or running.
+pub async fn run_plan(
+    plan: Plan,
+    options: RunOptions,
+    interrupt: impl Future<Output = &'static str>,
+    mut on_event: impl FnMut(Event<'_>),
+) -> Completed {
+    let mut session = match Session::connect(plan, options).await {
+        Ok(session) => session,
+        Err(e) => return Completed { outcome: Err(e), clean_up: Vec::new() },
+    };
+    let mut interrupt = std::pin::pin!(interrupt);
+    let prepared = tokio::select! {
+        prepared = session.prepare(&mut on_event) => prepared.map(|()| None),
+        signal = &mut interrupt => Ok(Some(signal)),
+    };
+    let outcome = match prepared {
+        Ok(None) => Ok(Ran::Report(session.run(interrupt, &mut on_event).await)),
+        Ok(Some(signal)) => Ok(Ran::InterruptedPreparing(signal)),
+        Err(e) => Err(e),
+    };
+    Completed { outcome, clean_up: session.clean_up().await }
+}
+
+struct Session {
     machine: Machine,
     /// Marks this run alive for `bkcache gc` and keeps its id from a second live run.
     _alive: Held,
@@ -136,7 +177,7 @@ pub struct Session {
 
 impl Session {
     /// Connects to the docker engine and makes the run's artifacts directory.
-    pub async fn connect(plan: Plan, options: RunOptions) -> Result<Session, Error> {
+    async fn connect(plan: Plan, options: RunOptions) -> Result<Session, Error> {
         let alive = locks::hold_run(&options.run_id)?;
         let engine = Engine::connect().await?;
         let run_dir = options.artifacts_dir.join(&options.run_id);
@@ -162,7 +203,7 @@ impl Session {
 
     /// Builds the BuildKit images the cells need (each distinct image once) and checks the registry and
     /// the local bases, so nothing missing is found after a builder exists.
-    pub async fn prepare(&mut self, mut on_event: impl FnMut(Event<'_>)) -> Result<(), Error> {
+    async fn prepare(&mut self, mut on_event: impl FnMut(Event<'_>)) -> Result<(), Error> {
         let mut seen = BTreeSet::new();
         let registry = self.machine.registry.addr.clone();
         let specs: Vec<_> = self
@@ -197,11 +238,7 @@ impl Session {
 
     /// Runs every repetition of every cell, `jobs` at a time, until done or `interrupt` resolves (with
     /// the signal's name). Never fails: what went wrong is in the cells' verdicts.
-    pub async fn run(
-        &self,
-        interrupt: impl Future<Output = &'static str>,
-        on_event: impl FnMut(Event<'_>),
-    ) -> RunReport {
+    async fn run(&self, interrupt: impl Future<Output = &'static str>, on_event: impl FnMut(Event<'_>)) -> RunReport {
         let started = Instant::now();
         let on_event = RefCell::new(on_event);
         let emit = |kind: EventKind<'_>| (on_event.borrow_mut())(kind.now());
@@ -344,7 +381,7 @@ impl Session {
     /// Removes every builder of this run still alive, the registry refs it pushed (but those of kept
     /// artifacts), the run's directories when they hold nothing, and — when it deleted refs and no other
     /// run is active — the registry's unreferenced blobs.
-    pub async fn clean_up(&self) -> Vec<InfraError> {
+    async fn clean_up(&self) -> Vec<InfraError> {
         let mut errors = self.machine.janitor.sweep(&self.machine.engine).await;
         let deleted = self.delete_refs().await.unwrap_or_else(|e| {
             errors.push(e);

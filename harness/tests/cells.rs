@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use bkcache::plan::Filter;
 use bkcache::report;
 use bkcache::results::{self, PlanRecord};
-use bkcache::session::{self, Plan, PlanOptions, RunOptions, Session};
+use bkcache::session::{self, Plan, PlanOptions, Ran, RunOptions};
 use libtest_mimic::{Arguments, Failed, Trial};
 
 fn env(name: &str) -> Option<String> {
@@ -65,23 +65,21 @@ fn run_cell(options: &PlanOptions, plan: Plan) -> Result<(), Failed> {
     let results_dir = PathBuf::from(env("BKCACHE_RESULTS_DIR").unwrap_or_else(|| "target/bkcache-results".into()));
     let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
     runtime.block_on(async {
-        let mut session = Session::connect(plan, run).await.map_err(|e| e.to_string())?;
         let mut terminal = report::terminal::Terminal::stdio();
-        let outcome = match session.prepare(|e| terminal.event(e)).await {
-            Ok(()) => {
-                let report = session.run(bkcache::cli::interrupted(), |e| terminal.event(e)).await;
-                results::write(&results_dir, &PlanRecord::of(options), &report).map_err(|e| e.to_string()).and_then(
-                    |()| match report::exit_code(&report) {
-                        0 => Ok(()),
-                        _ => Err(report::terminal::summary(&report)),
-                    },
-                )
-            }
-            Err(e) => Err(e.to_string()),
-        };
-        for e in session.clean_up().await {
-            eprintln!("warning: clean-up: {e}");
+        let completed = session::run_plan(plan, run, bkcache::cli::interrupted(), |e| terminal.event(e)).await;
+        for e in &completed.clean_up {
+            eprintln!("warning: clean-up: {}", bkcache::errors::with_sources(e));
         }
+        let outcome = match completed.outcome {
+            Ok(Ran::Report(report)) => results::write(&results_dir, &PlanRecord::of(options), &report)
+                .map_err(|e| e.to_string())
+                .and_then(|()| match report::exit_code(&report) {
+                    0 => Ok(()),
+                    _ => Err(report::terminal::summary(&report)),
+                }),
+            Ok(Ran::InterruptedPreparing(signal)) => Err(format!("{signal} while preparing the run")),
+            Err(e) => Err(bkcache::errors::with_sources(&e)),
+        };
         outcome.map_err(Failed::from)
     })
 }

@@ -16,8 +16,7 @@ use crate::observe::cache::{read_layout, CacheRecord};
 use crate::plan::Filter;
 use crate::safe_fs::copy_tree;
 use crate::scenario::{CacheRef, PhaseAction};
-use crate::session::Error;
-use crate::session::{self, PlanOptions, RunOptions, Session};
+use crate::session::{self, Error, PlanOptions, Ran, RunOptions};
 
 pub struct EvidenceOptions {
     pub scenario: PathBuf,
@@ -68,15 +67,20 @@ pub async fn evidence(
     std::fs::create_dir_all(out).map_err(InfraError::io(format!("creating {}", out.display())))?;
     // every repetition's artifacts stay in the pack: `repetitions/<run id>/<cell>-r<n>.*`
     let run = RunOptions { artifacts_dir: out.join("repetitions"), keep_all_artifacts: true, ..options.run.clone() };
-    let mut session = Session::connect(plan, run.clone()).await?;
-    let outcome = match session.prepare(|_| {}).await {
-        Ok(()) => Ok(session.run(interrupt, |_| {}).await),
-        Err(e) => Err(e),
-    };
-    for e in session.clean_up().await {
-        errln!("warning: clean-up: {e}");
+    let completed = session::run_plan(plan, run, interrupt, |_| {}).await;
+    for e in &completed.clean_up {
+        errln!("warning: clean-up: {}", crate::errors::with_sources(e));
     }
-    let report = outcome?;
+    let report = match completed.outcome? {
+        Ran::Report(report) => report,
+        Ran::InterruptedPreparing(signal) => {
+            return Err(ConfigError::Usage {
+                message: format!("{signal} while preparing the run: no pack written"),
+                fix: "run it again".into(),
+            }
+            .into())
+        }
+    };
     write_pack(&report, &registry, out)?;
     Ok(report)
 }
