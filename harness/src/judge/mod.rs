@@ -14,14 +14,17 @@ pub(crate) mod compare;
 
 pub use aggregate::{aggregate, BrokenCount, CellVerdict};
 
+use std::collections::BTreeMap;
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
 use crate::errors::InfraFailure;
+use crate::observe::forensics::Miss;
+use crate::observe::progress::Step;
 use crate::observe::{Observations, PhaseOutcome};
 use crate::plan::Cell;
-use crate::scenario::{KnownIssue, KnownIssueId, PhaseAction, StepMatcher};
+use crate::scenario::{BuildPhase, KnownIssue, KnownIssueId, PhaseAction, StepMatcher};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
@@ -230,123 +233,156 @@ impl Broken<'_> {
 /// Whether a failed build stopped before any step of it ran: every vertex it reported is one of the
 /// frontend's own `[internal]` loads (the build definition, `.dockerignore`, a base's metadata). A cache
 /// import (`importing cache manifest ...`) or any Dockerfile step is the solver's, an observation.
-fn refused_before_any_step(steps: &[crate::observe::progress::Step]) -> bool {
+fn refused_before_any_step(steps: &[Step]) -> bool {
     steps.iter().all(|s| s.name.starts_with("[internal]"))
+}
+
+/// What a repetition's checks found: broken expectations, and why it could not test some.
+#[derive(Default)]
+struct Findings<'a> {
+    broken: Vec<Broken<'a>>,
+    errors: Vec<ErrorCause>,
+}
+
+impl<'a> Findings<'a> {
+    fn broke(&mut self, reason: Reason, matcher: Option<&'a StepMatcher>) {
+        self.broken.push(Broken { reason, matcher });
+    }
 }
 
 /// Judges one repetition of `cell` from what it observed.
 pub fn judge(cell: &Cell, observed: &Observations) -> Judgement {
     if let Some(failure) = &observed.infrastructure {
-        return Judgement::new(
-            Verdict::Error,
-            Vec::new(),
-            vec![ErrorCause::Infrastructure { failure: failure.clone() }],
-            Vec::new(),
-        );
+        let errors = vec![ErrorCause::Infrastructure { failure: failure.clone() }];
+        return Judgement::new(Verdict::Error, Vec::new(), errors, Vec::new());
     }
-    let mut errors: Vec<ErrorCause> = observed
-        .phases
-        .iter()
-        .filter_map(|p| match &p.outcome {
-            PhaseOutcome::LayersDeleted { from, layers: 0 } => {
-                Some(ErrorCause::NoLayer { phase: p.phase.clone(), from: from.clone() })
-            }
-            _ => None,
-        })
-        .collect();
-    let mut broken: Vec<Broken<'_>> = Vec::new();
+    let mut found = Findings::default();
+    for p in &observed.phases {
+        if let PhaseOutcome::LayersDeleted { from, layers: 0 } = &p.outcome {
+            found.errors.push(ErrorCause::NoLayer { phase: p.phase.clone(), from: from.clone() });
+        }
+    }
     for phase in &cell.scenario.phases {
         let PhaseAction::Build(build) = &phase.action else { continue };
         // absent: an earlier build failed unexpectedly, and this phase built on it
         let Some(seen) = observed.phases.iter().find(|p| p.phase == phase.name.as_str()) else { continue };
         let PhaseOutcome::Build { steps, failure, misses, files } = &seen.outcome else { continue };
         let name = phase.name.to_string();
-        if let Some(error) = failure.as_ref().filter(|_| refused_before_any_step(steps)) {
-            if !build.expect_failure.as_ref().is_some_and(|want| want.value.is_match(error)) {
-                errors.push(ErrorCause::FrontendRefused { phase: name, error: error.clone() });
-                continue;
-            }
-        }
-        match (failure, &build.expect_failure) {
-            (Some(error), None) => {
-                broken
-                    .push(Broken { reason: Reason::BuildFailed { phase: name, error: error.clone() }, matcher: None });
-                continue;
-            }
-            (Some(error), Some(want)) => {
-                if !want.value.is_match(error) {
-                    let reason = Reason::OtherFailure {
-                        phase: name,
-                        expected_error: want.value.to_string(),
-                        error: error.clone(),
-                    };
-                    broken.push(Broken { reason, matcher: None });
-                }
-                // a failed build caches nothing: its step expectations cannot be judged
-                continue;
-            }
-            (None, Some(want)) => {
-                let reason = Reason::BuildSucceeded { phase: name.clone(), expected_error: want.value.to_string() };
-                broken.push(Broken { reason, matcher: None });
-            }
-            (None, None) => {}
-        }
-        let checks = build
-            .expect_cached
-            .iter()
-            .map(|m| (&m.value, true))
-            .chain(build.expect_ran.iter().map(|m| (&m.value, false)));
-        for (matcher, want_cached) in checks {
-            let matching: Vec<_> = steps.iter().filter(|s| matcher.matches(&s.name)).collect();
-            if matching.is_empty() {
-                let seen = steps.iter().filter(|s| !s.is_internal()).map(|s| s.name.clone()).collect();
-                errors.push(ErrorCause::NoStepMatches { phase: name.clone(), expected: matcher.to_string(), seen });
-                continue;
-            }
-            for step in matching.into_iter().filter(|s| s.cached != want_cached) {
-                let (phase, step, expected) = (name.clone(), step.name.clone(), matcher.to_string());
-                let reason = if want_cached {
-                    let why = misses.iter().find(|m| m.step == step).map(|m| m.cause.to_string());
-                    Reason::StepRan { phase, step, expected, why }
-                } else {
-                    Reason::StepCached { phase, step, expected }
-                };
-                broken.push(Broken { reason, matcher: Some(matcher) });
-            }
-        }
-        for check in build.expect_files.iter().map(|c| &c.value) {
-            let other =
-                observed.phases.iter().find(|p| p.phase == check.phase.as_str()).and_then(|p| match &p.outcome {
-                    PhaseOutcome::Build { files, .. } => files.get(&check.path).cloned().flatten(),
-                    PhaseOutcome::Prune | PhaseOutcome::Drift { .. } | PhaseOutcome::LayersDeleted { .. } => None,
-                });
-            let here = files.get(&check.path).cloned().flatten();
-            let Some(other) = &other else {
-                let missing_in = check.phase.to_string();
-                errors.push(ErrorCause::NoFile { phase: name.clone(), path: check.path.clone(), missing_in });
-                continue;
-            };
-            // a file the earlier output had and this one lacks breaks the check either way
-            if here.as_ref().is_none_or(|here| (here == other) != check.same) {
-                let (phase, path, other_phase, expected_same) =
-                    (name.clone(), check.path.clone(), check.phase.to_string(), check.same);
-                let reason = match here {
-                    None => Reason::FileMissing { phase, path, other_phase, expected_same },
-                    Some(_) => Reason::FileContent { phase, path, other_phase, expected_same },
-                };
-                broken.push(Broken { reason, matcher: None });
-            }
+        if build_outcome(&name, build, steps, failure.as_deref(), &mut found) {
+            check_steps(&name, build, steps, misses, &mut found);
+            check_files(&name, build, files, observed, &mut found);
         }
     }
+    check_laziness(cell, observed, &mut found.errors);
+    verdict(cell, found)
+}
+
+/// Judges whether the build failed as the phase expects; whether its steps can be judged (a failed
+/// build caches nothing).
+fn build_outcome(
+    name: &str,
+    build: &BuildPhase,
+    steps: &[Step],
+    failure: Option<&str>,
+    found: &mut Findings<'_>,
+) -> bool {
+    let expected = build.expect_failure.as_ref().map(|want| &want.value);
+    if let Some(error) = failure.filter(|_| refused_before_any_step(steps)) {
+        if !expected.is_some_and(|want| want.is_match(error)) {
+            found.errors.push(ErrorCause::FrontendRefused { phase: name.to_owned(), error: error.to_owned() });
+            return false;
+        }
+    }
+    let (phase, error) = (name.to_owned(), failure.map(str::to_owned));
+    match (error, expected) {
+        (Some(error), None) => found.broke(Reason::BuildFailed { phase, error }, None),
+        (Some(error), Some(want)) if !want.is_match(&error) => {
+            found.broke(Reason::OtherFailure { phase, expected_error: want.to_string(), error }, None)
+        }
+        (Some(_), Some(_)) => {}
+        (None, Some(want)) => {
+            found.broke(Reason::BuildSucceeded { phase, expected_error: want.to_string() }, None);
+            return true;
+        }
+        (None, None) => return true,
+    }
+    false
+}
+
+/// Judges the phase's `expect_cached` and `expect_ran` against the steps of its build.
+fn check_steps<'a>(name: &str, build: &'a BuildPhase, steps: &[Step], misses: &[Miss], found: &mut Findings<'a>) {
+    let checks =
+        build.expect_cached.iter().map(|m| (&m.value, true)).chain(build.expect_ran.iter().map(|m| (&m.value, false)));
+    for (matcher, want_cached) in checks {
+        let matching: Vec<_> = steps.iter().filter(|s| matcher.matches(&s.name)).collect();
+        if matching.is_empty() {
+            let seen = steps.iter().filter(|s| !s.is_internal()).map(|s| s.name.clone()).collect();
+            let (phase, expected) = (name.to_owned(), matcher.to_string());
+            found.errors.push(ErrorCause::NoStepMatches { phase, expected, seen });
+            continue;
+        }
+        for step in matching.into_iter().filter(|s| s.cached != want_cached) {
+            let (phase, step, expected) = (name.to_owned(), step.name.clone(), matcher.to_string());
+            let reason = if want_cached {
+                let why = misses.iter().find(|m| m.step == step).map(|m| m.cause.to_string());
+                Reason::StepRan { phase, step, expected, why }
+            } else {
+                Reason::StepCached { phase, step, expected }
+            };
+            found.broke(reason, Some(matcher));
+        }
+    }
+}
+
+/// Judges the phase's `expect_files` against the outputs of this build and of the phase each names.
+fn check_files(
+    name: &str,
+    build: &BuildPhase,
+    files: &BTreeMap<String, Option<String>>,
+    observed: &Observations,
+    found: &mut Findings<'_>,
+) {
+    for check in build.expect_files.iter().map(|c| &c.value) {
+        let other = observed.phases.iter().find(|p| p.phase == check.phase.as_str()).and_then(|p| match &p.outcome {
+            PhaseOutcome::Build { files, .. } => files.get(&check.path).cloned().flatten(),
+            PhaseOutcome::Prune | PhaseOutcome::Drift { .. } | PhaseOutcome::LayersDeleted { .. } => None,
+        });
+        let here = files.get(&check.path).cloned().flatten();
+        let Some(other) = &other else {
+            let (phase, path, missing_in) = (name.to_owned(), check.path.clone(), check.phase.to_string());
+            found.errors.push(ErrorCause::NoFile { phase, path, missing_in });
+            continue;
+        };
+        // a file the earlier output had and this one lacks breaks the check either way
+        if here.as_ref().is_none_or(|here| (here == other) != check.same) {
+            let (phase, path, other_phase, expected_same) =
+                (name.to_owned(), check.path.clone(), check.phase.to_string(), check.same);
+            let reason = match here {
+                None => Reason::FileMissing { phase, path, other_phase, expected_same },
+                Some(_) => Reason::FileContent { phase, path, other_phase, expected_same },
+            };
+            found.broke(reason, None);
+        }
+    }
+}
+
+/// A lazy builder must have mounted some layer remotely, or the cell did not test lazy pulling. A
+/// refused build pulled nothing, lazily or not: the refusal is then the one thing to say.
+fn check_laziness(cell: &Cell, observed: &Observations, errors: &mut Vec<ErrorCause>) {
     let profile = &cell.profile;
     let refused = errors.iter().any(|e| matches!(e, ErrorCause::FrontendRefused { .. }));
-    // a refused build pulled nothing, lazily or not: the refusal is the one thing to say
     if !refused && profile.snapshotter.is_lazy() && !observed.laziness.as_ref().is_some_and(|l| l.is_lazy()) {
         errors.push(ErrorCause::NotLazy {
             builder: profile.name.to_string(),
             snapshotter: profile.snapshotter.as_str().to_owned(),
         });
     }
+}
+
+/// The verdict from what the checks found: `error` when something could not be tested, else every
+/// broken expectation must be explained by a known issue that applies here.
+fn verdict(cell: &Cell, found: Findings<'_>) -> Judgement {
+    let Findings { broken, errors } = found;
     let reasons: Vec<Reason> = broken.iter().map(|b| b.reason.clone()).collect();
     if !errors.is_empty() {
         return Judgement::new(Verdict::Error, reasons, errors, Vec::new());
@@ -359,13 +395,11 @@ pub fn judge(cell: &Cell, observed: &Observations) -> Judgement {
                 expected.push(k.id.clone());
             }
         }
-        return if expected.is_empty() {
-            Judgement::new(Verdict::Pass, reasons, errors, Vec::new())
-        } else {
-            Judgement::new(Verdict::UnexpectedPass, reasons, errors, expected)
+        return match expected.is_empty() {
+            true => Judgement::new(Verdict::Pass, reasons, errors, Vec::new()),
+            false => Judgement::new(Verdict::UnexpectedPass, reasons, errors, expected),
         };
     }
-    // every broken expectation must be explained by some known issue that applies here
     let mut explaining: Vec<KnownIssueId> = Vec::new();
     for b in &broken {
         match cell.known_issues.iter().find(|k| b.explained_by(k)) {
