@@ -687,7 +687,7 @@ fn validate_phases(
         ));
     }
     let mut names = BTreeSet::new();
-    let mut exported: BTreeSet<String> = BTreeSet::new();
+    let mut exported: BTreeSet<CacheRef> = BTreeSet::new();
     let mut local_outputs: BTreeSet<Name> = BTreeSet::new();
     // each declared base's content as the phases so far left it
     let mut base_contents: BTreeMap<String, (DeclaredBase, String)> = bases
@@ -700,210 +700,14 @@ fn validate_phases(
     let mut phases = Vec::new();
     for (i, spanned) in docs.iter().enumerate() {
         let p = spanned.get_ref();
-        let kind_name = match p.kind {
-            PhaseKind::Build => "build",
-            PhaseKind::Prune => "prune",
-            PhaseKind::Drift => "drift",
-            PhaseKind::DeleteLayers => "delete-layers",
-        };
-        let named = || p.name.as_ref().map_or(kind_name, |n| n.get_ref());
-        if p.kind != PhaseKind::DeleteLayers && (p.cache.is_some() || p.holding.is_some()) {
-            return Err(file.invalid(
-                spanned,
-                format!("phase `{}`: `cache` and `holding` belong to a delete-layers phase", named()),
-                r#"make it kind = "delete-layers", or drop them"#,
-            ));
-        }
-        if !matches!(p.kind, PhaseKind::Drift | PhaseKind::DeleteLayers) && p.base.is_some() {
-            return Err(file.invalid(
-                spanned,
-                format!("phase `{}`: `base` belongs to a drift or delete-layers phase", named()),
-                r#"make it kind = "drift" or kind = "delete-layers", or drop it"#,
-            ));
-        }
-        if p.kind != PhaseKind::Drift && p.content.is_some() {
-            return Err(file.invalid(
-                spanned,
-                format!("phase `{}`: `content` belongs to a drift phase", named()),
-                r#"make it kind = "drift", or drop it"#,
-            ));
-        }
-        let name = match &p.name {
-            Some(n) => checked_name(file, NameKind::Phase, n)?,
-            None => Name::parse(NameKind::Phase, &format!("{kind_name}-{}", i + 1)).expect("a valid name"),
-        };
-        if !names.insert(name.clone()) {
-            let at = p.name.as_ref().map_or_else(|| file.at(spanned), |n| file.at(n));
-            return Err(ConfigError::Invalid {
-                at,
-                message: format!("phase name `{name}` is used twice"),
-                fix: "give each phase its own name".into(),
-            });
-        }
+        let name = phase_name(file, spanned, i, &mut names)?;
         let action = match p.kind {
             PhaseKind::Drift => drift(file, spanned, &name, &mut base_contents)?,
             PhaseKind::DeleteLayers => {
                 PhaseAction::DeleteLayers(layer_deletion(file, spanned, &name, &base_contents, &exported)?)
             }
-            PhaseKind::Prune => {
-                if p.sets_build_options() {
-                    return Err(file.invalid(
-                        spanned,
-                        format!("phase `{name}` is a prune but sets build options or expectations"),
-                        "move build_args, cache_to, cache_from, output, target, no_cache_filter, platform and expect_* to a build phase",
-                    ));
-                }
-                for f in &p.filter {
-                    let plain =
-                        |v: &str| !v.is_empty() && v.chars().all(|c| c.is_ascii_alphanumeric() || "._:/@-".contains(c));
-                    let ok = f.get_ref().split_once('=').is_some_and(|(k, v)| PRUNE_FILTERS.contains(&k) && plain(v));
-                    if !ok {
-                        return Err(file.invalid(
-                            f,
-                            format!("`{}` is not a prune filter", f.get_ref()),
-                            format!("write KEY=VALUE with KEY one of: {}", PRUNE_FILTERS.join(", ")),
-                        ));
-                    }
-                }
-                if let Some(k) = p.keep_storage.as_ref().filter(|k| !KEEP_STORAGE.is_match(k.get_ref())) {
-                    return Err(file.invalid(
-                        k,
-                        format!("`{}` is not a storage size", k.get_ref()),
-                        "write e.g. keep_storage = \"512mb\" or \"2gb\"",
-                    ));
-                }
-                PhaseAction::Prune(Prune {
-                    all: p.all.unwrap_or(true),
-                    filters: p.filter.iter().map(|f| f.get_ref().clone()).collect(),
-                    keep_storage: p.keep_storage.as_ref().map(|k| k.get_ref().clone()),
-                })
-            }
-            PhaseKind::Build => {
-                if p.sets_prune_options() {
-                    return Err(file.invalid(
-                        spanned,
-                        format!("phase `{name}`: `all`, `filter` and `keep_storage` apply to prune phases only"),
-                        "remove them, or make the phase kind = \"prune\"",
-                    ));
-                }
-                if let Some(platform) = p.platform.as_ref().filter(|pl| !PLATFORM.is_match(pl.get_ref())) {
-                    return Err(file.invalid(
-                        platform,
-                        format!("`{}` is not a platform", platform.get_ref()),
-                        "write os/arch[/variant], e.g. platform = \"linux/amd64\"",
-                    ));
-                }
-                for stage in &p.no_cache_filter {
-                    if stage.get_ref().is_empty() || stage.get_ref().contains([',', '=', ' ']) {
-                        return Err(file.invalid(
-                            stage,
-                            format!("`{}` is not a stage name", stage.get_ref()),
-                            "name one stage per item",
-                        ));
-                    }
-                }
-                if let Some((key, _)) = p.build_args.iter().find(|(k, _)| !is_arg_name(k)) {
-                    return Err(file.invalid(
-                        spanned,
-                        format!("phase `{name}`: `{key}` is not a build argument name"),
-                        "use letters, digits and '_', as in the Dockerfile's ARG",
-                    ));
-                }
-                let mut cache_from = Vec::new();
-                let mut named_here = std::collections::BTreeSet::new();
-                for c in &p.cache_from {
-                    let cache_name = c.get_ref().name(file, c)?;
-                    let key = cache_key(c.get_ref(), &cache_name);
-                    if !named_here.insert(("from", key.clone())) {
-                        return Err(file.invalid(
-                            c,
-                            format!("phase `{name}` imports cache `{key}` twice"),
-                            "name each cache once per phase",
-                        ));
-                    }
-                    if c.get_ref().mode.is_some() {
-                        return Err(file.invalid(
-                            c,
-                            "`mode` applies to cache_to only",
-                            "remove `mode` from cache_from",
-                        ));
-                    }
-                    if !exported.contains(&key) {
-                        return Err(file.invalid(
-                            c,
-                            format!("phase `{name}` imports cache `{key}` that no earlier phase exports"),
-                            format!(
-                                "export it first with cache_to = [{{ type = \"{}\", name = \"{}\" }}]",
-                                key.split(':').next().unwrap_or("local"),
-                                cache_name
-                            ),
-                        ));
-                    }
-                    if !c.get_ref().attrs.is_empty() {
-                        return Err(file.invalid(
-                            c,
-                            "attributes apply to cache_to only",
-                            "remove `attrs` from cache_from",
-                        ));
-                    }
-                    cache_from.push(c.get_ref().target(cache_name));
-                }
-                let mut cache_to = Vec::new();
-                for c in &p.cache_to {
-                    let cache_name = match c.get_ref().kind {
-                        CacheType::Inline => inline_export(file, c, &name, p.output)?,
-                        _ => c.get_ref().name(file, c)?,
-                    };
-                    c.get_ref().check_attrs(file, c)?;
-                    let key = cache_key(c.get_ref(), &cache_name);
-                    if !named_here.insert(("to", key.clone())) {
-                        return Err(file.invalid(
-                            c,
-                            format!("phase `{name}` exports cache `{key}` twice (the second export would overwrite the first)"),
-                            "name each cache once per phase",
-                        ));
-                    }
-                    exported.insert(key);
-                    cache_to.push(CacheExport {
-                        target: c.get_ref().target(cache_name),
-                        mode: match c.get_ref().mode {
-                            Some(ModeDoc::Max) => CacheMode::Max,
-                            Some(ModeDoc::Min) | None => CacheMode::Min,
-                        },
-                        attrs: c.get_ref().attrs.clone(),
-                    });
-                }
-                let expect_failure = match &p.expect_failure {
-                    Some(f) => Some(Located {
-                        value: Regex::new(&f.get_ref().pattern).map_err(|e| {
-                            file.invalid(
-                                f,
-                                format!("invalid pattern: {e}"),
-                                "write a regular expression (Rust regex syntax)",
-                            )
-                        })?,
-                        at: file.at(f),
-                    }),
-                    None => None,
-                };
-                PhaseAction::Build(Box::new(BuildPhase {
-                    build_args: p.build_args.clone(),
-                    target: p.target.as_ref().map(|t| located(file, t)),
-                    cache_to,
-                    cache_from,
-                    output: match p.output {
-                        Some(OutputDoc::Push) => Output::Push,
-                        Some(OutputDoc::Local) => Output::Local,
-                        Some(OutputDoc::Cacheonly) | None => Output::CacheOnly,
-                    },
-                    expect_cached: p.expect_cached.iter().map(|m| located(file, m)).collect(),
-                    expect_ran: p.expect_ran.iter().map(|m| located(file, m)).collect(),
-                    expect_failure,
-                    no_cache_filter: p.no_cache_filter.iter().map(|s| located(file, s)).collect(),
-                    platform: p.platform.as_ref().map(|pl| pl.get_ref().clone()),
-                    expect_files: file_checks(file, &name, p, &local_outputs)?,
-                }))
-            }
+            PhaseKind::Prune => prune_phase(file, spanned, &name)?,
+            PhaseKind::Build => build_phase(file, spanned, &name, &mut exported, &local_outputs)?,
         };
         if matches!(p.output, Some(OutputDoc::Local)) {
             local_outputs.insert(name.clone());
@@ -911,6 +715,229 @@ fn validate_phases(
         phases.push(Phase { name, action, at: file.at(spanned) });
     }
     Ok(phases)
+}
+
+/// The `i`th phase's name (given, or `<kind>-<i+1>`), once its fields are those of its kind and no
+/// earlier phase has the name.
+fn phase_name(
+    file: &TomlFile<ScenarioDoc>,
+    spanned: &Spanned<PhaseDoc>,
+    i: usize,
+    names: &mut BTreeSet<Name>,
+) -> Result<Name, ConfigError> {
+    let p = spanned.get_ref();
+    let kind_name = match p.kind {
+        PhaseKind::Build => "build",
+        PhaseKind::Prune => "prune",
+        PhaseKind::Drift => "drift",
+        PhaseKind::DeleteLayers => "delete-layers",
+    };
+    let named = || p.name.as_ref().map_or(kind_name, |n| n.get_ref());
+    let misplaced = [
+        (p.kind != PhaseKind::DeleteLayers && (p.cache.is_some() || p.holding.is_some())).then_some((
+            "`cache` and `holding` belong to a delete-layers phase",
+            r#"make it kind = "delete-layers", or drop them"#,
+        )),
+        (!matches!(p.kind, PhaseKind::Drift | PhaseKind::DeleteLayers) && p.base.is_some()).then_some((
+            "`base` belongs to a drift or delete-layers phase",
+            r#"make it kind = "drift" or kind = "delete-layers", or drop it"#,
+        )),
+        (p.kind != PhaseKind::Drift && p.content.is_some())
+            .then_some(("`content` belongs to a drift phase", r#"make it kind = "drift", or drop it"#)),
+    ];
+    if let Some((problem, fix)) = misplaced.into_iter().flatten().next() {
+        return Err(file.invalid(spanned, format!("phase `{}`: {problem}", named()), fix));
+    }
+    let name = match &p.name {
+        Some(n) => checked_name(file, NameKind::Phase, n)?,
+        None => Name::parse(NameKind::Phase, &format!("{kind_name}-{}", i + 1)).expect("a valid name"),
+    };
+    if !names.insert(name.clone()) {
+        let at = p.name.as_ref().map_or_else(|| file.at(spanned), |n| file.at(n));
+        return Err(ConfigError::Invalid {
+            at,
+            message: format!("phase name `{name}` is used twice"),
+            fix: "give each phase its own name".into(),
+        });
+    }
+    Ok(name)
+}
+
+/// A prune phase: prune options only, each checked.
+fn prune_phase(
+    file: &TomlFile<ScenarioDoc>,
+    spanned: &Spanned<PhaseDoc>,
+    name: &Name,
+) -> Result<PhaseAction, ConfigError> {
+    let p = spanned.get_ref();
+    if p.sets_build_options() {
+        return Err(file.invalid(
+            spanned,
+            format!("phase `{name}` is a prune but sets build options or expectations"),
+            "move build_args, cache_to, cache_from, output, target, no_cache_filter, platform and expect_* to a build phase",
+        ));
+    }
+    for f in &p.filter {
+        let plain = |v: &str| !v.is_empty() && v.chars().all(|c| c.is_ascii_alphanumeric() || "._:/@-".contains(c));
+        let ok = f.get_ref().split_once('=').is_some_and(|(k, v)| PRUNE_FILTERS.contains(&k) && plain(v));
+        if !ok {
+            return Err(file.invalid(
+                f,
+                format!("`{}` is not a prune filter", f.get_ref()),
+                format!("write KEY=VALUE with KEY one of: {}", PRUNE_FILTERS.join(", ")),
+            ));
+        }
+    }
+    if let Some(k) = p.keep_storage.as_ref().filter(|k| !KEEP_STORAGE.is_match(k.get_ref())) {
+        return Err(file.invalid(
+            k,
+            format!("`{}` is not a storage size", k.get_ref()),
+            "write e.g. keep_storage = \"512mb\" or \"2gb\"",
+        ));
+    }
+    Ok(PhaseAction::Prune(Prune {
+        all: p.all.unwrap_or(true),
+        filters: p.filter.iter().map(|f| f.get_ref().clone()).collect(),
+        keep_storage: p.keep_storage.as_ref().map(|k| k.get_ref().clone()),
+    }))
+}
+
+/// A build phase: its options checked, its caches imported from earlier exports (and its exports added
+/// to `exported`), its file checks against earlier local outputs.
+fn build_phase(
+    file: &TomlFile<ScenarioDoc>,
+    spanned: &Spanned<PhaseDoc>,
+    name: &Name,
+    exported: &mut BTreeSet<CacheRef>,
+    local_outputs: &BTreeSet<Name>,
+) -> Result<PhaseAction, ConfigError> {
+    let p = spanned.get_ref();
+    if p.sets_prune_options() {
+        return Err(file.invalid(
+            spanned,
+            format!("phase `{name}`: `all`, `filter` and `keep_storage` apply to prune phases only"),
+            "remove them, or make the phase kind = \"prune\"",
+        ));
+    }
+    if let Some(platform) = p.platform.as_ref().filter(|pl| !PLATFORM.is_match(pl.get_ref())) {
+        return Err(file.invalid(
+            platform,
+            format!("`{}` is not a platform", platform.get_ref()),
+            "write os/arch[/variant], e.g. platform = \"linux/amd64\"",
+        ));
+    }
+    for stage in &p.no_cache_filter {
+        if stage.get_ref().is_empty() || stage.get_ref().contains([',', '=', ' ']) {
+            return Err(file.invalid(
+                stage,
+                format!("`{}` is not a stage name", stage.get_ref()),
+                "name one stage per item",
+            ));
+        }
+    }
+    if let Some((key, _)) = p.build_args.iter().find(|(k, _)| !is_arg_name(k)) {
+        return Err(file.invalid(
+            spanned,
+            format!("phase `{name}`: `{key}` is not a build argument name"),
+            "use letters, digits and '_', as in the Dockerfile's ARG",
+        ));
+    }
+    let cache_from = cache_imports(file, p, name, exported)?;
+    let cache_to = cache_exports(file, p, name, exported)?;
+    let expect_failure = match &p.expect_failure {
+        Some(f) => Some(Located {
+            value: Regex::new(&f.get_ref().pattern).map_err(|e| {
+                file.invalid(f, format!("invalid pattern: {e}"), "write a regular expression (Rust regex syntax)")
+            })?,
+            at: file.at(f),
+        }),
+        None => None,
+    };
+    Ok(PhaseAction::Build(Box::new(BuildPhase {
+        build_args: p.build_args.clone(),
+        target: p.target.as_ref().map(|t| located(file, t)),
+        cache_to,
+        cache_from,
+        output: match p.output {
+            Some(OutputDoc::Push) => Output::Push,
+            Some(OutputDoc::Local) => Output::Local,
+            Some(OutputDoc::Cacheonly) | None => Output::CacheOnly,
+        },
+        expect_cached: p.expect_cached.iter().map(|m| located(file, m)).collect(),
+        expect_ran: p.expect_ran.iter().map(|m| located(file, m)).collect(),
+        expect_failure,
+        no_cache_filter: p.no_cache_filter.iter().map(|s| located(file, s)).collect(),
+        platform: p.platform.as_ref().map(|pl| pl.get_ref().clone()),
+        expect_files: file_checks(file, name, p, local_outputs)?,
+    })))
+}
+
+/// A build phase's `cache_from`: each a cache an earlier phase exported, named once.
+fn cache_imports(
+    file: &TomlFile<ScenarioDoc>,
+    p: &PhaseDoc,
+    name: &Name,
+    exported: &BTreeSet<CacheRef>,
+) -> Result<Vec<CacheRef>, ConfigError> {
+    let mut cache_from: Vec<CacheRef> = Vec::new();
+    for c in &p.cache_from {
+        let cache_name = c.get_ref().name(file, c)?;
+        let cache = c.get_ref().target(cache_name.clone());
+        if cache_from.contains(&cache) {
+            return Err(file.invalid(
+                c,
+                format!("phase `{name}` imports cache `{cache}` twice"),
+                "name each cache once per phase",
+            ));
+        }
+        if c.get_ref().mode.is_some() {
+            return Err(file.invalid(c, "`mode` applies to cache_to only", "remove `mode` from cache_from"));
+        }
+        if !exported.contains(&cache) {
+            return Err(file.invalid(
+                c,
+                format!("phase `{name}` imports cache `{cache}` that no earlier phase exports"),
+                format!("export it first with cache_to = [{{ type = \"{}\", name = \"{cache_name}\" }}]", cache.kind()),
+            ));
+        }
+        if !c.get_ref().attrs.is_empty() {
+            return Err(file.invalid(c, "attributes apply to cache_to only", "remove `attrs` from cache_from"));
+        }
+        cache_from.push(cache);
+    }
+    Ok(cache_from)
+}
+
+/// A build phase's `cache_to`: each named once, its attributes checked; added to `exported`.
+fn cache_exports(
+    file: &TomlFile<ScenarioDoc>,
+    p: &PhaseDoc,
+    name: &Name,
+    exported: &mut BTreeSet<CacheRef>,
+) -> Result<Vec<CacheExport>, ConfigError> {
+    let mut cache_to: Vec<CacheExport> = Vec::new();
+    for c in &p.cache_to {
+        let cache_name = match c.get_ref().kind {
+            CacheType::Inline => inline_export(file, c, name, p.output)?,
+            _ => c.get_ref().name(file, c)?,
+        };
+        c.get_ref().check_attrs(file, c)?;
+        let target = c.get_ref().target(cache_name);
+        if cache_to.iter().any(|e| e.target == target) {
+            return Err(file.invalid(
+                c,
+                format!("phase `{name}` exports cache `{target}` twice (the second export would overwrite the first)"),
+                "name each cache once per phase",
+            ));
+        }
+        exported.insert(target.clone());
+        let mode = match c.get_ref().mode {
+            Some(ModeDoc::Max) => CacheMode::Max,
+            Some(ModeDoc::Min) | None => CacheMode::Min,
+        };
+        cache_to.push(CacheExport { target, mode, attrs: c.get_ref().attrs.clone() });
+    }
+    Ok(cache_to)
 }
 
 /// A drift phase: a declared base pushed again, same tag, with content it has not had just before.
@@ -941,7 +968,7 @@ fn layer_deletion(
     spanned: &Spanned<PhaseDoc>,
     name: &Name,
     base_contents: &BTreeMap<String, (DeclaredBase, String)>,
-    exported: &BTreeSet<String>,
+    exported: &BTreeSet<CacheRef>,
 ) -> Result<LayerDeletion, ConfigError> {
     let p = spanned.get_ref();
     let (cache, holding) = match (&p.base, &p.cache, &p.holding) {
@@ -988,7 +1015,7 @@ fn layer_deletion(
             r#"write cache = { type = "local", name = "..." }, a cache an earlier phase exports"#,
         ));
     }
-    let key = cache_key(doc, &cache_name);
+    let key = doc.target(cache_name.clone());
     if !exported.contains(&key) {
         return Err(file.invalid(
             cache,
@@ -1104,12 +1131,4 @@ fn file_checks(
             .push(Located { value: FileCheck { path: doc.path.clone(), same, phase: phase.clone() }, at: file.at(c) });
     }
     Ok(checks)
-}
-
-fn cache_key(c: &CacheDoc, name: &Name) -> String {
-    match c.kind {
-        CacheType::Local => format!("local:{name}"),
-        CacheType::Registry => format!("registry:{name}"),
-        CacheType::Inline => format!("inline:{name}"),
-    }
 }

@@ -366,6 +366,17 @@ pub enum CacheRef {
     Inline(Name),
 }
 
+impl CacheRef {
+    /// Its `type`, as scenarios write it.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            CacheRef::Local(_) => "local",
+            CacheRef::Registry(_) => "registry",
+            CacheRef::Inline(_) => "inline",
+        }
+    }
+}
+
 impl fmt::Display for CacheRef {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
