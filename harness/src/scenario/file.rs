@@ -436,123 +436,16 @@ fn validate(file: &TomlFile<ScenarioDoc>, profiles: &Profiles) -> Result<Scenari
         None => dockerfile.parent().unwrap_or(&dir).to_owned(),
     };
 
-    let check_builder = |name: &Spanned<String>| -> Result<Name, ConfigError> {
-        if let Some(profile) = profiles.get(name.get_ref()) {
-            Ok(profile.name.clone())
-        } else {
-            Err(file.invalid(
-                name,
-                format!("unknown builder profile `{}`", name.get_ref()),
-                format!("use one of: {} (defined in the builders file)", profiles.names().join(", ")),
-            ))
-        }
-    };
+    let check = |name: &Spanned<String>| check_builder(file, profiles, name);
     let builders =
-        doc.builders.as_ref().map(|list| list.iter().map(check_builder).collect::<Result<Vec<_>, _>>()).transpose()?;
-
+        doc.builders.as_ref().map(|list| list.iter().map(check).collect::<Result<Vec<_>, _>>()).transpose()?;
     let bases = doc
         .bases
         .iter()
-        .map(|(arg, base)| {
-            if !is_arg_name(arg) {
-                return Err(file.invalid(
-                    base,
-                    format!("`{arg}` is not a build argument name"),
-                    "use letters, digits and '_', as in the Dockerfile's ARG",
-                ));
-            }
-            let doc = base.get_ref();
-            if doc.from.is_none() && (doc.content.is_some() || doc.estargz.is_some()) {
-                return Err(file.invalid(
-                    base,
-                    format!("base `{arg}`: `content` and `estargz` belong to a declared base"),
-                    r#"declare it with { from = "base-a", content = "v1" }, or drop them"#,
-                ));
-            }
-            let image = match (&doc.local, &doc.image, &doc.from) {
-                (Some(local), None, None) => BaseImage::Local(
-                    Name::parse(NameKind::LocalBase, local).map_err(|e| file.invalid(base, e.to_string(), e.fix()))?,
-                ),
-                (None, None, Some(from)) => BaseImage::Declared(declared_base(file, arg, base, from)?),
-                (None, Some(image), None) => {
-                    let reference: oci_spec::distribution::Reference = image.parse().map_err(|e| {
-                        file.invalid(
-                            base,
-                            format!("base `{arg}`: `{image}` is not an image reference: {e}"),
-                            "write a reference such as \"docker.io/library/alpine:3.20\"",
-                        )
-                    })?;
-                    BaseImage::Image(reference.whole())
-                }
-                _ => {
-                    return Err(file.invalid(
-                        base,
-                        format!("base `{arg}` must set exactly one of `local`, `image` or `from`"),
-                        r#"write { local = "base-a" } for a base the set-up builds, { image = "docker.io/library/alpine:3.20" }, or { from = "base-a", content = "v1" } for one the scenario makes"#,
-                    ))
-                }
-            };
-            Ok((arg.clone(), image))
-        })
+        .map(|(arg, base)| Ok((arg.clone(), base_image(file, arg, base)?)))
         .collect::<Result<_, _>>()?;
-
-    let known_issues = doc
-        .known_issues
-        .iter()
-        .map(|issue| {
-            let k = issue.get_ref();
-            if k.builders.is_empty() && k.snapshotter.is_none() && k.versions.is_none() {
-                return Err(file.invalid(
-                    issue,
-                    format!("known issue `{}` says no builders it applies to", k.id.get_ref()),
-                    r#"add `builders = ["v0.24-stargz"]`, `snapshotter = "stargz"` or `versions = ">=0.25.0, <0.26.0"`"#,
-                ));
-            }
-            let versions = k
-                .versions
-                .as_ref()
-                .map(|v| {
-                    semver::VersionReq::parse(v.get_ref()).map_err(|e| {
-                        file.invalid(
-                            v,
-                            format!("`{}` is not a version range: {e}", v.get_ref()),
-                            r#"write e.g. versions = ">=0.25.0, <0.26.0" (no `v`)"#,
-                        )
-                    })
-                })
-                .transpose()?;
-            let snapshotter = k
-                .snapshotter
-                .as_ref()
-                .map(|s| {
-                    Snapshotter::parse(s.get_ref()).ok_or_else(|| {
-                        let names: Vec<&str> = Snapshotter::ALL.iter().map(|s| s.as_str()).collect();
-                        file.invalid(s, format!("unknown snapshotter `{}`", s.get_ref()), format!("use {}", names.join(", ")))
-                    })
-                })
-                .transpose()?;
-            if k.id.get_ref().trim().is_empty() {
-                return Err(file.invalid(
-                    &k.id,
-                    "a known issue needs an id",
-                    r#"write e.g. id = "moby/buildkit#6893""#,
-                ));
-            }
-            Ok(KnownIssue {
-                id: KnownIssueId(k.id.get_ref().clone()),
-                at: file.at(issue),
-                summary: k.summary.clone(),
-                builders: k.builders.iter().map(check_builder).collect::<Result<_, _>>()?,
-                snapshotter,
-                versions,
-                breaks: k.breaks.clone(),
-                fails_with: k.fails_with.iter().map(|p| regex(file, p)).collect::<Result<_, _>>()?,
-                breaks_files: k.breaks_files.clone(),
-                intermittent: k.intermittent,
-            })
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-
+    let known_issues =
+        doc.known_issues.iter().map(|issue| known_issue(file, profiles, issue)).collect::<Result<Vec<_>, _>>()?;
     let phases = validate_phases(file, &bases)?;
     check_known_issue_matchers(file, &known_issues, &phases)?;
     let phase_timeout_secs = match &doc.phase_timeout_secs {
@@ -586,6 +479,116 @@ fn validate(file: &TomlFile<ScenarioDoc>, profiles: &Profiles) -> Result<Scenari
         phase_timeout_secs,
         repeat,
         allow_network: doc.allow_network,
+    })
+}
+
+/// A builder profile the scenario names: one the builders file defines.
+fn check_builder(
+    file: &TomlFile<ScenarioDoc>,
+    profiles: &Profiles,
+    name: &Spanned<String>,
+) -> Result<Name, ConfigError> {
+    match profiles.get(name.get_ref()) {
+        Some(profile) => Ok(profile.name.clone()),
+        None => Err(file.invalid(
+            name,
+            format!("unknown builder profile `{}`", name.get_ref()),
+            format!("use one of: {} (defined in the builders file)", profiles.names().join(", ")),
+        )),
+    }
+}
+
+/// The base build argument `arg` names: a local base, an image, or a base the scenario declares.
+fn base_image(file: &TomlFile<ScenarioDoc>, arg: &str, base: &Spanned<BaseDoc>) -> Result<BaseImage, ConfigError> {
+    if !is_arg_name(arg) {
+        return Err(file.invalid(
+            base,
+            format!("`{arg}` is not a build argument name"),
+            "use letters, digits and '_', as in the Dockerfile's ARG",
+        ));
+    }
+    let doc = base.get_ref();
+    if doc.from.is_none() && (doc.content.is_some() || doc.estargz.is_some()) {
+        return Err(file.invalid(
+            base,
+            format!("base `{arg}`: `content` and `estargz` belong to a declared base"),
+            r#"declare it with { from = "base-a", content = "v1" }, or drop them"#,
+        ));
+    }
+    match (&doc.local, &doc.image, &doc.from) {
+        (Some(local), None, None) => Ok(BaseImage::Local(
+            Name::parse(NameKind::LocalBase, local).map_err(|e| file.invalid(base, e.to_string(), e.fix()))?,
+        )),
+        (None, None, Some(from)) => Ok(BaseImage::Declared(declared_base(file, arg, base, from)?)),
+        (None, Some(image), None) => {
+            let reference: oci_spec::distribution::Reference = image.parse().map_err(|e| {
+                file.invalid(
+                    base,
+                    format!("base `{arg}`: `{image}` is not an image reference: {e}"),
+                    "write a reference such as \"docker.io/library/alpine:3.20\"",
+                )
+            })?;
+            Ok(BaseImage::Image(reference.whole()))
+        }
+        _ => Err(file.invalid(
+            base,
+            format!("base `{arg}` must set exactly one of `local`, `image` or `from`"),
+            r#"write { local = "base-a" } for a base the set-up builds, { image = "docker.io/library/alpine:3.20" }, or { from = "base-a", content = "v1" } for one the scenario makes"#,
+        )),
+    }
+}
+
+/// A known issue: an id, a scope that says which builders it applies to, and what it explains.
+fn known_issue(
+    file: &TomlFile<ScenarioDoc>,
+    profiles: &Profiles,
+    issue: &Spanned<KnownIssueDoc>,
+) -> Result<KnownIssue, ConfigError> {
+    let k = issue.get_ref();
+    if k.builders.is_empty() && k.snapshotter.is_none() && k.versions.is_none() {
+        return Err(file.invalid(
+            issue,
+            format!("known issue `{}` says no builders it applies to", k.id.get_ref()),
+            r#"add `builders = ["v0.24-stargz"]`, `snapshotter = "stargz"` or `versions = ">=0.25.0, <0.26.0"`"#,
+        ));
+    }
+    let versions = k
+        .versions
+        .as_ref()
+        .map(|v| {
+            semver::VersionReq::parse(v.get_ref()).map_err(|e| {
+                file.invalid(
+                    v,
+                    format!("`{}` is not a version range: {e}", v.get_ref()),
+                    r#"write e.g. versions = ">=0.25.0, <0.26.0" (no `v`)"#,
+                )
+            })
+        })
+        .transpose()?;
+    let snapshotter = k
+        .snapshotter
+        .as_ref()
+        .map(|s| {
+            Snapshotter::parse(s.get_ref()).ok_or_else(|| {
+                let names: Vec<&str> = Snapshotter::ALL.iter().map(|s| s.as_str()).collect();
+                file.invalid(s, format!("unknown snapshotter `{}`", s.get_ref()), format!("use {}", names.join(", ")))
+            })
+        })
+        .transpose()?;
+    if k.id.get_ref().trim().is_empty() {
+        return Err(file.invalid(&k.id, "a known issue needs an id", r#"write e.g. id = "moby/buildkit#6893""#));
+    }
+    Ok(KnownIssue {
+        id: KnownIssueId(k.id.get_ref().clone()),
+        at: file.at(issue),
+        summary: k.summary.clone(),
+        builders: k.builders.iter().map(|b| check_builder(file, profiles, b)).collect::<Result<_, _>>()?,
+        snapshotter,
+        versions,
+        breaks: k.breaks.clone(),
+        fails_with: k.fails_with.iter().map(|p| regex(file, p)).collect::<Result<_, _>>()?,
+        breaks_files: k.breaks_files.clone(),
+        intermittent: k.intermittent,
     })
 }
 
