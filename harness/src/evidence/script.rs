@@ -12,7 +12,7 @@ use crate::execute::bases;
 use crate::execute::phase::{self, CellPaths};
 use crate::host::builder;
 use crate::plan::Cell;
-use crate::scenario::{BaseImage, DeclaredBase, LayerDeletion, PhaseAction, Scenario, StepMatcher};
+use crate::scenario::{BaseImage, BuildPhase, DeclaredBase, LayerDeletion, Phase, PhaseAction, Scenario, StepMatcher};
 
 /// Marks a placeholder inside an argument: `\u{1}WORK\u{1}` becomes `"${WORK}"`.
 const MARK: char = '\u{1}';
@@ -68,7 +68,7 @@ pub struct ScriptInputs<'a> {
     pub buildkitd_toml: &'a str,
 }
 
-/// The whole script.
+/// The whole script: a header, the builders, the declared bases, then each phase.
 pub fn render(inputs: &ScriptInputs<'_>) -> String {
     let cell = inputs.cell;
     let profile = &cell.profile;
@@ -141,79 +141,94 @@ pub fn render(inputs: &ScriptInputs<'_>) -> String {
     }
     for phase in &scenario.phases {
         out.push('\n');
-        match &phase.action {
-            PhaseAction::Drift { base, declared, content } => {
-                let _ = writeln!(out, "echo \"phase {}: the base {base} moves\"", phase.name);
-                out.push_str(&push_base(declared, content, &paths));
-            }
-            PhaseAction::DeleteLayers(deletion) => {
-                let _ = writeln!(out, "echo \"phase {}: delete the layers of {deletion}\"", phase.name);
-                let _ = match deletion {
-                    LayerDeletion::Base { declared, .. } => {
-                        writeln!(out, "delete_layers {}", shell_word(&paths.declared_ref(declared)))
-                    }
-                    LayerDeletion::Cache { cache, path } => writeln!(
-                        out,
-                        "delete_cache_layers {} {}",
-                        shell_word(&paths.local_cache_dir(cache).display().to_string()),
-                        shell_word(path)
-                    ),
-                };
-            }
-            PhaseAction::Prune(prune) => {
-                let _ = writeln!(out, "echo \"phase {}: docker buildx prune\"", phase.name);
-                let _ = writeln!(
-                    out,
-                    "docker buildx {} > \"$LOGS/{name}.log\" 2>&1 || {{ errors=1; echo \"  ERROR  {name}: prune failed\"; finish; }}",
-                    command(&phase::prune_args(prune, &var("BUILDER"))),
-                    name = phase.name
-                );
-            }
-            PhaseAction::Build(build) => {
-                let args = phase::build_args(&phase.name, build, &scenario, &var("BUILDER"), &paths, "plain");
-                let want = build.expect_failure.as_ref().map(|w| w.value.as_str().to_owned()).unwrap_or_default();
-                let _ = writeln!(
-                    out,
-                    "build {} {} {} {}",
-                    phase.name,
-                    shell_word(&want),
-                    shell_word(&known_failure_pattern(cell)),
-                    command(&args)
-                );
-                let _ = writeln!(out, "case $? in\n  0)");
-                let checks = build
-                    .expect_cached
-                    .iter()
-                    .map(|m| (&m.value, "cached"))
-                    .chain(build.expect_ran.iter().map(|m| (&m.value, "ran")));
-                for (matcher, want) in checks {
-                    let known = cell.known_issues.iter().find(|k| k.explains_step(matcher));
-                    let _ = writeln!(
-                        out,
-                        "    expect {} {want} {} {}",
-                        phase.name,
-                        matcher_words(matcher),
-                        shell_word(&known.map(|k| k.id.to_string()).unwrap_or_default())
-                    );
-                }
-                for check in build.expect_files.iter().map(|c| &c.value) {
-                    let known = cell.known_issues.iter().find(|k| k.explains_file(&check.path));
-                    let _ = writeln!(
-                        out,
-                        "    expect_file {} {} {} {} {}",
-                        phase.name,
-                        if check.same { "same" } else { "differs" },
-                        check.phase,
-                        shell_word(&check.path),
-                        shell_word(&known.map(|k| k.id.to_string()).unwrap_or_default())
-                    );
-                }
-                let _ = writeln!(out, "    ;;");
-                let _ = writeln!(out, "  2) finish ;;\nesac");
-            }
-        }
+        out.push_str(&match &phase.action {
+            PhaseAction::Build(build) => build_lines(cell, &scenario, phase, build, &paths),
+            _ => other_phase_lines(phase, &paths),
+        });
     }
     out.push_str("\nfinish\n");
+    out
+}
+
+/// A phase that builds nothing: a base that moves, layers deleted, a prune.
+fn other_phase_lines(phase: &Phase, paths: &CellPaths<'_>) -> String {
+    let mut out = String::new();
+    match &phase.action {
+        PhaseAction::Drift { base, declared, content } => {
+            let _ = writeln!(out, "echo \"phase {}: the base {base} moves\"", phase.name);
+            out.push_str(&push_base(declared, content, paths));
+        }
+        PhaseAction::DeleteLayers(deletion) => {
+            let _ = writeln!(out, "echo \"phase {}: delete the layers of {deletion}\"", phase.name);
+            let _ = match deletion {
+                LayerDeletion::Base { declared, .. } => {
+                    writeln!(out, "delete_layers {}", shell_word(&paths.declared_ref(declared)))
+                }
+                LayerDeletion::Cache { cache, path } => writeln!(
+                    out,
+                    "delete_cache_layers {} {}",
+                    shell_word(&paths.local_cache_dir(cache).display().to_string()),
+                    shell_word(path)
+                ),
+            };
+        }
+        PhaseAction::Prune(prune) => {
+            let _ = writeln!(out, "echo \"phase {}: docker buildx prune\"", phase.name);
+            let _ = writeln!(
+                out,
+                "docker buildx {} > \"$LOGS/{name}.log\" 2>&1 || {{ errors=1; echo \"  ERROR  {name}: prune failed\"; finish; }}",
+                command(&phase::prune_args(prune, &var("BUILDER"))),
+                name = phase.name
+            );
+        }
+        PhaseAction::Build(_) => {}
+    }
+    out
+}
+
+/// A build phase: the build, then each expectation judged from its log (when it built).
+fn build_lines(cell: &Cell, scenario: &Scenario, phase: &Phase, build: &BuildPhase, paths: &CellPaths<'_>) -> String {
+    let mut out = String::new();
+    let args = phase::build_args(&phase.name, build, scenario, &var("BUILDER"), paths, "plain");
+    let want = build.expect_failure.as_ref().map(|w| w.value.as_str().to_owned()).unwrap_or_default();
+    let _ = writeln!(
+        out,
+        "build {} {} {} {}",
+        phase.name,
+        shell_word(&want),
+        shell_word(&known_failure_pattern(cell)),
+        command(&args)
+    );
+    let _ = writeln!(out, "case $? in\n  0)");
+    let checks = build
+        .expect_cached
+        .iter()
+        .map(|m| (&m.value, "cached"))
+        .chain(build.expect_ran.iter().map(|m| (&m.value, "ran")));
+    for (matcher, want) in checks {
+        let known = cell.known_issues.iter().find(|k| k.explains_step(matcher));
+        let _ = writeln!(
+            out,
+            "    expect {} {want} {} {}",
+            phase.name,
+            matcher_words(matcher),
+            shell_word(&known.map(|k| k.id.to_string()).unwrap_or_default())
+        );
+    }
+    for check in build.expect_files.iter().map(|c| &c.value) {
+        let known = cell.known_issues.iter().find(|k| k.explains_file(&check.path));
+        let _ = writeln!(
+            out,
+            "    expect_file {} {} {} {} {}",
+            phase.name,
+            if check.same { "same" } else { "differs" },
+            check.phase,
+            shell_word(&check.path),
+            shell_word(&known.map(|k| k.id.to_string()).unwrap_or_default())
+        );
+    }
+    let _ = writeln!(out, "    ;;");
+    let _ = writeln!(out, "  2) finish ;;\nesac");
     out
 }
 
