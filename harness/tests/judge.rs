@@ -298,7 +298,12 @@ fn flaky_aggregation_over_a_held_and_a_broken_repetition_of_one_real_cell() {
     assert_eq!((v.good, v.bad), (Some(0), Some(1)));
     assert_eq!(v.broken.len(), 1);
     assert_eq!(v.broken[0].repetitions, 1);
-    assert_eq!(v.broken[0].expectation, "phase `second`: `[stage-1 2/2] COPY --from=coin /coin /coin` CACHED");
+    let expected = judge::Expectation::Cached {
+        phase: "second".into(),
+        step: "[stage-1 2/2] COPY --from=coin /coin /coin".into(),
+    };
+    assert_eq!(v.broken[0].expectation, expected);
+    assert_eq!(expected.to_string(), "phase `second`: `[stage-1 2/2] COPY --from=coin /coin /coin` CACHED");
 
     let all = judge::aggregate(3, &[&held, &held, &held]);
     assert_eq!((all.verdict, all.flaky, all.rate()), (Verdict::Pass, false, "3/3".to_owned()));

@@ -7,7 +7,7 @@
 
 use serde::Serialize;
 
-use super::{Judgement, Verdict};
+use super::{Expectation, Judgement, Verdict};
 use crate::scenario::KnownIssueId;
 
 /// The cell's verdict over its repetitions.
@@ -32,8 +32,15 @@ pub struct CellVerdict {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct BrokenCount {
-    pub expectation: String,
+    /// In reports, the expectation's sentence.
+    #[serde(serialize_with = "as_sentence")]
+    #[schemars(with = "String")]
+    pub expectation: Expectation,
     pub repetitions: u32,
+}
+
+fn as_sentence<S: serde::Serializer>(expectation: &Expectation, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.collect_str(expectation)
 }
 
 impl CellVerdict {
@@ -58,7 +65,7 @@ pub fn aggregate(planned: u32, judgements: &[&Judgement]) -> CellVerdict {
 
     let mut counts: Vec<BrokenCount> = Vec::new();
     for j in judgements {
-        let mut seen_here: Vec<String> = Vec::new();
+        let mut seen_here: Vec<Expectation> = Vec::new();
         for e in j.reasons.iter().map(|r| r.expectation()) {
             if seen_here.contains(&e) {
                 continue;

@@ -87,19 +87,55 @@ pub enum Reason {
 }
 
 impl Reason {
-    /// The expectation, independent of which step broke it: what flaky statistics count.
-    pub fn expectation(&self) -> String {
+    /// The expectation it broke, independent of which step broke it: what flaky statistics count.
+    pub fn expectation(&self) -> Expectation {
         match self {
-            Reason::StepRan { phase, expected, .. } => format!("phase `{phase}`: `{expected}` CACHED"),
-            Reason::StepCached { phase, expected, .. } => format!("phase `{phase}`: `{expected}` runs"),
-            Reason::BuildFailed { phase, .. } => format!("phase `{phase}`: the build succeeds"),
+            Reason::StepRan { phase, expected, .. } => {
+                Expectation::Cached { phase: phase.clone(), step: expected.clone() }
+            }
+            Reason::StepCached { phase, expected, .. } => {
+                Expectation::Runs { phase: phase.clone(), step: expected.clone() }
+            }
+            Reason::BuildFailed { phase, .. } => Expectation::Succeeds { phase: phase.clone() },
             Reason::BuildSucceeded { phase, expected_error } | Reason::OtherFailure { phase, expected_error, .. } => {
-                format!("phase `{phase}`: the build fails with /{expected_error}/")
+                Expectation::FailsWith { phase: phase.clone(), error: expected_error.clone() }
             }
             Reason::FileContent { phase, path, other_phase, expected_same }
-            | Reason::FileMissing { phase, path, other_phase, expected_same } => {
-                let relation = if *expected_same { "same as" } else { "differs from" };
-                format!("phase `{phase}`: {path} {relation} in `{other_phase}`")
+            | Reason::FileMissing { phase, path, other_phase, expected_same } => Expectation::File {
+                phase: phase.clone(),
+                path: path.clone(),
+                other_phase: other_phase.clone(),
+                same: *expected_same,
+            },
+        }
+    }
+}
+
+/// One expectation of a scenario's phase, as flaky statistics count it (shown as a sentence).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Expectation {
+    /// A step (as the scenario matches it) comes out CACHED.
+    Cached { phase: String, step: String },
+    /// A step runs.
+    Runs { phase: String, step: String },
+    /// The build succeeds.
+    Succeeds { phase: String },
+    /// The build fails with an error matching the pattern.
+    FailsWith { phase: String, error: String },
+    /// A file of the build's output is (or is not) the same as in another phase's.
+    File { phase: String, path: String, other_phase: String, same: bool },
+}
+
+impl fmt::Display for Expectation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Expectation::Cached { phase, step } => write!(f, "phase `{phase}`: `{step}` CACHED"),
+            Expectation::Runs { phase, step } => write!(f, "phase `{phase}`: `{step}` runs"),
+            Expectation::Succeeds { phase } => write!(f, "phase `{phase}`: the build succeeds"),
+            Expectation::FailsWith { phase, error } => write!(f, "phase `{phase}`: the build fails with /{error}/"),
+            Expectation::File { phase, path, other_phase, same } => {
+                let relation = if *same { "same as" } else { "differs from" };
+                write!(f, "phase `{phase}`: {path} {relation} in `{other_phase}`")
             }
         }
     }
