@@ -8,7 +8,7 @@ use crate::artifacts::{BuildOutput, CacheArtifact, Effect, RawBuild, RawPhase};
 use crate::errors::InfraError;
 use crate::host::builder::Builder;
 use crate::host::buildx::{buildx, option_value};
-use crate::host::registry::Registry;
+use crate::host::registry::{Registry, RepositoryKind};
 use crate::names::Name;
 use crate::scenario::{
     BaseImage, BuildPhase, CacheExport, CacheMode, CacheRef, DeclaredBase, LayerDeletion, Output, Phase, PhaseAction,
@@ -28,12 +28,12 @@ impl CellPaths<'_> {
         self.dir.join("cache").join(name.as_str())
     }
 
-    fn registry_ref(&self, kind: &str, name: &Name) -> String {
+    fn registry_ref(&self, kind: RepositoryKind, name: &Name) -> String {
         format!("{}/{}:{name}", self.registry, self.repository(kind))
     }
 
-    fn repository(&self, kind: &str) -> String {
-        format!("bkcache-{kind}/{}", self.refs)
+    fn repository(&self, kind: RepositoryKind) -> String {
+        format!("{}/{}", kind.prefix(), self.refs)
     }
 
     /// Where the documents of a cache are read from: a local export's own directory, or the copy of a
@@ -51,8 +51,8 @@ impl CellPaths<'_> {
     async fn fetch(&self, target: &CacheRef, registry: &Registry) -> Result<(), InfraError> {
         let (repo, tag) = match target {
             CacheRef::Local(_) => return Ok(()),
-            CacheRef::Registry(name) => (self.repository("cache"), name),
-            CacheRef::Inline(phase) => (self.repository("out"), phase),
+            CacheRef::Registry(name) => (self.repository(RepositoryKind::Cache), name),
+            CacheRef::Inline(phase) => (self.repository(RepositoryKind::Out), phase),
         };
         registry.fetch_layout(&repo, tag.as_str(), &self.cache_artifact(target).dir).await
     }
@@ -64,11 +64,11 @@ impl CellPaths<'_> {
                 option_value(&[("type", "local"), (key, &self.local_cache_dir(name).display().to_string())])
             }
             CacheRef::Registry(name) => {
-                format!("type=registry,ref={},registry.insecure=true", self.registry_ref("cache", name))
+                format!("type=registry,ref={},registry.insecure=true", self.registry_ref(RepositoryKind::Cache, name))
             }
             CacheRef::Inline(_) if !importing => "type=inline".into(),
             CacheRef::Inline(phase) => {
-                format!("type=registry,ref={},registry.insecure=true", self.registry_ref("out", phase))
+                format!("type=registry,ref={},registry.insecure=true", self.registry_ref(RepositoryKind::Out, phase))
             }
         }
     }
@@ -80,12 +80,12 @@ impl CellPaths<'_> {
 
     /// A base's reference: a declared base's is this repetition's own.
     pub fn base_ref(&self, base: &BaseImage) -> String {
-        base.reference(self.registry, &|tag| self.registry_ref("base", tag))
+        base.reference(self.registry, &|tag| self.registry_ref(RepositoryKind::Base, tag))
     }
 
     /// Where this repetition pushes a declared base.
     pub fn declared_ref(&self, base: &DeclaredBase) -> String {
-        self.registry_ref("base", &base.tag)
+        self.registry_ref(RepositoryKind::Base, &base.tag)
     }
 
     pub fn rawjson_path(&self, phase: &Name) -> PathBuf {
@@ -216,7 +216,10 @@ pub fn build_args(
     let output = match build.output {
         Output::CacheOnly => "type=cacheonly".to_owned(),
         Output::Push => {
-            format!("type=image,name={},push=true,registry.insecure=true", paths.registry_ref("out", phase_name))
+            format!(
+                "type=image,name={},push=true,registry.insecure=true",
+                paths.registry_ref(RepositoryKind::Out, phase_name)
+            )
         }
         Output::Local => {
             option_value(&[("type", "local"), ("dest", &paths.output_dir(phase_name).display().to_string())])

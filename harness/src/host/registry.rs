@@ -57,8 +57,30 @@ impl Registry {
     }
 }
 
-/// The repository prefixes (`bkcache-cache/`, `bkcache-out/`) under which runs push, by run id.
-const RUN_REPOSITORIES: [&str; 3] = ["bkcache-base", "bkcache-cache", "bkcache-out"];
+/// What a run pushes, each under a repository prefix of its own followed by the run id
+/// (`bkcache-cache/<run id>/...`): gc finds a run's refs by these.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RepositoryKind {
+    /// A scenario's declared bases.
+    Base,
+    /// Registry caches.
+    Cache,
+    /// Images a build pushed (and the inline caches they carry).
+    Out,
+}
+
+impl RepositoryKind {
+    pub const ALL: [RepositoryKind; 3] = [RepositoryKind::Base, RepositoryKind::Cache, RepositoryKind::Out];
+
+    /// The repository prefix: `bkcache-base`, `bkcache-cache`, `bkcache-out`.
+    pub fn prefix(self) -> &'static str {
+        match self {
+            RepositoryKind::Base => "bkcache-base",
+            RepositoryKind::Cache => "bkcache-cache",
+            RepositoryKind::Out => "bkcache-out",
+        }
+    }
+}
 
 impl Registry {
     fn unreachable(&self) -> impl Fn(ureq::Error) -> InfraError + use<> {
@@ -180,7 +202,7 @@ impl Registry {
         }
     }
 
-    /// The repositories runs pushed to, with the run id each belongs to.
+    /// The repositories runs pushed to (see [`RepositoryKind`]), with the run id each belongs to.
     pub async fn run_repositories(&self) -> Result<Vec<(String, String)>, InfraError> {
         Ok(self
             .repositories()
@@ -189,7 +211,7 @@ impl Registry {
             .filter_map(|repo| {
                 let (kind, rest) = repo.split_once('/')?;
                 let run = rest.split('/').next()?.to_owned();
-                RUN_REPOSITORIES.contains(&kind).then_some((repo, run))
+                RepositoryKind::ALL.iter().any(|k| k.prefix() == kind).then_some((repo, run))
             })
             .collect())
     }
