@@ -138,6 +138,25 @@ fn expected_cached_from_a_min_mode_cache_outside_the_targets_image() {
 }
 
 #[test]
+fn expected_cached_from_a_cache_whose_build_never_built_the_stage() {
+    // mode=max, but the exporting build's target is `build`: its cache holds no record of the final stage
+    let text = scenario("max", IMPORT, "expect_cached = [\"[stage-2 2/2] COPY --from=build /stable /stable\"]")
+        .replacen("cache_to = [", "target = \"build\"\ncache_to = [", 1);
+    let err = rejected(&text, "target-limited", 16);
+    assert!(err.contains("no cache it imports can hold stage `stage-2`"), "{err}");
+    assert!(err.contains("`local:main` (phase `export`, target `build`, mode=max: stage `build`)"), "{err}");
+
+    // the same import after an export of the whole build is fine
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("Dockerfile"), DOCKERFILE).unwrap();
+    let whole = scenario("max", IMPORT, "expect_cached = [\"[stage-2 2/2] COPY --from=build /stable /stable\"]");
+    std::fs::write(dir.path().join("ok.toml"), whole).unwrap();
+    let builders = repo().join("scenarios/builders.toml");
+    let out = bkcache(&["lint", "ok.toml", "--builders", builders.to_str().unwrap()], dir.path());
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
 fn one_step_both_cached_and_run() {
     let expect =
         "expect_cached = [\"[build 2/3] RUN echo stable > /stable\"]\nexpect_ran = [{ pattern = 'RUN echo stable' }]";

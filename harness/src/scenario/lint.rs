@@ -12,7 +12,13 @@
 //!   cache is empty and every imported cache was exported with mode=min, which exports only the layers of
 //!   the exporting build's image (moby/buildkit#1742). Such a step can only show CACHED as an ancestor of
 //!   a hit that BuildKit never loaded, which says nothing about the cache.
+//! - `target-limited`: expected CACHED, on an empty builder cache, for a step of a stage no imported
+//!   cache can hold because the build that exported it did not build that stage (its `target` does not
+//!   depend on it): BuildKit exports records of what the exporting build solved, whatever the mode.
 //! - `contradiction`: one step both expected CACHED and expected to run in the same build.
+//!
+//! What an imported cache can hold is one model ([`Reach`]): the stages of the exporting build's target
+//! closure for mode=max, of the target's image chain for mode=min and inline caches.
 //!
 //! Exact step names are checked by their `[stage i/n] KEYWORD` prefix; patterns by the steps they match
 //! among the names predicted from the Dockerfile (a pattern that matches none is left to run time).
@@ -36,7 +42,7 @@ pub fn check(scenario: &Scenario, dockerfile: &Dockerfile) -> Vec<ConfigError> {
         ));
     }
     let mut cache_empty = true; // a fresh builder
-    let mut exported: BTreeMap<CacheRef, (CacheMode, BTreeSet<usize>)> = BTreeMap::new();
+    let mut exported: BTreeMap<CacheRef, Reach> = BTreeMap::new();
     for phase in &scenario.phases {
         let build = match &phase.action {
             PhaseAction::Prune(prune) => {
@@ -100,11 +106,28 @@ pub fn check(scenario: &Scenario, dockerfile: &Dockerfile) -> Vec<ConfigError> {
         reach(scenario, phase, build, &resolved, target, &mut findings);
         contradictions(phase.name.as_str(), build, &resolved, &mut findings);
         for export in &build.cache_to {
-            exported.insert(export.target.clone(), (export.mode, resolved.image_chain(target)));
+            let stages = match export.mode {
+                CacheMode::Max => resolved.closure(target),
+                CacheMode::Min => resolved.image_chain(target),
+            };
+            let reach =
+                Reach { phase: phase.name.to_string(), mode: export.mode, target: resolved.describe(target), stages };
+            exported.insert(export.target.clone(), reach);
         }
         cache_empty = false;
     }
     findings
+}
+
+/// What an exported cache can hold: records of the stages the exporting build solved (its target's
+/// closure) with mode=max; of the target's image chain only with mode=min (and an inline cache, which is
+/// exported as mode=min).
+struct Reach {
+    phase: String,
+    mode: CacheMode,
+    /// The exporting build's target, as the lint names stages.
+    target: String,
+    stages: BTreeSet<usize>,
 }
 
 /// `[<stage> <i>/<n>] <KEYWORD>` at the start of a step name (the stage absent in single-stage builds).
@@ -229,7 +252,7 @@ impl PhaseLint<'_, '_> {
         stages: &BTreeSet<usize>,
         cache_empty: bool,
         imports: &[CacheRef],
-        exported: &BTreeMap<CacheRef, (CacheMode, BTreeSet<usize>)>,
+        exported: &BTreeMap<CacheRef, Reach>,
     ) {
         if !cache_empty {
             return;
@@ -247,25 +270,46 @@ impl PhaseLint<'_, '_> {
             );
             return;
         }
-        let all_min = imports.iter().all(|c| exported.get(c).is_some_and(|(mode, _)| *mode == CacheMode::Min));
-        let exported_stages: BTreeSet<usize> =
-            imports.iter().filter_map(|c| exported.get(c)).flat_map(|(_, chain)| chain.iter().copied()).collect();
-        if all_min && stages.is_disjoint(&exported_stages) {
-            let r = self.resolved;
+        let reaches: Vec<(&CacheRef, &Reach)> =
+            imports.iter().filter_map(|c| exported.get(c).map(|r| (c, r))).collect();
+        let reachable: BTreeSet<usize> = reaches.iter().flat_map(|(_, r)| r.stages.iter().copied()).collect();
+        if reaches.is_empty() || !stages.is_disjoint(&reachable) {
+            return;
+        }
+        let r = self.resolved;
+        if reaches.iter().all(|(_, reach)| reach.mode == CacheMode::Min) {
             let message = format!(
                 "phase `{}`: expects `{}` CACHED, but every cache it imports was exported with mode=min, which holds only the exporting build's image layers (stage {}), not stage {}",
                 self.phase,
                 e.value,
-                names(r, &exported_stages),
+                names(r, &reachable),
                 names(r, stages)
             );
-            self.push(
-                e,
-                "min-mode-stage",
-                message,
-                "export with mode = \"max\" to cache every stage (moby/buildkit#1742)".into(),
-            );
+            let fix = "export with mode = \"max\" to cache every stage (moby/buildkit#1742)";
+            self.push(e, "min-mode-stage", message, fix.into());
+            return;
         }
+        let shapes: Vec<String> = reaches
+            .iter()
+            .map(|(cache, reach)| {
+                let mode = if reach.mode == CacheMode::Max { "max" } else { "min" };
+                format!(
+                    "`{cache}` (phase `{}`, target `{}`, mode={mode}: stage {})",
+                    reach.phase,
+                    reach.target,
+                    names(r, &reach.stages)
+                )
+            })
+            .collect();
+        let message = format!(
+            "phase `{}`: expects `{}` CACHED, but no cache it imports can hold stage {}: {}",
+            self.phase,
+            e.value,
+            names(r, stages),
+            shapes.join("; ")
+        );
+        let fix = "export from a build whose target depends on that stage, or move the expectation to expect_ran";
+        self.push(e, "target-limited", message, fix.into());
     }
 
     fn push(&mut self, e: &Located<StepMatcher>, rule: &str, message: String, fix: String) {
