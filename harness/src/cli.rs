@@ -238,6 +238,27 @@ enum CacheCommand {
     Inspect(CacheInspectArgs),
     /// Per step: present in both, missing, without layers, or with other blobs.
     Diff(CacheDiffArgs),
+    /// Records an exported cache should carry a result for and does not — a silently dropped export
+    /// (moby/buildkit#6893): exit 1 when it finds any. A CI step after `docker buildx build --cache-to`.
+    Audit(CacheAuditArgs),
+}
+
+#[derive(Args)]
+struct CacheAuditArgs {
+    /// A cache directory (a `--cache-to type=local` dest) or `<registry>/<repo>:<tag>`.
+    source: String,
+    /// How the cache was exported: a mode=min export leaves records below the image without results.
+    #[arg(long, value_enum, default_value = "max")]
+    mode: AuditMode,
+    /// The pins file naming the local registry.
+    #[arg(long, default_value = "ci/versions.env")]
+    pins: PathBuf,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum AuditMode {
+    Max,
+    Min,
 }
 
 #[derive(Args)]
@@ -409,6 +430,7 @@ pub async fn main() -> i32 {
         Command::Capture(args) => capture(&args).await,
         Command::Cache(CacheCommand::Inspect(args)) => cache_inspect(&args).await,
         Command::Cache(CacheCommand::Diff(args)) => cache_diff(&args).await,
+        Command::Cache(CacheCommand::Audit(args)) => cache_audit(&args).await,
         Command::Report(ReportCommand::Merge(args)) => report_merge(&args),
         Command::Bisect(args) => bisect(&args).await,
         Command::Evidence(args) => evidence(&args).await,
@@ -779,6 +801,21 @@ async fn cache_diff(args: &CacheDiffArgs) -> Result<i32, Error> {
     let (a, b) = (args.from.load(&args.a).await?, args.from.load(&args.b).await?);
     out!("{}", report::forensics::diff(&args.a, &args.b, &inspect::diff(&a, &b), args.all));
     Ok(EXIT_OK)
+}
+
+async fn cache_audit(args: &CacheAuditArgs) -> Result<i32, Error> {
+    let registry = || Pins::load(&args.pins).map(|pins| Registry::new(&pins));
+    let exported = inspect::load_exported(&args.source, registry).await?;
+    let mode = match args.mode {
+        AuditMode::Max => crate::scenario::CacheMode::Max,
+        AuditMode::Min => crate::scenario::CacheMode::Min,
+    };
+    let findings = crate::observe::audit::audit(&exported.config, mode);
+    for f in &findings {
+        outln!("{}: record {}", f.rule.as_str(), f.record);
+    }
+    outln!("{}: {} records, {} findings", args.source, exported.config.records.len(), findings.len());
+    Ok(if findings.is_empty() { EXIT_OK } else { EXIT_REGRESSION })
 }
 
 async fn gc(args: &GcArgs) -> Result<i32, Error> {

@@ -63,8 +63,18 @@ pub async fn load_cache(
             None => observed.caches.first().cloned().ok_or_else(|| InspectError::NoCache(source.into())),
         };
     }
+    Ok(unlabelled(source, load_exported(source, registry).await?))
+}
+
+/// The cache in a layout directory (a `--cache-to type=local` dest) or at `<registry>/<repo>:<tag>`
+/// (`registry` is asked for only then), as exported.
+pub async fn load_exported(
+    source: &str,
+    registry: impl FnOnce() -> Result<Registry, crate::errors::ConfigError>,
+) -> Result<cache::ExportedCache, InspectError> {
+    let path = PathBuf::from(source);
     if path.join("index.json").is_file() {
-        return Ok(unlabelled(source, cache::read_layout(&path)?));
+        return Ok(cache::read_layout(&path)?);
     }
     if path.is_dir() {
         return Err(InspectError::NotACache(source.into()));
@@ -75,7 +85,7 @@ pub async fn load_cache(
     };
     let dir = tempfile::tempdir().map_err(InfraError::io("creating a temporary directory"))?;
     registry.fetch_layout(repo, tag, dir.path()).await?;
-    Ok(unlabelled(source, cache::read_layout(dir.path())?))
+    Ok(cache::read_layout(dir.path())?)
 }
 
 fn unlabelled(source: &str, exported: cache::ExportedCache) -> CacheSummary {

@@ -1,5 +1,8 @@
 //! Cache forensics on artifacts captured from real runs (`fixtures/forensics/README.md`): records
-//! mapped to steps, why a step ran, cache diffs, and malformed caches.
+//! mapped to steps, why a step ran, cache diffs, cache audits, and malformed caches.
+
+#[macro_use]
+mod common;
 
 use std::path::{Path, PathBuf};
 
@@ -263,4 +266,24 @@ fn a_cache_buildkit_wrote_unreadable_is_an_observation_not_an_infrastructure_fai
         MissCause::NoRecord { imported } => assert!(imported[0].starts_with("local:main: unreadable"), "{imported:?}"),
         other => panic!("{other:?}"),
     }
+}
+
+/// `cache audit` on the issue-6893 exports captured from real runs: the eager export passes, the lazy
+/// one is flagged (exit 1) with the two build-stage records written without their results.
+#[test]
+fn cache_audit_flags_the_records_a_lazy_export_dropped() {
+    let audit = |fixture: &str, extra: &[&str]| {
+        let dir = common::repo().join("harness/tests/fixtures").join(fixture).join("cache");
+        let out = common::bkcache().args(["cache", "audit"]).arg(&dir).args(extra).output().unwrap();
+        (out.status.code(), String::from_utf8(out.stdout).unwrap())
+    };
+    let (code, text) = audit("newest-overlayfs", &[]);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.ends_with("6 records, 0 findings\n"), "{text}");
+    let (code, text) = audit("newest-stargz", &[]);
+    assert_eq!(code, Some(1), "{text}");
+    assert_eq!(text.matches("result-dropped: record sha256:").count(), 2, "{text}");
+    assert!(text.contains("sha256:2a5a141244dc") && text.contains("sha256:e9c84e6e33a9"), "{text}");
+    let (code, text) = audit("newest-stargz", &["--mode", "min"]);
+    assert_eq!(code, Some(0), "a mode=min export leaves records below the image without results: {text}");
 }

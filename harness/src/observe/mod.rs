@@ -5,6 +5,7 @@
 //! Observations serialize: each repetition's are kept as `observations.json` beside its artifacts, and
 //! the judge's table tests read observations captured that way from real runs.
 
+pub mod audit;
 pub mod cache;
 pub(crate) mod cache_loads;
 pub(crate) mod chain;
