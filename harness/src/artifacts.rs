@@ -129,6 +129,10 @@ pub struct BuildOutput {
 pub struct CacheArtifact {
     pub name: String,
     pub dir: PathBuf,
+    /// An export written with mode=max (every solved step with its result), which the cache audit holds
+    /// to that; false for mode=min and inline exports, imports and captured caches (mode unknown).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub mode_max: bool,
 }
 
 /// The dump `suffix` of the phase whose dumps have stem `stem` (a phase name may hold a `.`, which is

@@ -17,13 +17,13 @@
 //! builder's export but the scenario that deletes a cache blob on purpose; findings on the lazy
 //! (stargz) exports where #6893 reproduces.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::cache::CacheConfig;
 use crate::scenario::CacheMode;
 
 /// Which signature a finding is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum AuditRule {
     ResultDropped,
@@ -40,7 +40,7 @@ impl AuditRule {
 }
 
 /// One record the audit flags.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct AuditFinding {
     pub rule: AuditRule,
     /// The record's digest.

@@ -52,6 +52,9 @@ pub struct CacheSummary {
     /// BuildKit did, so an observation, with no records.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unreadable: Option<String>,
+    /// Records the export should carry a result for and does not (see `observe::audit`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub audit: Vec<super::audit::AuditFinding>,
 }
 
 fn default_format() -> CacheFormat {
@@ -126,6 +129,7 @@ pub fn summarize(phase: &str, name: &str, cache: ExportedCache, steps: &[Step], 
         records_without_layers_digests: without,
         entries,
         unreadable: None,
+        audit: Vec::new(),
     };
     ReadCache { summary, cache, graph }
 }

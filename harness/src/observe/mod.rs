@@ -21,6 +21,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::artifacts::{dump_path, Effect, RawBuild, RawPhase, RawRepetition};
 use crate::errors::InfraFailure;
+use crate::scenario::CacheMode;
 use cache_loads::CacheLoadFailures;
 use forensics::{CacheSummary, Miss, ReadCache};
 use keys::KeyTexts;
@@ -158,7 +159,13 @@ fn forensics_of(
     // what BuildKit wrote: a cache it wrote broken is an observation, not a fault of this machine
     for export in &build.exports {
         read.push(match cache::read_layout(&export.dir) {
-            Ok(cache) => forensics::summarize(&p.phase, &export.name, cache, steps, &keys),
+            Ok(cache) => {
+                let mode = if export.mode_max { CacheMode::Max } else { CacheMode::Min };
+                let findings = audit::audit(&cache.config, mode);
+                let mut read = forensics::summarize(&p.phase, &export.name, cache, steps, &keys);
+                read.summary.audit = findings;
+                read
+            }
             Err(e) => forensics::unreadable(&p.phase, &export.name, &e),
         });
     }

@@ -14,7 +14,7 @@ use crate::events::{CellResult, RepetitionResult, RunReport};
 use crate::events::{Event, EventKind};
 use crate::judge::compare::Change;
 use crate::judge::Verdict;
-use crate::observe::forensics::CacheSummary;
+use crate::observe::forensics::{short, CacheSummary};
 use crate::observe::PhaseOutcome;
 use crate::output::printable;
 
@@ -120,7 +120,8 @@ impl<O: Write, E: Write> Terminal<O, E> {
 fn cache_line(c: &CacheSummary) -> String {
     match &c.unreadable {
         Some(_) => format!("{} unreadable", c.cache),
-        None => format!("{}/{} records w/ layers", c.records_with_layers, c.records),
+        None if c.audit.is_empty() => format!("{}/{} records w/ layers", c.records_with_layers, c.records),
+        None => format!("{}/{} records w/ layers, audit: {}", c.records_with_layers, c.records, c.audit.len()),
     }
 }
 
@@ -333,6 +334,12 @@ fn details(out: &mut String, r: &CellResult) {
         }
         for error in &rep.judgement.errors {
             let _ = writeln!(out, "  - {error}{label}");
+        }
+        for cache in rep.observations.caches.iter().filter(|c| !c.audit.is_empty()) {
+            let records: Vec<String> =
+                cache.audit.iter().map(|f| format!("{} {}", f.rule.as_str(), short(&f.record))).collect();
+            let _ =
+                writeln!(out, "  cache audit of `{}` (phase `{}`): {}", cache.cache, cache.phase, records.join(", "));
         }
     }
     if v.flaky {
