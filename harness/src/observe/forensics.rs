@@ -2,8 +2,11 @@
 //! cache was not CACHED.
 //!
 //! A step that ran is explained by the first cause that holds, root-most first:
-//! - (e) a step it depends on ran (a `FROM` does not count: its key is compared below), so its own key
-//!   was new — the explanation then belongs to that step;
+//! - (e) a step it depends on ran *because its key changed* (cause (c) below), so this step's key is new
+//!   too — the explanation then belongs to that step. An ancestor that ran with its key unchanged (its
+//!   record dropped, say) is no cause: BuildKit keys a step by its op and its inputs' keys, not by
+//!   whether they ran (`solver/cachekey.go`), and a `COPY` by the checksum of what it copies
+//!   (`solver/llbsolver/ops/file.go`, its `CacheMap` with `opsutils/contenthash.go`), which (c) compares;
 //! - (a) no imported cache has a record for it: not exported (mode=min exports only the target's
 //!   chain), dropped at export, or another cache was imported;
 //! - (b) a record is there but has no layers: nothing to restore (dropped at export: moby/buildkit#6893);
@@ -152,7 +155,7 @@ pub struct Miss {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
 pub enum MissCause {
-    /// (e) It depends on a step that ran.
+    /// (e) It depends on a step that ran because its key changed.
     AncestorRan { ancestor: String },
     /// (a) No imported cache has a record for it.
     NoRecord { imported: Vec<String> },
@@ -171,7 +174,9 @@ pub enum MissCause {
 impl fmt::Display for MissCause {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            MissCause::AncestorRan { ancestor } => write!(f, "it ran because `{ancestor}`, which it depends on, ran"),
+            MissCause::AncestorRan { ancestor } => {
+                write!(f, "it ran because `{ancestor}`, which it depends on, ran with a changed cache key")
+            }
             MissCause::NoRecord { imported } => write!(
                 f,
                 "no record for it in the imported cache ({}): the step was not exported (mode=min exports only the target's chain), was dropped at export, or another cache was imported",
@@ -184,7 +189,7 @@ impl fmt::Display for MissCause {
             ),
             MissCause::KeyDiffers { cache, differences } => write!(
                 f,
-                "a record with layers is in `{cache}`, but this build's cache key differs: {}",
+                "a record for it is in `{cache}`, but under another cache key than this build's: {}",
                 differences.join("; ")
             ),
             MissCause::LoadFailed { error } => write!(
@@ -222,25 +227,42 @@ pub fn explain(
     let own_aligned = own.map(|g| (g, align(g, steps, keys)));
     let imported: Vec<(&ReadCache, Vec<Option<usize>>)> =
         imported.iter().map(|c| (*c, align(&c.graph, steps, keys))).collect();
-    let mut misses = Vec::new();
-    for (index, step) in steps.iter().enumerate().filter(|(_, s)| ran(s)) {
-        // the root-most ancestor that ran
-        let mut ancestor = None;
-        let mut frontier: Vec<&Step> = vec![step];
-        while let Some(s) = frontier.pop() {
-            for parent in s.inputs.iter().filter_map(|d| by_digest.get(d.as_str())) {
-                if ran(parent) {
-                    ancestor = Some(parent.name.clone());
-                    frontier.push(parent);
-                }
-            }
-        }
-        let cause = match ancestor {
-            Some(ancestor) => MissCause::AncestorRan { ancestor },
-            None => match loads.of(&step.name) {
+    // each step's own cause first: whether an ancestor that ran explains a step depends on the ancestor's
+    let own: HashMap<&str, MissCause> = steps
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| ran(s))
+        .map(|(index, step)| {
+            let cause = match loads.of(&step.name) {
                 Some(error) => MissCause::LoadFailed { error: error.to_owned() },
                 None => own_cause(step, index, &imported, keys, own_aligned.as_ref()),
+            };
+            (step.digest.as_str(), cause)
+        })
+        .collect();
+    let mut misses = Vec::new();
+    for step in steps.iter().filter(|s| ran(s)) {
+        // BuildKit keys a step by its op and its inputs' keys, not by whether they ran: an ancestor that
+        // ran explains this step only when its own key changed (the root-most such ancestor)
+        let (mut changed, mut ran_too) = (None, None);
+        let mut frontier: Vec<&Step> = vec![step];
+        while let Some(s) = frontier.pop() {
+            for parent in s.inputs.iter().filter_map(|d| by_digest.get(d.as_str())).filter(|p| ran(p)) {
+                ran_too = Some(parent.name.clone());
+                if matches!(own.get(parent.digest.as_str()), Some(MissCause::KeyDiffers { .. })) {
+                    changed = Some(parent.name.clone());
+                }
+                frontier.push(parent);
+            }
+        }
+        let cause = match (changed, own[step.digest.as_str()].clone(), ran_too) {
+            (Some(ancestor), _, _) => MissCause::AncestorRan { ancestor },
+            (None, MissCause::Unknown { why }, Some(ancestor)) => MissCause::Unknown {
+                why: format!(
+                    "{why}; `{ancestor}`, which it depends on, ran too, which changes this step's key only if that step's own key changed (or, for a COPY, what it copies)"
+                ),
             },
+            (None, cause, _) => cause,
         };
         misses.push(Miss { step: step.name.clone(), cause });
     }
@@ -279,22 +301,20 @@ fn own_cause(
             .collect();
         return MissCause::NoRecord { imported };
     }
-    let with_layers: Vec<&(&ReadCache, usize)> =
-        found.iter().filter(|(c, n)| c.cache.config.records[*n].has_layers()).collect();
-    let Some((cache, n)) = with_layers.first() else {
-        let (cache, n) = found[0];
-        return MissCause::NoLayers { cache: cache.summary.cache.clone(), record: cache.graph.nodes[n].digest.clone() };
-    };
-    let record = &cache.graph.nodes[*n];
+    // the record to compare with: one with layers if any, else the first
+    let (cache, n) = *found.iter().find(|(c, n)| c.cache.config.records[*n].has_layers()).unwrap_or(&found[0]);
+    let record = &cache.graph.nodes[n];
+    let has_layers = cache.cache.config.records[n].has_layers();
     let own_node = own.and_then(|(graph, aligned)| aligned.iter().position(|a| *a == Some(index)).map(|m| (graph, m)));
-    let Some((own_graph, m)) = own_node else {
-        return MissCause::Unknown { why: "this build's own key for the step was not recorded".into() };
-    };
-    let differences = key_differences(&cache.graph, *n, own_graph, m, keys);
-    if differences.is_empty() {
-        MissCause::NotUsed { cache: cache.summary.cache.clone(), record: record.digest.clone() }
-    } else {
-        MissCause::KeyDiffers { cache: cache.summary.cache.clone(), differences }
+    // a record under another key would not have been hit, layers or not: the key is the cause
+    let differences = own_node.map(|(own_graph, m)| key_differences(&cache.graph, n, own_graph, m, keys));
+    match (differences, has_layers) {
+        (Some(differences), _) if !differences.is_empty() => {
+            MissCause::KeyDiffers { cache: cache.summary.cache.clone(), differences }
+        }
+        (_, false) => MissCause::NoLayers { cache: cache.summary.cache.clone(), record: record.digest.clone() },
+        (None, true) => MissCause::Unknown { why: "this build's own key for the step was not recorded".into() },
+        (Some(_), true) => MissCause::NotUsed { cache: cache.summary.cache.clone(), record: record.digest.clone() },
     }
 }
 
