@@ -10,19 +10,10 @@ use std::path::Path;
 use std::process::Command;
 
 use bkcache::evidence::script::{self, ScriptInputs, PRELUDE};
-use bkcache::plan::{Cell, Filter};
-use bkcache::session::{self, PlanOptions};
+use bkcache::plan::Cell;
 
 fn cell(builder: &str) -> Cell {
-    let plan = session::plan(&PlanOptions {
-        paths: vec![repo().join("scenarios/issue-6893.toml")],
-        builders: Some(repo().join("scenarios/builders.toml")),
-        filter: Filter { builders: vec![builder.into()], ..Filter::default() },
-        buildkit: Vec::new(),
-        buildkit_source: Default::default(),
-    })
-    .unwrap();
-    plan.cells.into_iter().next().unwrap()
+    common::planned_cell("scenarios/issue-6893.toml", builder)
 }
 
 fn render(cell: &Cell) -> String {

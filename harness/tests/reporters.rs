@@ -16,26 +16,12 @@ use std::time::{Duration, SystemTime};
 use bkcache::events::{CellResult, Event, EventKind, RepetitionResult, RunReport};
 use bkcache::judge;
 use bkcache::observe::Observations;
-use bkcache::plan::{Cell, Filter};
+use bkcache::plan::Cell;
 use bkcache::report::{json, junit, markdown, terminal::Terminal};
-use bkcache::session::{self, PlanOptions};
 
 fn observations(name: &str) -> Observations {
     let path = repo().join("harness/tests/fixtures/observations").join(format!("{name}.json"));
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
-}
-
-/// The cell of `scenario` (repo-relative) on `builder`, planned from the repository's files.
-fn cell(scenario: &str, builder: &str) -> Cell {
-    let plan = session::plan(&PlanOptions {
-        paths: vec![repo().join(scenario)],
-        builders: Some(repo().join("scenarios/builders.toml")),
-        filter: Filter { builders: vec![builder.into()], ..Filter::default() },
-        buildkit: Vec::new(),
-        buildkit_source: Default::default(),
-    })
-    .unwrap();
-    plan.cells.into_iter().next().unwrap()
 }
 
 /// A cell's result from its repetitions' observations, judged and aggregated as a run does.
@@ -68,14 +54,20 @@ fn run() -> RunReport {
         ("newest-overlayfs", "issue-6893-newest-overlayfs"),
         ("newest-stargz", "issue-6893-newest-stargz"),
     ] {
-        cells.push(result(cell("scenarios/issue-6893.toml", builder), &[fixture]));
+        cells.push(result(common::planned_cell("scenarios/issue-6893.toml", builder), &[fixture]));
     }
-    cells.push(result(cell("harness/tests/scenarios/build-failure.toml", "newest-overlayfs"), &["build-failure"]));
     cells.push(result(
-        cell("harness/tests/scenarios/frontend-refused.toml", "newest-overlayfs"),
+        common::planned_cell("harness/tests/scenarios/build-failure.toml", "newest-overlayfs"),
+        &["build-failure"],
+    ));
+    cells.push(result(
+        common::planned_cell("harness/tests/scenarios/frontend-refused.toml", "newest-overlayfs"),
         &["frontend-refused-newest-overlayfs"],
     ));
-    cells.push(result(cell("harness/tests/scenarios/coin.toml", "newest-overlayfs"), &["coin-held", "coin-broke"]));
+    cells.push(result(
+        common::planned_cell("harness/tests/scenarios/coin.toml", "newest-overlayfs"),
+        &["coin-held", "coin-broke"],
+    ));
     RunReport {
         run_id: "snapshot".into(),
         docker_engine: "20.10.24+dfsg1 (API 1.41)".into(),

@@ -45,6 +45,20 @@ pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_owned()
 }
 
+/// The one cell of `scenario` (repo-relative) on `builder` of the project's builders file, planned from
+/// the repository's files.
+pub fn planned_cell(scenario: &str, builder: &str) -> bkcache::plan::Cell {
+    let plan = bkcache::session::plan(&bkcache::session::PlanOptions {
+        paths: vec![repo().join(scenario)],
+        builders: Some(repo().join("scenarios/builders.toml")),
+        filter: bkcache::plan::Filter { builders: vec![builder.into()], ..Default::default() },
+        buildkit: Vec::new(),
+        buildkit_source: Default::default(),
+    })
+    .unwrap();
+    plan.cells.into_iter().next().unwrap()
+}
+
 /// The project's builders file, as an absolute path (for scenarios written elsewhere).
 pub fn builders_file() -> String {
     repo().join("scenarios/builders.toml").display().to_string()
