@@ -228,6 +228,30 @@ fn a_build_refused_before_any_step_is_an_input_error_not_a_regression() {
     assert_eq!(j.verdict, Verdict::Fail, "{j:#?}");
 }
 
+#[test]
+fn a_step_buildkit_merged_with_another_stages_is_named_in_the_error() {
+    // captured: `[one 2/2]` and `[two 2/2]` run the same instruction on the same base; BuildKit showed `[two 2/2]`
+    let j = judge::judge(
+        &cell("harness/tests/scenarios/merged-steps.toml", "newest-overlayfs", same),
+        &observations("merged-steps-newest-overlayfs"),
+    );
+    assert_eq!(j.verdict, Verdict::Error);
+    match &j.errors[..] {
+        [e @ ErrorCause::NoStepMatches { merged_with: Some(merged), .. }] => {
+            assert_eq!(merged, "[two 2/2] RUN echo same > /same");
+            assert!(e.to_string().contains("BuildKit built it once with `[two 2/2] RUN echo same > /same`"), "{e}");
+        }
+        other => panic!("{other:#?}"),
+    }
+    // a name that is nobody's stays a plain no-step-matches
+    let typo = |t: String| t.replace("[one 2/2] RUN echo same", "[one 2/2] RUN echo sam");
+    let j = judge::judge(
+        &cell("harness/tests/scenarios/merged-steps.toml", "newest-overlayfs", typo),
+        &observations("merged-steps-newest-overlayfs"),
+    );
+    assert!(matches!(&j.errors[..], [ErrorCause::NoStepMatches { merged_with: None, .. }]), "{j:#?}");
+}
+
 /// Two known issues on one cell: each explains what it names, and only that.
 /// A known issue that breaks `step` (an expectation of the scenario: a `breaks` entry that names none
 /// is refused at load) and one that explains build failures, both on overlayfs.

@@ -187,7 +187,15 @@ pub enum ErrorCause {
     /// The machine failed: docker, buildx, the builder, the registry, a timeout.
     Infrastructure { failure: InfraFailure },
     /// A rule only run time can check: an expectation matched no step of a build that ran.
-    NoStepMatches { phase: String, expected: String, seen: Vec<String> },
+    NoStepMatches {
+        phase: String,
+        expected: String,
+        seen: Vec<String>,
+        /// The step BuildKit shows instead when the expected one is the same instruction, on the same
+        /// parent, as a step of another stage: it builds the identical op once, under one of the names.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        merged_with: Option<String>,
+    },
     /// A lazy snapshotter that never mounted a remote layer: the cell did not test lazy pulling.
     NotLazy { builder: String, snapshotter: String },
     /// A file check whose file the earlier output it compares with lacks.
@@ -203,7 +211,11 @@ impl fmt::Display for ErrorCause {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ErrorCause::Infrastructure { failure } => write!(f, "infrastructure: {failure}"),
-            ErrorCause::NoStepMatches { phase, expected, seen } => write!(
+            ErrorCause::NoStepMatches { phase, expected, merged_with: Some(merged), .. } => write!(
+                f,
+                "rule no-step-matches: phase `{phase}`: no step matches `{expected}`: BuildKit built it once with `{merged}` (an identical instruction on the same parent in another stage) and shows that name; fix the scenario's step name to it"
+            ),
+            ErrorCause::NoStepMatches { phase, expected, seen, merged_with: None } => write!(
                 f,
                 "rule no-step-matches: phase `{phase}`: no step matches `{expected}` (steps seen: {}); fix the scenario's step name",
                 seen.join(" | ")
@@ -353,8 +365,9 @@ fn check_steps<'a>(name: &str, build: &'a BuildPhase, steps: &[Step], misses: &[
         let matching: Vec<_> = steps.iter().filter(|s| matcher.matches(&s.name)).collect();
         if matching.is_empty() {
             let seen = steps.iter().filter(|s| !s.is_internal()).map(|s| s.name.clone()).collect();
+            let merged_with = merged_step(matcher, steps);
             let (phase, expected) = (name.to_owned(), matcher.to_string());
-            found.errors.push(ErrorCause::NoStepMatches { phase, expected, seen });
+            found.errors.push(ErrorCause::NoStepMatches { phase, expected, seen, merged_with });
             continue;
         }
         for step in matching.into_iter().filter(|s| s.cached != want_cached) {
@@ -368,6 +381,23 @@ fn check_steps<'a>(name: &str, build: &'a BuildPhase, steps: &[Step], misses: &[
             found.broke(reason, Some(matcher));
         }
     }
+}
+
+/// The step an exact expectation names under another stage's label: the same step index and instruction
+/// (`[one 2/2] RUN x` seen as `[two 2/3] RUN x`), which is how BuildKit shows an op two stages share.
+fn merged_step(matcher: &StepMatcher, steps: &[Step]) -> Option<String> {
+    let StepMatcher::Exact(expected) = matcher else { return None };
+    let position_and_instruction = |name: &str| {
+        let (label, instruction) = name.strip_prefix('[')?.split_once("] ")?;
+        let position = label.rsplit(' ').next()?.split('/').next()?.to_owned();
+        Some((position, instruction.split_whitespace().collect::<Vec<_>>().join(" ")))
+    };
+    let wanted = position_and_instruction(expected)?;
+    steps
+        .iter()
+        .filter(|s| !s.is_internal())
+        .find(|s| position_and_instruction(&s.name).as_ref() == Some(&wanted))
+        .map(|s| s.name.clone())
 }
 
 /// Judges the phase's `expect_files` against the outputs of this build and of the phase each names.
