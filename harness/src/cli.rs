@@ -249,16 +249,10 @@ struct CacheAuditArgs {
     source: String,
     /// How the cache was exported: a mode=min export leaves records below the image without results.
     #[arg(long, value_enum, default_value = "max")]
-    mode: AuditMode,
+    mode: crate::scenario::CacheMode,
     /// The pins file naming the local registry.
     #[arg(long, default_value = "ci/versions.env")]
     pins: PathBuf,
-}
-
-#[derive(Clone, Copy, clap::ValueEnum)]
-enum AuditMode {
-    Max,
-    Min,
 }
 
 #[derive(Args)]
@@ -597,7 +591,10 @@ async fn setup_bases(args: &SetupBasesArgs) -> Result<i32, Error> {
         janitor: crate::host::builder::Janitor::new(&format!("setup-{}", std::process::id()), false),
     };
     let ensured = crate::images::bases::ensure_local(&machine, &image).await;
-    machine.janitor.sweep(&machine.engine).await;
+    // what a failure left of the bases' builder
+    for e in machine.janitor.sweep(&machine.engine).await {
+        errln!("warning: clean-up: {}", crate::errors::with_sources(&e));
+    }
     for (reference, built) in ensured? {
         outln!("{reference} ({})", if built { "built" } else { "present" });
     }
@@ -806,11 +803,7 @@ async fn cache_diff(args: &CacheDiffArgs) -> Result<i32, Error> {
 async fn cache_audit(args: &CacheAuditArgs) -> Result<i32, Error> {
     let registry = || Pins::load(&args.pins).map(|pins| Registry::new(&pins));
     let exported = inspect::load_exported(&args.source, registry).await?;
-    let mode = match args.mode {
-        AuditMode::Max => crate::scenario::CacheMode::Max,
-        AuditMode::Min => crate::scenario::CacheMode::Min,
-    };
-    let findings = crate::observe::audit::audit(&exported.config, mode);
+    let findings = crate::observe::audit::audit(&exported.config, args.mode);
     for f in &findings {
         outln!("{}: record {}", f.rule.as_str(), f.record);
     }
