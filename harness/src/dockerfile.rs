@@ -22,6 +22,11 @@ pub struct StepSpec {
     pub keyword: &'static str,
     /// The instruction as written (continuations joined, white space collapsed), variables unexpanded.
     pub text: String,
+    /// Its `--from` sources (`COPY --from=`, `RUN --mount=...,from=`) as written.
+    pub sources: Vec<String>,
+    /// Every instruction of its stage after `FROM`, up to and including it, as written (comments
+    /// left out): two steps with the same context on the same base are the same LLB op.
+    pub context: String,
 }
 
 #[derive(Debug, Clone)]
@@ -82,6 +87,7 @@ impl Dockerfile {
                 let mut sources = Vec::new();
                 let mut remote_adds = Vec::new();
                 let mut grants = Vec::new();
+                let body = stage.from.as_.as_ref().map_or(stage.from.image.span.end, |(_, name)| name.span.end);
                 for instruction in stage.instructions {
                     if let Instruction::Add(i) = instruction {
                         for src in &i.src {
@@ -109,8 +115,14 @@ impl Dockerfile {
                         Instruction::Workdir(i) => ("WORKDIR", i.workdir.span.start, i.arguments.span.end, &[]),
                         _ => continue,
                     };
-                    sources.extend(options.iter().filter_map(source_of).map(|s| (s, at(start))));
-                    steps.push(StepSpec { keyword, text: collapse(&text[start..end]) });
+                    let step_sources: Vec<String> = options.iter().filter_map(source_of).collect();
+                    sources.extend(step_sources.iter().map(|s| (s.clone(), at(start))));
+                    steps.push(StepSpec {
+                        keyword,
+                        text: collapse(&text[start..end]),
+                        sources: step_sources,
+                        context: without_comments(&text[body..end]),
+                    });
                 }
                 Stage {
                     index,
@@ -151,15 +163,9 @@ impl Dockerfile {
             let mut stage_deps = BTreeSet::new();
             let mut images = Vec::new();
             for (source, at) in &stage.sources {
-                let s = expand(source).to_lowercase();
-                let earlier_stage = s
-                    .parse::<usize>()
-                    .ok()
-                    .filter(|i| *i < stage.index)
-                    .or_else(|| earlier.iter().position(|e| e.name.as_deref() == Some(s.as_str())));
-                match earlier_stage {
+                match self.source_stage(stage.index, source, &vars) {
                     Some(i) => drop(stage_deps.insert(i)),
-                    None => images.push((s, at.clone())),
+                    None => images.push((expand(source).to_lowercase(), at.clone())),
                 }
             }
             if let Base::Stage(i) = base {
@@ -169,7 +175,18 @@ impl Dockerfile {
             deps.push(stage_deps);
             image_sources.push(images);
         }
-        Resolved { dockerfile: self, bases, deps, image_sources, vars: build_args.clone() }
+        let globals = vars.into_iter().map(|(k, v)| (k.to_owned(), v.to_owned())).collect();
+        Resolved { dockerfile: self, bases, deps, image_sources, vars: build_args.clone(), globals }
+    }
+
+    /// The earlier stage a `--from` value of stage `stage` names (by name or index), if it names one.
+    fn source_stage(&self, stage: usize, source: &str, vars: &BTreeMap<&str, &str>) -> Option<usize> {
+        let s = expand(source, vars).to_lowercase();
+        let earlier = &self.stages[..stage];
+        s.parse::<usize>()
+            .ok()
+            .filter(|i| *i < stage)
+            .or_else(|| earlier.iter().position(|e| e.name.as_deref() == Some(s.as_str())))
     }
 }
 
@@ -182,6 +199,15 @@ pub struct Resolved<'a> {
     /// Per stage, the `--from` values that name no earlier stage: images, expanded.
     pub image_sources: Vec<Vec<(String, Location)>>,
     vars: BTreeMap<String, String>,
+    /// The global ARGs' values (what `FROM` and `--from` values expand with).
+    globals: BTreeMap<String, String>,
+}
+
+/// A step BuildKit never shows: the same op as `shown`, which another stage has on the same parent.
+#[derive(Debug, Clone)]
+pub struct MergedStep {
+    pub hidden: PredictedStep,
+    pub shown: PredictedStep,
 }
 
 /// A step as BuildKit will name it (variables expanded as far as bkcache knows them).
@@ -276,6 +302,86 @@ impl Resolved<'_> {
         seen
     }
 
+    /// Steps a build of `target` runs once for two stages, and the name BuildKit shows for them.
+    ///
+    /// The Dockerfile frontend gives each stage's instruction its own LLB vertex, but an identical op on
+    /// an identical parent has the same digest, so the solver runs it once. Its name is the op's
+    /// metadata, which `client/llb` merges per digest as it marshals the target's graph depth first,
+    /// inputs before the op and a `COPY`'s destination before its source: the stage marshalled last
+    /// names it (`mergeMetadata` in client/llb/state.go; measured on v0.24.0 and v0.33.1 with
+    /// `harness/tests/scenarios/merged-steps.toml`: `[two 2/2]` shown for `[one 2/2]` too).
+    pub fn merged_steps(&self, target: usize) -> Vec<MergedStep> {
+        let mut order = Vec::new();
+        self.marshal(target, &mut BTreeSet::new(), &mut order);
+        // the last step marshalled with each identity names them all
+        let mut shown: BTreeMap<String, (usize, usize)> = BTreeMap::new();
+        for &(stage, i) in &order {
+            shown.insert(self.identity(stage, i), (stage, i));
+        }
+        let steps: BTreeMap<usize, Vec<PredictedStep>> =
+            order.iter().map(|(stage, _)| (*stage, self.steps(*stage))).collect();
+        order
+            .iter()
+            .filter_map(|&(stage, i)| {
+                let (s, j) = shown[&self.identity(stage, i)];
+                (s != stage).then(|| MergedStep { hidden: steps[&stage][i].clone(), shown: steps[&s][j].clone() })
+            })
+            .collect()
+    }
+
+    /// Appends `stage`'s steps (by index into [`Resolved::steps`]) in the order `client/llb` marshals
+    /// them, after those of the stages they need.
+    fn marshal(&self, stage: usize, seen: &mut BTreeSet<usize>, order: &mut Vec<(usize, usize)>) {
+        if !seen.insert(stage) {
+            return;
+        }
+        let mut index = 0;
+        match self.bases[stage] {
+            Base::Stage(parent) => self.marshal(parent, seen, order),
+            Base::Image(_) => {
+                order.push((stage, 0));
+                index = 1;
+            }
+            Base::Scratch => {}
+        }
+        let vars: BTreeMap<&str, &str> = self.globals.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        for spec in &self.dockerfile.stages[stage].steps {
+            for source in &spec.sources {
+                if let Some(s) = self.dockerfile.source_stage(stage, source, &vars) {
+                    self.marshal(s, seen, order);
+                }
+            }
+            order.push((stage, index));
+            index += 1;
+        }
+    }
+
+    /// What makes step `i` of `stage` the op it is: its base and every instruction before it.
+    fn identity(&self, stage: usize, i: usize) -> String {
+        let base = match &self.bases[stage] {
+            Base::Image(image) if i == 0 => return format!("FROM {image}"),
+            Base::Image(image) => format!("FROM {image}"),
+            Base::Scratch => "FROM scratch".to_owned(),
+            Base::Stage(parent) => {
+                let last = self.total(*parent).checked_sub(1);
+                last.map_or_else(|| self.identity_of_empty(*parent), |l| self.identity(*parent, l))
+            }
+        };
+        let offset = usize::from(matches!(self.bases[stage], Base::Image(_)));
+        format!("{base}\n{}", self.dockerfile.stages[stage].steps[i - offset].context)
+    }
+
+    /// A stage without steps is its base.
+    fn identity_of_empty(&self, stage: usize) -> String {
+        match &self.bases[stage] {
+            Base::Stage(parent) => match self.total(*parent).checked_sub(1) {
+                Some(l) => self.identity(*parent, l),
+                None => self.identity_of_empty(*parent),
+            },
+            _ => "FROM scratch".to_owned(),
+        }
+    }
+
     /// A stage as users read it in messages.
     pub fn describe(&self, stage: usize) -> String {
         self.label(stage).unwrap_or_else(|| "the only stage".to_owned())
@@ -325,6 +431,12 @@ fn grant_of(flag: &Flag<'_>) -> Option<String> {
         }
         _ => None,
     }
+}
+
+/// Instructions as written, comment lines left out, white space collapsed.
+fn without_comments(text: &str) -> String {
+    let kept: Vec<&str> = text.lines().filter(|l| !l.trim_start().starts_with('#')).collect();
+    collapse(&kept.join("\n"))
 }
 
 /// Joins line continuations and collapses white space, as step names show instructions.
@@ -397,6 +509,26 @@ mod tests {
         let r = df.resolve(&BTreeMap::new());
         let names: Vec<String> = r.steps(0).into_iter().map(|s| s.name).collect();
         assert_eq!(names, ["[1/3] FROM busybox", "[2/3] WORKDIR /w", "[3/3] RUN a b"]);
+    }
+
+    #[test]
+    fn identical_ops_on_identical_parents_are_shown_under_the_last_marshalled_stage() {
+        let text = "FROM img AS one\nENV A=1\nRUN same\nFROM img AS two\nENV A=1\n# a comment\nRUN same\nFROM img AS three\nENV A=2\nRUN same\nFROM one AS four\nRUN more\nFROM scratch\nCOPY --from=two /x /x\nCOPY --from=one /x /y\nCOPY --from=three /x /z\nCOPY --from=four /x /w\n";
+        let df = parse(text);
+        let r = df.resolve(&BTreeMap::new());
+        let merged: Vec<(String, String)> =
+            r.merged_steps(r.target(None).unwrap()).into_iter().map(|m| (m.hidden.name, m.shown.name)).collect();
+        assert_eq!(
+            merged,
+            [
+                ("[two 1/2] FROM img".into(), "[three 1/2] FROM img".into()),
+                ("[two 2/2] RUN same".into(), "[one 2/2] RUN same".into()),
+                ("[one 1/2] FROM img".into(), "[three 1/2] FROM img".into()),
+            ],
+            "`three` sets another ENV, so its RUN is its own; `four` builds on `one`'s chain"
+        );
+        // a stage the target does not build merges with nothing
+        assert!(r.merged_steps(r.target(Some("one")).unwrap()).is_empty());
     }
 
     #[test]

@@ -197,6 +197,51 @@ fn no_cache_filter_naming_no_stage() {
 }
 
 #[test]
+fn expected_cached_after_a_prune_of_every_step_result() {
+    // measured: `prune --all --filter type=regular` removes every step's result, as `--all` does
+    let text = scenario("max", "", "expect_cached = [\"[build 2/3] RUN echo stable > /stable\"]")
+        .replace("kind = \"prune\"\n", "kind = \"prune\"\nfilter = [\"type=regular\"]\n");
+    let err = rejected(&text, "nothing-to-hit", 16);
+    assert!(err.contains("with `--all --filter type=regular`, which removes every step's result"), "{err}");
+}
+
+#[test]
+fn expected_cached_from_an_inline_cache_outside_the_pushed_image() {
+    let text = "dockerfile = \"Dockerfile\"\n\n[[phases]]\nname = \"export\"\nkind = \"build\"\noutput = \"push\"\ncache_to = [{ type = \"inline\" }]\n\n[[phases]]\nkind = \"prune\"\n\n[[phases]]\nname = \"import\"\nkind = \"build\"\ncache_from = [{ type = \"inline\", name = \"export\" }]\nexpect_cached = [\"[build 2/3] RUN echo stable > /stable\"]\n";
+    let err = rejected(text, "inline-stage", 16);
+    assert!(
+        err.contains("holds only the records of the pushed image's layers (stage `stage-2`), not stage `build`"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_step_buildkit_shows_under_another_stages_name() {
+    // measured on v0.24.0 and v0.33.1: the stage the final stage copies from last names the shared op
+    let dockerfile = format!(
+        "{LOCAL} AS one\nRUN echo same > /same\n{LOCAL} AS two\nRUN echo same > /same\n{LOCAL}\nCOPY --from=one /same /a\nCOPY --from=two /same /b\n"
+    );
+    let expect = |step: &str| {
+        format!("dockerfile = \"Dockerfile\"\n[[phases]]\nname = \"b\"\nkind = \"build\"\nexpect_ran = [\"{step}\"]\n")
+    };
+    let (code, err) = lint_with("run", &dockerfile, &expect("[one 2/2] RUN echo same > /same"));
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("bad.toml:5:") && err.contains("lint[merged-step]"), "{err}");
+    assert!(err.contains("fix: name the step `[two 2/2] RUN echo same > /same`"), "{err}");
+    assert!(!err.contains("docker engine"), "{err}");
+    // so is a FROM every stage shares, and the name BuildKit shows lints clean
+    let (_, err) = lint_with("lint", &dockerfile, &expect("[one 1/2] FROM 127.0.0.1:5000/bkcache/base-a:esgz"));
+    assert!(err.contains("only as `[two 1/2] FROM 127.0.0.1:5000/bkcache/base-a:esgz`"), "{err}");
+    let (code, err) = lint_with("lint", &dockerfile, &expect("[two 2/2] RUN echo same > /same"));
+    assert_eq!(code, Some(0), "{err}");
+    // copying from `two` first makes `one` the last marshalled (measured the same way)
+    let swapped = dockerfile
+        .replace("--from=one /same /a\nCOPY --from=two /same /b", "--from=two /same /b\nCOPY --from=one /same /a");
+    let (code, err) = lint_with("lint", &swapped, &expect("[one 2/2] RUN echo same > /same"));
+    assert_eq!(code, Some(0), "{err}");
+}
+
+#[test]
 fn a_filtered_prune_keeps_the_cache_to_hit() {
     // `until=24h` removes only old records, so the builder's own cache can still serve the step
     let text = scenario("max", "", "expect_cached = [\"[build 2/3] RUN echo stable > /stable\"]")

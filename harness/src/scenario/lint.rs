@@ -6,12 +6,17 @@
 //!   Dockerfile has one stage, or none where it has several); `--target` names no stage.
 //! - `step-index`: `i/n` beyond the stage, `n` not the stage's step count, or step `i` is another instruction.
 //! - `never-built`: the step's stage is not needed by the build's target, so BuildKit never builds it.
-//! - `nothing-to-hit`: expected CACHED on a builder whose cache is empty (fresh, or after `prune --all`)
-//!   in a build that imports no cache.
+//! - `nothing-to-hit`: expected CACHED on a builder whose cache holds no step result (fresh, after
+//!   `prune --all`, or after `prune --all --filter type=regular`) in a build that imports no cache.
 //! - `min-mode-stage`: expected CACHED for a step outside the target's image chain when the builder's
 //!   cache is empty and every imported cache was exported with mode=min, which exports only the layers of
 //!   the exporting build's image (moby/buildkit#1742). Such a step can only show CACHED as an ancestor of
 //!   a hit that BuildKit never loaded, which says nothing about the cache.
+//! - `inline-stage`: the same for a build that imports only inline caches: an inline cache holds the
+//!   records of the pushed image's layers only (BuildKit exports it as mode=min).
+//! - `merged-step`: an exact step name BuildKit never shows: the step is the same instruction on the
+//!   same parent as a step of another stage, so BuildKit builds it once under the other name
+//!   (see [`Resolved::merged_steps`]).
 //! - `target-limited`: expected CACHED, on an empty builder cache, for a step of a stage no imported
 //!   cache can hold because the build that exported it did not build that stage (its `target` does not
 //!   depend on it): BuildKit exports records of what the exporting build solved, whatever the mode.
@@ -29,7 +34,7 @@ use std::sync::LazyLock;
 use regex::Regex;
 
 use super::model::*;
-use crate::dockerfile::{Base, Dockerfile, PredictedStep, Resolved};
+use crate::dockerfile::{Base, Dockerfile, MergedStep, PredictedStep, Resolved};
 use crate::errors::{ConfigError, Location};
 
 /// Every lint finding of one scenario.
@@ -41,12 +46,23 @@ pub fn check(scenario: &Scenario, dockerfile: &Dockerfile) -> Vec<ConfigError> {
             format!("the `# syntax={syntax}` directive makes BuildKit pull that frontend image"),
         ));
     }
-    let mut cache_empty = true; // a fresh builder
+    // why the builder's cache holds no step result here, if it holds none
+    let mut empty: Option<String> = Some("a fresh builder".into());
     let mut exported: BTreeMap<CacheRef, Reach> = BTreeMap::new();
     for phase in &scenario.phases {
         let build = match &phase.action {
             PhaseAction::Prune(prune) => {
-                cache_empty |= prune.empties_the_cache();
+                if prune.removes_every_step_result() {
+                    empty = Some(if prune.empties_the_cache() {
+                        format!("phase `{}` pruned it with `--all`", phase.name)
+                    } else {
+                        format!(
+                            "phase `{}` pruned it with `--all --filter {}`, which removes every step's result",
+                            phase.name,
+                            prune.filters.join(" --filter ")
+                        )
+                    });
+                }
                 continue;
             }
             // the builder's cache is as it was; what the base's move does to it is what a run measures
@@ -92,13 +108,17 @@ pub fn check(scenario: &Scenario, dockerfile: &Dockerfile) -> Vec<ConfigError> {
             }
         }
         let mut lint = PhaseLint { phase: phase.name.as_str(), resolved: &resolved, target, findings: Vec::new() };
+        let merged = resolved.merged_steps(target);
         for (expectations, want_cached) in [(&build.expect_cached, true), (&build.expect_ran, false)] {
             for e in expectations {
                 let Some(stages) = lint.stages_of(e) else { continue };
                 lint.never_built(e, &stages);
+                lint.merged_step(e, &merged);
                 if want_cached {
                     lint.no_cache_stage(e, &stages, &no_cache);
-                    lint.cache_rules(e, &stages, cache_empty, &build.cache_from, &exported);
+                    if let Some(why) = &empty {
+                        lint.cache_rules(e, &stages, why, &build.cache_from, &exported);
+                    }
                 }
             }
         }
@@ -110,11 +130,16 @@ pub fn check(scenario: &Scenario, dockerfile: &Dockerfile) -> Vec<ConfigError> {
                 CacheMode::Max => resolved.closure(target),
                 CacheMode::Min => resolved.image_chain(target),
             };
-            let reach =
-                Reach { phase: phase.name.to_string(), mode: export.mode, target: resolved.describe(target), stages };
+            let reach = Reach {
+                phase: phase.name.to_string(),
+                mode: export.mode,
+                inline: matches!(export.target, CacheRef::Inline(_)),
+                target: resolved.describe(target),
+                stages,
+            };
             exported.insert(export.target.clone(), reach);
         }
-        cache_empty = false;
+        empty = None;
     }
     findings
 }
@@ -125,6 +150,8 @@ pub fn check(scenario: &Scenario, dockerfile: &Dockerfile) -> Vec<ConfigError> {
 struct Reach {
     phase: String,
     mode: CacheMode,
+    /// Records in the pushed image's config (`type=inline`): mode=min's reach, whatever it says.
+    inline: bool,
     /// The exporting build's target, as the lint names stages.
     target: String,
     stages: BTreeSet<usize>,
@@ -228,6 +255,17 @@ impl PhaseLint<'_, '_> {
         }
     }
 
+    /// An exact name of a step BuildKit shows under another stage's name.
+    fn merged_step(&mut self, e: &Located<StepMatcher>, merged: &[MergedStep]) {
+        let StepMatcher::Exact(name) = &e.value else { return };
+        let Some(m) = merged.iter().find(|m| e.value.matches(&m.hidden.name)) else { return };
+        let message = format!(
+            "phase `{}`: `{name}` is the same instruction on the same parent as `{}`: BuildKit builds it once and shows it only as `{}`",
+            self.phase, m.shown.name, m.shown.name
+        );
+        self.push(e, "merged-step", message, format!("name the step `{}`", m.shown.name));
+    }
+
     /// `--no-cache-filter` makes BuildKit build these stages without any cache: never CACHED.
     fn no_cache_stage(&mut self, e: &Located<StepMatcher>, stages: &BTreeSet<usize>, no_cache: &BTreeSet<usize>) {
         if !stages.is_empty() && stages.is_subset(no_cache) {
@@ -250,16 +288,13 @@ impl PhaseLint<'_, '_> {
         &mut self,
         e: &Located<StepMatcher>,
         stages: &BTreeSet<usize>,
-        cache_empty: bool,
+        empty: &str,
         imports: &[CacheRef],
         exported: &BTreeMap<CacheRef, Reach>,
     ) {
-        if !cache_empty {
-            return;
-        }
         if imports.is_empty() {
             let message = format!(
-                "phase `{}`: expects `{}` CACHED, but the builder's cache is empty here (a fresh builder, or after `prune --all`) and the build imports no cache",
+                "phase `{}`: expects `{}` CACHED, but the builder's cache holds no step result here ({empty}) and the build imports no cache",
                 self.phase, e.value
             );
             self.push(
@@ -277,6 +312,18 @@ impl PhaseLint<'_, '_> {
             return;
         }
         let r = self.resolved;
+        if reaches.iter().all(|(_, reach)| reach.inline) {
+            let message = format!(
+                "phase `{}`: expects `{}` CACHED, but every cache it imports is an inline cache, which holds only the records of the pushed image's layers (stage {}), not stage {}",
+                self.phase,
+                e.value,
+                names(r, &reachable),
+                names(r, stages)
+            );
+            let fix = "export a registry or local cache with mode = \"max\" beside the inline one, and import it";
+            self.push(e, "inline-stage", message, fix.into());
+            return;
+        }
         if reaches.iter().all(|(_, reach)| reach.mode == CacheMode::Min) {
             let message = format!(
                 "phase `{}`: expects `{}` CACHED, but every cache it imports was exported with mode=min, which holds only the exporting build's image layers (stage {}), not stage {}",

@@ -305,6 +305,14 @@ impl Prune {
     pub fn empties_the_cache(&self) -> bool {
         self.all && self.filters.is_empty() && self.keep_storage.is_none()
     }
+
+    /// Whether it removes every step's result, so no step of a later build can be CACHED from the
+    /// builder's own cache: an emptying prune, or `--all --filter type=regular` (step results are
+    /// BuildKit's `regular` records; measured on v0.33.1, overlayfs and stargz, 2026-12-06). A prune that
+    /// filters by age, id or size may keep any of them.
+    pub fn removes_every_step_result(&self) -> bool {
+        self.all && self.keep_storage.is_none() && self.filters.iter().all(|f| f == "type=regular")
+    }
 }
 
 #[derive(Debug, Clone, Default)]
