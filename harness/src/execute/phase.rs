@@ -164,15 +164,7 @@ pub async fn run(
 /// The `docker buildx` arguments of a prune phase.
 pub fn prune_args(prune: &Prune, builder: &str) -> Vec<String> {
     let mut args = vec!["prune".into(), "--builder".into(), builder.to_owned(), "--force".into()];
-    if prune.all {
-        args.push("--all".into());
-    }
-    for filter in &prune.filters {
-        args.extend(["--filter".into(), filter.clone()]);
-    }
-    if let Some(keep) = &prune.keep_storage {
-        args.extend(["--keep-storage".into(), keep.clone()]);
-    }
+    args.extend(prune.options());
     args
 }
 

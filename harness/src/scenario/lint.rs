@@ -6,8 +6,8 @@
 //!   Dockerfile has one stage, or none where it has several); `--target` names no stage.
 //! - `step-index`: `i/n` beyond the stage, `n` not the stage's step count, or step `i` is another instruction.
 //! - `never-built`: the step's stage is not needed by the build's target, so BuildKit never builds it.
-//! - `nothing-to-hit`: expected CACHED on a builder whose cache holds no step result (fresh, after
-//!   `prune --all`, or after `prune --all --filter type=regular`) in a build that imports no cache.
+//! - `nothing-to-hit`: expected CACHED on a builder whose cache holds no step result (fresh, or after
+//!   a prune without filters or with `type=regular` only) in a build that imports no cache.
 //! - `min-mode-stage`: expected CACHED for a step outside the target's image chain when the builder's
 //!   cache is empty and every imported cache was exported with mode=min, which exports only the layers of
 //!   the exporting build's image (moby/buildkit#1742). Such a step can only show CACHED as an ancestor of
@@ -53,14 +53,11 @@ pub fn check(scenario: &Scenario, dockerfile: &Dockerfile) -> Vec<ConfigError> {
         let build = match &phase.action {
             PhaseAction::Prune(prune) => {
                 if prune.removes_every_step_result() {
+                    let options = prune.options().join(" ");
                     empty = Some(if prune.empties_the_cache() {
-                        format!("phase `{}` pruned it with `--all`", phase.name)
+                        format!("phase `{}` pruned it with `{options}`", phase.name)
                     } else {
-                        format!(
-                            "phase `{}` pruned it with `--all --filter {}`, which removes every step's result",
-                            phase.name,
-                            prune.filters.join(" --filter ")
-                        )
+                        format!("phase `{}` pruned it with `{options}`, which removes every step's result", phase.name)
                     });
                 }
                 continue;

@@ -307,11 +307,27 @@ impl Prune {
     }
 
     /// Whether it removes every step's result, so no step of a later build can be CACHED from the
-    /// builder's own cache: an emptying prune, or `--all --filter type=regular` (step results are
-    /// BuildKit's `regular` records; measured on v0.33.1, overlayfs and stargz, 2026-12-06). A prune that
-    /// filters by age, id or size may keep any of them.
+    /// builder's own cache: step results are BuildKit's `regular` records, which a prune without
+    /// `--all` removes too (measured: `build-options.toml`), as does `--all --filter type=regular`
+    /// (measured on v0.33.1, overlayfs and stargz, 2026-12-06). A prune that filters by age, id or size
+    /// may keep any of them.
     pub fn removes_every_step_result(&self) -> bool {
-        self.all && self.keep_storage.is_none() && self.filters.iter().all(|f| f == "type=regular")
+        self.keep_storage.is_none() && self.filters.iter().all(|f| f == "type=regular")
+    }
+
+    /// Its `buildx prune` options.
+    pub fn options(&self) -> Vec<String> {
+        let mut options = Vec::new();
+        if self.all {
+            options.push("--all".into());
+        }
+        for filter in &self.filters {
+            options.extend(["--filter".into(), filter.clone()]);
+        }
+        if let Some(keep) = &self.keep_storage {
+            options.extend(["--keep-storage".into(), keep.clone()]);
+        }
+        options
     }
 }
 
