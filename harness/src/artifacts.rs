@@ -129,10 +129,11 @@ pub struct BuildOutput {
 pub struct CacheArtifact {
     pub name: String,
     pub dir: PathBuf,
-    /// An export written with mode=max (every solved step with its result), which the cache audit holds
-    /// to that; false for mode=min and inline exports, imports and captured caches (mode unknown).
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub mode_max: bool,
+    /// An export: `true` written with mode=max (every solved step with its result, which the cache audit
+    /// holds it to), `false` with mode=min or inline. `None` for imports, captured caches and exports
+    /// recorded before bkcache kept their mode.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode_max: Option<bool>,
 }
 
 /// The dump `suffix` of the phase whose dumps have stem `stem` (a phase name may hold a `.`, which is

@@ -254,7 +254,7 @@ async fn copy_caches(
     let mut artifacts = Vec::new();
     for (location, cache_dir) in places {
         match copy_cache(location, cache_dir, allow_network).await? {
-            None => artifacts.push(CacheArtifact { name: location.name(), dir: cache_dir.clone(), mode_max: false }),
+            None => artifacts.push(CacheArtifact { name: location.name(), dir: cache_dir.clone(), mode_max: None }),
             Some(why) => skipped.push(why),
         }
     }

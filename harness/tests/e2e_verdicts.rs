@@ -117,7 +117,53 @@ async fn an_inline_cache_in_the_pushed_image_is_imported() {
     let lazy = &cells["newest-stargz"];
     assert_eq!(lazy["verdict"], "known-failure", "{lazy:#}");
     assert_eq!(lazy["known_issues"], json!(["bkcache/observed#inline-cache-lazy"]), "{lazy:#}");
+    // the step that ran is explained by what the image carried: no inline cache at all
+    let reasons = lazy["reasons"].to_string();
+    assert!(
+        reasons.contains("`inline:export` holds no record: the image was pushed without an inline cache"),
+        "{reasons}"
+    );
     assert_eq!(leftovers("e2e-inline").await, Vec::<String>::new());
+}
+
+/// A `COPY --from` is keyed by what it copies: after its source stage re-ran with another build arg,
+/// the COPY of an unchanged file is CACHED and the COPY of a changed one runs, explained by the content
+/// key (never by "the step it copies from ran"), read again from the kept artifacts by `bkcache explain`.
+#[tokio::test]
+async fn a_copy_is_keyed_by_what_it_copies_not_by_its_source_step() {
+    require_environment!();
+    let args = [
+        "harness/tests/scenarios/content-keyed-copy.toml",
+        "--builders",
+        &builders_file(),
+        "--builder",
+        "newest-overlayfs",
+        "--keep-artifacts",
+    ];
+    let run = bkcache_run(&args, "e2e-content-key");
+    assert_eq!(run.code(), Some(0), "{}", run.stdout());
+    let cell = &run.cells()["newest-overlayfs"];
+    assert_eq!(cell["verdict"], "pass", "{cell:#}");
+    let artifacts = cell["repetitions"][0]["artifacts"].as_str().unwrap();
+    let explain = common::bkcache().args(["explain", artifacts]).output().unwrap();
+    let text = String::from_utf8_lossy(&explain.stdout);
+    assert_eq!(explain.status.code(), Some(0), "{text}");
+    let why = |step: &str| {
+        let mut lines = text.lines().skip_while(|l| l.trim() != step);
+        lines.next().unwrap_or_else(|| panic!("{step} is not explained: {text}"));
+        lines.next().unwrap().trim().to_owned()
+    };
+    assert!(
+        why("[stage-1 3/3] COPY --from=build /changing /changing")
+            .contains("what it copies: the checksum of the files it selects changed (content key"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("[stage-1 2/3] COPY --from=build /stable /stable\n"),
+        "the unchanged COPY was CACHED: {text}"
+    );
+    assert!(why("[build 2/3] RUN echo \"2\" > /bust").contains("env `BUST` (a build arg or ENV): `1` → `2`"), "{text}");
+    assert_eq!(leftovers("e2e-content-key").await, Vec::<String>::new());
 }
 
 /// The prune and build options reach buildx and do what BuildKit documents: a prune filtered by age or

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use bkcache::inspect::{self, RecordState};
 use bkcache::observe::cache::{self, CacheFormat};
-use bkcache::observe::forensics::{CacheSummary, Miss, MissCause};
+use bkcache::observe::forensics::{AbsenceWhy, CacheSummary, Miss, MissCause};
 use bkcache::observe::{Observations, PhaseOutcome};
 
 const STABLE: &str = "[build 2/3] RUN echo stable > /stable";
@@ -81,7 +81,18 @@ fn newest_stargz_lost_the_build_stage_layers_at_export() {
 fn v0_24_stargz_exported_no_record_for_the_build_stage() {
     for cell in ["issue-6893-v0-24-stargz", "registry-backend-v0-24-stargz"] {
         let o = observe(cell);
-        assert!(matches!(cause(&o, STABLE), MissCause::NoRecord { .. }), "{cell}");
+        // the export build built the step and exported with mode=max: the record was dropped at export
+        match cause(&o, STABLE) {
+            MissCause::NoRecord { imported } => {
+                assert!(
+                    matches!(&imported[..], [a] if a.why == AbsenceWhy::Dropped { phase: "export".into() }),
+                    "{imported:?}"
+                );
+                let text = MissCause::NoRecord { imported }.to_string();
+                assert!(text.contains("with mode=max, which holds a record of every step its build solved"), "{text}");
+            }
+            other => panic!("{cell}: {other:?}"),
+        }
         assert!(o.caches[0].entries_for(STABLE).next().is_none());
     }
 }
@@ -115,7 +126,13 @@ fn inline_caches_are_read_from_the_pushed_image() {
     let bad = observe("inline-cache-newest-stargz");
     assert!(bad.infrastructure.is_none());
     assert_eq!(bad.caches[0].records, 0);
-    assert!(matches!(cause(&bad, "[2/3] RUN echo stable > /stable"), MissCause::NoRecord { .. }));
+    assert_eq!(bad.caches[0].format, CacheFormat::ImageWithoutCache);
+    // explained as such: the image carries no inline cache, not "the step was not exported"
+    let text = cause(&bad, "[2/3] RUN echo stable > /stable").to_string();
+    assert_eq!(
+        text,
+        "no record for it in the imported cache: `inline:export` holds no record: the image was pushed without an inline cache (its config has no `moby.buildkit.cache.v0`)"
+    );
 }
 
 #[test]
@@ -271,7 +288,13 @@ fn a_cache_buildkit_wrote_unreadable_is_an_observation_not_an_infrastructure_fai
     assert!(o.caches[0].unreadable.as_deref().is_some_and(|e| e.contains(&top)), "{:?}", o.caches[0]);
     // the step that ran in the real build is now explained by the unreadable cache
     match cause(&o, r#"[build 3/3] RUN echo "2" > /bust"#) {
-        MissCause::NoRecord { imported } => assert!(imported[0].starts_with("local:main: unreadable"), "{imported:?}"),
+        MissCause::NoRecord { imported } => {
+            assert_eq!(imported[0].cache, "local:main");
+            assert!(
+                matches!(&imported[0].why, AbsenceWhy::Unreadable { error } if error.contains(&top)),
+                "{imported:?}"
+            );
+        }
         other => panic!("{other:?}"),
     }
 }

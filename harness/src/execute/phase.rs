@@ -44,7 +44,7 @@ impl CellPaths<'_> {
             CacheRef::Registry(name) => self.dir.join("fetched").join(format!("cache-{name}")),
             CacheRef::Inline(phase) => self.dir.join("fetched").join(format!("image-{phase}")),
         };
-        CacheArtifact { name: target.to_string(), dir, mode_max: false }
+        CacheArtifact { name: target.to_string(), dir, mode_max: None }
     }
 
     /// Copies what a build just pushed for `target` into [`CellPaths::cache_artifact`]'s directory.
@@ -146,7 +146,10 @@ pub async fn run(
                 exports: build
                     .cache_to
                     .iter()
-                    .map(|c| CacheArtifact { mode_max: c.mode == CacheMode::Max, ..paths.cache_artifact(&c.target) })
+                    .map(|c| CacheArtifact {
+                        mode_max: Some(c.mode == CacheMode::Max),
+                        ..paths.cache_artifact(&c.target)
+                    })
                     .collect(),
                 imports: build.cache_from.iter().map(|c| paths.cache_artifact(c)).collect(),
                 key_dumps,

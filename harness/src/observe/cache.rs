@@ -154,6 +154,8 @@ pub enum CacheFormat {
     Manifest,
     /// Records in an image config (`type=inline`).
     Inline,
+    /// An image whose config has no inline cache: no records.
+    ImageWithoutCache,
 }
 
 impl CacheFormat {
@@ -162,6 +164,7 @@ impl CacheFormat {
             CacheFormat::Index => "cache index",
             CacheFormat::Manifest => "cache manifest",
             CacheFormat::Inline => "inline in an image",
+            CacheFormat::ImageWithoutCache => "an image without inline cache",
         }
     }
 }
@@ -331,7 +334,7 @@ pub fn read_layout(dir: &Path) -> Result<ExportedCache, CacheReadError> {
     }
     // an image pushed without its inline cache holds no records: what BuildKit did, not a read error
     let Some(inline) = image.get(INLINE_CACHE_FIELD) else {
-        return Ok(ExportedCache { format: CacheFormat::Inline, config: CacheConfig::default(), blobs });
+        return Ok(ExportedCache { format: CacheFormat::ImageWithoutCache, config: CacheConfig::default(), blobs });
     };
     // Go marshals the records' JSON bytes as base64
     let records_json = inline.as_str().and_then(|b64| BASE64_STANDARD.decode(b64).ok()).ok_or_else(|| {

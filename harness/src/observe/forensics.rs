@@ -7,8 +7,10 @@
 //!   record dropped, say) is no cause: BuildKit keys a step by its op and its inputs' keys, not by
 //!   whether they ran (`solver/cachekey.go`), and a `COPY` by the checksum of what it copies
 //!   (`solver/llbsolver/ops/file.go`, its `CacheMap` with `opsutils/contenthash.go`), which (c) compares;
-//! - (a) no imported cache has a record for it: not exported (mode=min exports only the target's
-//!   chain), dropped at export, or another cache was imported;
+//! - (a) no imported cache has a record for it, and per cache why: it holds none at all (an image
+//!   pushed without its inline cache), its build never built the step (its target does not need it),
+//!   a mode=min or inline export holds only the exported image's chain, or a mode=max export, whose
+//!   build built the step, dropped it;
 //! - (b) a record is there but has no layers: nothing to restore (dropped at export: moby/buildkit#6893);
 //! - (c) a record with layers is there but this build keyed the step differently: the differing input
 //!   named from the two keys' plaintexts (a build arg in the environment, the command, a base's manifest);
@@ -28,7 +30,7 @@ use serde::{Deserialize, Serialize};
 use super::cache::{CacheFormat, CacheReadError, ExportedCache, LayerBlob};
 use super::cache_loads::CacheLoadFailures;
 use super::chain::{record_chains, LayerChain};
-use super::keys::{differences, KeyTexts};
+use super::keys::{differences, KeyTexts, OpKey};
 use super::progress::Step;
 use super::records::{align, label, KeyGraph};
 
@@ -94,6 +96,28 @@ pub struct ReadCache {
     pub summary: CacheSummary,
     pub cache: ExportedCache,
     pub graph: KeyGraph,
+    /// The build of this run that exported it; `None` for a cache read as it was (a capture's import).
+    pub exporter: Option<Exporter>,
+}
+
+/// What the build that exported a cache solved, and how it exported: what says why a record is absent.
+#[derive(Debug, Clone)]
+pub struct Exporter {
+    /// The positions (`build 2/3`) of the steps it showed, CACHED or run: every step it solved.
+    pub solved: Vec<String>,
+    pub shape: ExportShape,
+}
+
+/// Which records an export holds by design (`cache/remotecache/v1/cachestorage.go` and the exporters'
+/// `mode` handling: mode=max every record the build solved, mode=min and inline those of the exported
+/// image's chain).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExportShape {
+    Max,
+    Min,
+    Inline,
+    /// Artifacts recorded before bkcache kept an export's mode.
+    Unrecorded,
 }
 
 /// Summarizes a cache that `steps`' build exported.
@@ -134,7 +158,7 @@ pub fn summarize(phase: &str, name: &str, cache: ExportedCache, steps: &[Step], 
         unreadable: None,
         audit: Vec::new(),
     };
-    ReadCache { summary, cache, graph }
+    ReadCache { summary, cache, graph, exporter: None }
 }
 
 /// A cache BuildKit exported that cannot be read: no records, and why.
@@ -157,8 +181,8 @@ pub struct Miss {
 pub enum MissCause {
     /// (e) It depends on a step that ran because its key changed.
     AncestorRan { ancestor: String },
-    /// (a) No imported cache has a record for it.
-    NoRecord { imported: Vec<String> },
+    /// (a) No imported cache has a record for it, and why, per cache.
+    NoRecord { imported: Vec<Absence> },
     /// (b) A record without layers.
     NoLayers { cache: String, record: String },
     /// (c) A record with layers under another key.
@@ -177,10 +201,11 @@ impl fmt::Display for MissCause {
             MissCause::AncestorRan { ancestor } => {
                 write!(f, "it ran because `{ancestor}`, which it depends on, ran with a changed cache key")
             }
+            MissCause::NoRecord { imported } if imported.is_empty() => write!(f, "no record for it: the build imports no cache"),
             MissCause::NoRecord { imported } => write!(
                 f,
-                "no record for it in the imported cache ({}): the step was not exported (mode=min exports only the target's chain), was dropped at export, or another cache was imported",
-                imported.join(", ")
+                "no record for it in the imported cache: {}",
+                imported.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
             ),
             MissCause::NoLayers { cache, record } => write!(
                 f,
@@ -204,6 +229,98 @@ impl fmt::Display for MissCause {
             MissCause::Unknown { why } => write!(f, "cannot tell: {why}"),
         }
     }
+}
+
+/// Why one imported cache has no record for a step.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Absence {
+    pub cache: String,
+    pub records: usize,
+    pub why: AbsenceWhy,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum AbsenceWhy {
+    /// BuildKit wrote a cache it cannot have meant: no record at all (an image pushed without its
+    /// inline cache when `image_without_inline_cache`).
+    Empty {
+        image_without_inline_cache: bool,
+    },
+    /// The build that exported it never solved the step (its target does not need the step's stage).
+    NotSolved {
+        phase: String,
+    },
+    /// The exporting build solved it, but a mode=min or inline export holds only the records of the
+    /// exported image's chain: outside that chain (or dropped).
+    ImageChainOnly {
+        phase: String,
+        shape: String,
+    },
+    /// The exporting build solved it and exported with mode=max, which holds every record it solved:
+    /// dropped at export.
+    Dropped {
+        phase: String,
+    },
+    /// Not exported by this run (a capture's import): what its build solved is unknown.
+    Unknown,
+    Unreadable {
+        error: String,
+    },
+}
+
+impl fmt::Display for Absence {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (cache, records) = (&self.cache, self.records);
+        match &self.why {
+            AbsenceWhy::Empty { image_without_inline_cache: true } => write!(
+                f,
+                "`{cache}` holds no record: the image was pushed without an inline cache (its config has no `moby.buildkit.cache.v0`)"
+            ),
+            AbsenceWhy::Empty { image_without_inline_cache: false } => write!(f, "`{cache}` holds no record at all"),
+            AbsenceWhy::NotSolved { phase } => write!(
+                f,
+                "`{cache}` ({records} records) was exported by phase `{phase}`, whose build never built this step (its target does not need it)"
+            ),
+            AbsenceWhy::ImageChainOnly { phase, shape } => write!(
+                f,
+                "`{cache}` ({records} records) was exported by phase `{phase}` as {shape}, which holds only the records of the exported image's layers: this step is outside them (or was dropped)"
+            ),
+            AbsenceWhy::Dropped { phase } => write!(
+                f,
+                "`{cache}` ({records} records) was exported by phase `{phase}` with mode=max, which holds a record of every step its build solved, and this one built there: dropped at export"
+            ),
+            AbsenceWhy::Unknown => write!(
+                f,
+                "`{cache}` ({records} records) was not exported by this run: which build wrote it, and what it solved, is unknown"
+            ),
+            AbsenceWhy::Unreadable { error } => write!(f, "`{cache}` is unreadable: {error}"),
+        }
+    }
+}
+
+/// Why `cache` has no record for `step`.
+fn absence(cache: &ReadCache, step: &Step) -> Absence {
+    let summary = &cache.summary;
+    let why = match (&summary.unreadable, &cache.exporter) {
+        (Some(error), _) => AbsenceWhy::Unreadable { error: error.clone() },
+        _ if summary.records == 0 => {
+            AbsenceWhy::Empty { image_without_inline_cache: summary.format == CacheFormat::ImageWithoutCache }
+        }
+        (None, None) => AbsenceWhy::Unknown,
+        (None, Some(exporter)) => {
+            let phase = summary.phase.clone();
+            let solved = step.position().is_some_and(|p| exporter.solved.iter().any(|s| s == p));
+            match exporter.shape {
+                _ if !solved => AbsenceWhy::NotSolved { phase },
+                ExportShape::Max => AbsenceWhy::Dropped { phase },
+                ExportShape::Min => AbsenceWhy::ImageChainOnly { phase, shape: "mode=min".into() },
+                ExportShape::Inline => AbsenceWhy::ImageChainOnly { phase, shape: "an inline cache".into() },
+                ExportShape::Unrecorded => AbsenceWhy::Unknown,
+            }
+        }
+    };
+    Absence { cache: summary.cache.clone(), records: summary.records, why }
 }
 
 /// A digest's first 12 hex digits, as people quote them.
@@ -244,10 +361,12 @@ pub fn explain(
     for step in steps.iter().filter(|s| ran(s)) {
         // BuildKit keys a step by its op and its inputs' keys, not by whether they ran: an ancestor that
         // ran explains this step only when its own key changed (the root-most such ancestor)
+        // (and what a COPY copies from is keyed by content: only its destination's key carries over)
         let (mut changed, mut ran_too) = (None, None);
         let mut frontier: Vec<&Step> = vec![step];
         while let Some(s) = frontier.pop() {
-            for parent in s.inputs.iter().filter_map(|d| by_digest.get(d.as_str())).filter(|p| ran(p)) {
+            let keyed_inputs = if s.is_content_keyed() { &s.inputs[..s.inputs.len().min(1)] } else { &s.inputs[..] };
+            for parent in keyed_inputs.iter().filter_map(|d| by_digest.get(d.as_str())).filter(|p| ran(p)) {
                 ran_too = Some(parent.name.clone());
                 if matches!(own.get(parent.digest.as_str()), Some(MissCause::KeyDiffers { .. })) {
                     changed = Some(parent.name.clone());
@@ -292,14 +411,7 @@ fn own_cause(
         if keys.is_empty() && imported.iter().all(|(c, _)| c.summary.entries.iter().all(|e| !e.is_step)) {
             return MissCause::Unknown { why: "the builder recorded no key plaintexts to map records to steps".into() };
         }
-        let imported = imported
-            .iter()
-            .map(|(c, _)| match &c.summary.unreadable {
-                Some(error) => format!("{}: unreadable, {error}", c.summary.cache),
-                None => format!("{}: {} records", c.summary.cache, c.summary.records),
-            })
-            .collect();
-        return MissCause::NoRecord { imported };
+        return MissCause::NoRecord { imported: imported.iter().map(|(c, _)| absence(c, step)).collect() };
     }
     // the record to compare with: one with layers if any, else the first
     let (cache, n) = *found.iter().find(|(c, n)| c.cache.config.records[*n].has_layers()).unwrap_or(&found[0]);
@@ -323,16 +435,30 @@ fn key_differences(a: &KeyGraph, n: usize, b: &KeyGraph, m: usize, keys: &KeyTex
     let (x, y) = (&a.nodes[n], &b.nodes[m]);
     if x.digest != y.digest {
         return match (keys.op(&x.digest), keys.op(&y.digest)) {
+            (Some(OpKey::Content), Some(OpKey::Content)) => vec![format!(
+                "what it copies: the checksum of the files it selects changed (content key {} → {})",
+                short(&x.digest),
+                short(&y.digest)
+            )],
             (Some(p), Some(q)) => differences(&p, &q),
             _ => vec![format!("op key {} → {}", short(&x.digest), short(&y.digest))],
         };
     }
     for (links_x, links_y) in x.inputs.iter().zip(&y.inputs) {
         let same = links_x.iter().any(|i| links_y.iter().any(|j| same_key(a, *i, b, *j)));
-        if !same {
-            if let (Some(i), Some(j)) = (links_x.first(), links_y.first()) {
-                return key_differences(a, *i, b, *j, keys);
-            }
+        if same {
+            continue;
+        }
+        // an input keyed by content (a COPY's source) differs by its content key, whatever else it links
+        let content = |graph: &KeyGraph, links: &[usize]| {
+            links.iter().copied().find(|n| keys.op(&graph.nodes[*n].digest) == Some(OpKey::Content))
+        };
+        let pair = match (content(a, links_x), content(b, links_y)) {
+            (Some(i), Some(j)) => Some((i, j)),
+            _ => links_x.first().copied().zip(links_y.first().copied()),
+        };
+        if let Some((i, j)) = pair {
+            return key_differences(a, i, b, j, keys);
         }
     }
     Vec::new()

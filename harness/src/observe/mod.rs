@@ -23,7 +23,7 @@ use crate::artifacts::{dump_path, Effect, RawBuild, RawPhase, RawRepetition};
 use crate::errors::InfraFailure;
 use crate::scenario::CacheMode;
 use cache_loads::CacheLoadFailures;
-use forensics::{CacheSummary, Miss, ReadCache};
+use forensics::{CacheSummary, ExportShape, Exporter, Miss, ReadCache};
 use keys::KeyTexts;
 use laziness::Laziness;
 use progress::Step;
@@ -160,10 +160,18 @@ fn forensics_of(
     for export in &build.exports {
         read.push(match cache::read_layout(&export.dir) {
             Ok(cache) => {
-                let mode = if export.mode_max { CacheMode::Max } else { CacheMode::Min };
+                let mode = if export.mode_max == Some(true) { CacheMode::Max } else { CacheMode::Min };
                 let findings = audit::audit(&cache.config, mode);
+                let shape = match export.mode_max {
+                    Some(true) => ExportShape::Max,
+                    Some(false) if export.name.starts_with("inline:") => ExportShape::Inline,
+                    Some(false) => ExportShape::Min,
+                    None => ExportShape::Unrecorded,
+                };
+                let solved = steps.iter().filter_map(|s| s.position().map(str::to_owned)).collect();
                 let mut read = forensics::summarize(&p.phase, &export.name, cache, steps, &keys);
                 read.summary.audit = findings;
+                read.exporter = Some(Exporter { solved, shape });
                 read
             }
             Err(e) => forensics::unreadable(&p.phase, &export.name, &e),

@@ -59,6 +59,20 @@ impl Step {
         !self.is_internal() && self.instruction().starts_with("FROM ")
     }
 
+    /// Where the step is in the Dockerfile, as BuildKit names it: `[build 2/3]` of `[build 2/3] RUN echo x`
+    /// (the same in every build of one Dockerfile, whatever its build args).
+    pub fn position(&self) -> Option<&str> {
+        self.name.strip_prefix('[').and_then(|rest| rest.split_once("] ")).map(|(position, _)| position)
+    }
+
+    /// A `COPY` or `ADD`: BuildKit keys what it copies from by the files' checksums, not by the cache key
+    /// of the step that made them (`solver/llbsolver/ops/file.go`, `CacheMap`: the copy's source input
+    /// gets selectors and a content hash, its destination input is keyed as usual).
+    pub fn is_content_keyed(&self) -> bool {
+        let instruction = self.instruction();
+        !self.is_internal() && (instruction.starts_with("COPY ") || instruction.starts_with("ADD "))
+    }
+
     /// The instruction as BuildKit names it: `RUN echo x` of `[build 2/3] RUN echo x`.
     pub fn instruction(&self) -> &str {
         match self.name.strip_prefix('[').and_then(|rest| rest.split_once("] ")) {
