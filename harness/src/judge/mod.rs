@@ -11,6 +11,7 @@
 
 mod aggregate;
 pub(crate) mod compare;
+pub mod crosscheck;
 
 pub use aggregate::{aggregate, BrokenCount, CellVerdict};
 
@@ -314,7 +315,7 @@ pub fn judge(cell: &Cell, observed: &Observations) -> Judgement {
         let PhaseAction::Build(build) = &phase.action else { continue };
         // absent: an earlier build failed unexpectedly, and this phase built on it
         let Some(seen) = observed.phases.iter().find(|p| p.phase == phase.name.as_str()) else { continue };
-        let PhaseOutcome::Build { steps, failure, misses, files } = &seen.outcome else { continue };
+        let PhaseOutcome::Build { steps, failure, misses, files, .. } = &seen.outcome else { continue };
         let name = phase.name.to_string();
         if build_outcome(&name, build, steps, failure.as_deref(), &mut found) {
             check_steps(&name, build, steps, misses, &mut found);

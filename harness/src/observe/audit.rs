@@ -3,19 +3,23 @@
 //! from the cacheconfig's record graph:
 //!
 //! - **result-dropped**: a record with inputs (a step keyed on other records: an exec or file op) and
-//!   no result, in a mode=max export. BuildKit's mode=max exporter writes every solved step with the
-//!   result it can be restored from (`solver/exporter.go`); such a record is a step whose result was
-//!   left out, so a build importing the cache runs it again (moby/buildkit#6893 on v0.25+, "present
-//!   without layers"). A mode=min export legitimately writes the records below the image's chain
-//!   without results, so the rule does not apply there.
+//!   no result, where the export holds results for it. BuildKit's mode=max exporter writes every solved
+//!   step with the result it can be restored from (`solver/exporter.go`); mode=min (and inline) only
+//!   the exported image's chain: the top record and its ancestors through each op's first input (an
+//!   exec's root filesystem, a copy's destination), whose layers the image is made of. Such a record is
+//!   a step whose result was left out, so a build importing the cache runs it again
+//!   (moby/buildkit#6893 on v0.25+, "present without layers"). Records of a mode=min export off that
+//!   chain are written without results by design.
 //! - **inputs-dropped**: a record with a result and no inputs. Only source records (an image, the
 //!   build context) have no inputs, and BuildKit exports those without a result; a result record cut off
 //!   from its inputs can match no key of a later build (the v0.24 chain corruption behind
 //!   moby/buildkit#6893 and #6261).
 //!
-//! Measured on this project's corpus (2026-12-06, FINDINGS.md): no finding on an eager (overlayfs)
-//! builder's export but the scenario that deletes a cache blob on purpose; findings on the lazy
-//! (stargz) exports where #6893 reproduces.
+//! Measured on this project's corpus (FINDINGS.md): no finding on an eager (overlayfs) builder's export
+//! but the one a scenario deletes a blob from on purpose; a finding on every lazy (stargz) cell where
+//! #6893 reproduces.
+
+use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};
 
@@ -49,17 +53,36 @@ pub struct AuditFinding {
 
 /// The records of `config` that carry one of the signatures; `mode` is how the cache was exported.
 pub fn audit(config: &CacheConfig, mode: CacheMode) -> Vec<AuditFinding> {
+    let holds_results = match mode {
+        CacheMode::Max => (0..config.records.len()).collect(),
+        CacheMode::Min => image_chain(config),
+    };
     let mut findings = Vec::new();
-    for record in &config.records {
+    for (n, record) in config.records.iter().enumerate() {
         let has_inputs = record.inputs.iter().any(|links| !links.is_empty());
         let rule = match (has_inputs, record.has_layers()) {
-            (true, false) if mode == CacheMode::Max => AuditRule::ResultDropped,
+            (true, false) if holds_results.contains(&n) => AuditRule::ResultDropped,
             (false, true) => AuditRule::InputsDropped,
             _ => continue,
         };
         findings.push(AuditFinding { rule, record: record.digest.clone() });
     }
     findings
+}
+
+/// The records of the exported image's chain: each top record (one no other record links to) and its
+/// ancestors through the first input.
+pub fn image_chain(config: &CacheConfig) -> BTreeSet<usize> {
+    let linked: BTreeSet<usize> =
+        config.records.iter().flat_map(|r| r.inputs.iter().flatten().map(|i| i.link)).collect();
+    let mut chain = BTreeSet::new();
+    for top in (0..config.records.len()).filter(|n| !linked.contains(n)) {
+        let mut next = Some(top);
+        while let Some(n) = next.filter(|n| chain.insert(*n)) {
+            next = config.records[n].inputs.first().and_then(|links| links.first()).map(|i| i.link);
+        }
+    }
+    chain
 }
 
 #[cfg(test)]
@@ -89,5 +112,20 @@ mod tests {
         assert_eq!(rules(&audit(&config("v0-24-stargz"), CacheMode::Max)), [("inputs-dropped", "1c4c3e821b90")]);
         // the same record graph exported with mode=min leaves records below the image without results
         assert_eq!(rules(&audit(&config("newest-stargz"), CacheMode::Min)), []);
+    }
+
+    /// min-vs-max's mode=min export on v0.33.1 stargz: the final stage's deps and BUST records, in the
+    /// image's chain below the COPY, written without results; the build stage's RUN, off the chain, is not
+    /// flagged. (The same cell's eager export gave the deps step CACHED from that cache.)
+    #[test]
+    fn a_min_export_is_held_to_its_images_chain() {
+        let config = config("min-vs-max-newest-stargz");
+        assert_eq!(
+            rules(&audit(&config, CacheMode::Min)),
+            [("result-dropped", "2a5a141244dc"), ("result-dropped", "3309efcecf1d")]
+        );
+        let chain: Vec<&str> = image_chain(&config).iter().map(|n| &config.records[*n].digest[7..19]).collect();
+        assert_eq!(chain.len(), 4, "the COPY, BUST, deps and the base: {chain:?}");
+        assert!(!chain.contains(&"83e63fe3c9ee"), "the build stage's RUN is off the chain");
     }
 }

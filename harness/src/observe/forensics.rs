@@ -183,8 +183,14 @@ pub enum MissCause {
     AncestorRan { ancestor: String },
     /// (a) No imported cache has a record for it, and why, per cache.
     NoRecord { imported: Vec<Absence> },
-    /// (b) A record without layers.
-    NoLayers { cache: String, record: String },
+    /// (b) A record without layers: dropped at export, or, off the image's chain of a mode=min or inline
+    /// export, left without by design (`off_chain`).
+    NoLayers {
+        cache: String,
+        record: String,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        off_chain: bool,
+    },
     /// (c) A record with layers under another key.
     KeyDiffers { cache: String, differences: Vec<String> },
     /// (d) A record BuildKit failed to load (its error, from the buildkitd log).
@@ -207,9 +213,14 @@ impl fmt::Display for MissCause {
                 "no record for it in the imported cache: {}",
                 imported.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
             ),
-            MissCause::NoLayers { cache, record } => write!(
+            MissCause::NoLayers { cache, record, off_chain: false } => write!(
                 f,
                 "record present without layers in `{cache}` ({}): there was nothing to restore (dropped at export)",
+                short(record)
+            ),
+            MissCause::NoLayers { cache, record, off_chain: true } => write!(
+                f,
+                "record present without layers in `{cache}` ({}): a mode=min or inline export keeps results only for the exported image's chain, and this step is off it (by design, moby/buildkit#1742)",
                 short(record)
             ),
             MissCause::KeyDiffers { cache, differences } => write!(
@@ -329,18 +340,32 @@ pub fn short(digest: &str) -> &str {
     &hex[..hex.len().min(12)]
 }
 
-/// Explains every non-`FROM` step of a build that ran, given the caches it imported (their records
-/// labelled by the builds that exported them), the key plaintexts, the build's own key store and the
-/// loads buildkitd logged as failed.
+/// Why the steps of a build that imported cache ran, and what the same key-level facts say of the
+/// steps that were CACHED.
+#[derive(Debug, Default)]
+pub struct Explanation {
+    /// Every non-`FROM` step that ran, with its cause.
+    pub misses: Vec<Miss>,
+    /// Every CACHED step for which the facts would explain a miss (anything but a record with layers
+    /// under this build's key): either BuildKit hit a record the imported caches do not show (the
+    /// builder's own cache), or a fact is wrong. What the eager/lazy cross-check holds a lazy cell's
+    /// causes against.
+    pub cached_despite: Vec<Miss>,
+}
+
+/// Explains every non-`FROM` step of a build, given the caches it imported (their records labelled by
+/// the builds that exported them), the key plaintexts, the build's own key store and the loads
+/// buildkitd logged as failed.
 pub fn explain(
     steps: &[Step],
     imported: &[&ReadCache],
     keys: &KeyTexts,
     own: Option<&KeyGraph>,
     loads: &CacheLoadFailures,
-) -> Vec<Miss> {
+) -> Explanation {
     let by_digest: std::collections::HashMap<&str, &Step> = steps.iter().map(|s| (s.digest.as_str(), s)).collect();
-    let ran = |s: &Step| !s.cached && !s.is_internal() && !s.is_from();
+    let explained = |s: &Step| !s.is_internal() && !s.is_from();
+    let ran = |s: &Step| !s.cached && explained(s);
     let own_aligned = own.map(|g| (g, align(g, steps, keys)));
     let imported: Vec<(&ReadCache, Vec<Option<usize>>)> =
         imported.iter().map(|c| (*c, align(&c.graph, steps, keys))).collect();
@@ -348,17 +373,17 @@ pub fn explain(
     let own: HashMap<&str, MissCause> = steps
         .iter()
         .enumerate()
-        .filter(|(_, s)| ran(s))
+        .filter(|(_, s)| explained(s))
         .map(|(index, step)| {
-            let cause = match loads.of(&step.name) {
+            let cause = match loads.of(&step.name).filter(|_| !step.cached) {
                 Some(error) => MissCause::LoadFailed { error: error.to_owned() },
                 None => own_cause(step, index, &imported, keys, own_aligned.as_ref()),
             };
             (step.digest.as_str(), cause)
         })
         .collect();
-    let mut misses = Vec::new();
-    for step in steps.iter().filter(|s| ran(s)) {
+    let mut explanation = Explanation::default();
+    for step in steps.iter().filter(|s| explained(s)) {
         // BuildKit keys a step by its op and its inputs' keys, not by whether they ran: an ancestor that
         // ran explains this step only when its own key changed (the root-most such ancestor)
         // (and what a COPY copies from is keyed by content: only its destination's key carries over)
@@ -383,9 +408,14 @@ pub fn explain(
             },
             (None, cause, _) => cause,
         };
-        misses.push(Miss { step: step.name.clone(), cause });
+        let miss = Miss { step: step.name.clone(), cause };
+        if !step.cached {
+            explanation.misses.push(miss);
+        } else if !matches!(miss.cause, MissCause::NotUsed { .. } | MissCause::Unknown { .. }) {
+            explanation.cached_despite.push(miss);
+        }
     }
-    misses
+    explanation
 }
 
 fn own_cause(
@@ -424,7 +454,12 @@ fn own_cause(
         (Some(differences), _) if !differences.is_empty() => {
             MissCause::KeyDiffers { cache: cache.summary.cache.clone(), differences }
         }
-        (_, false) => MissCause::NoLayers { cache: cache.summary.cache.clone(), record: record.digest.clone() },
+        (_, false) => {
+            let by_design =
+                matches!(cache.exporter.as_ref().map(|e| e.shape), Some(ExportShape::Min | ExportShape::Inline));
+            let off_chain = by_design && !super::audit::image_chain(&cache.cache.config).contains(&n);
+            MissCause::NoLayers { cache: cache.summary.cache.clone(), record: record.digest.clone(), off_chain }
+        }
         (None, true) => MissCause::Unknown { why: "this build's own key for the step was not recorded".into() },
         (Some(_), true) => MissCause::NotUsed { cache: cache.summary.cache.clone(), record: record.digest.clone() },
     }
@@ -443,6 +478,15 @@ fn key_differences(a: &KeyGraph, n: usize, b: &KeyGraph, m: usize, keys: &KeyTex
             (Some(p), Some(q)) => differences(&p, &q),
             _ => vec![format!("op key {} → {}", short(&x.digest), short(&y.digest))],
         };
+    }
+    // a record exported without the links to its inputs matches no build's key (cache audit: inputs-dropped)
+    let lost =
+        x.inputs.len() < y.inputs.len() || x.inputs.iter().zip(&y.inputs).any(|(l, m)| l.is_empty() && !m.is_empty());
+    if lost {
+        return vec![format!(
+            "the record {} was exported without its links to the steps below it (cache audit: inputs-dropped), so no build's key can match it",
+            short(&x.digest)
+        )];
     }
     for (links_x, links_y) in x.inputs.iter().zip(&y.inputs) {
         let same = links_x.iter().any(|i| links_y.iter().any(|j| same_key(a, *i, b, *j)));

@@ -59,6 +59,9 @@ pub enum PhaseOutcome {
         failure: Option<String>,
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         misses: Vec<Miss>,
+        /// CACHED steps whose key-level facts would explain a miss (see `forensics::Explanation`).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        cached_despite: Vec<Miss>,
         /// The checked files of its output (`output = "local"`): path → sha256 of the content (a link:
         /// `symlink to <target>`), `None` when the output has no such file (or only through a link).
         #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -129,7 +132,7 @@ fn forensics_of(
     read: &mut Vec<ReadCache>,
     loads: &CacheLoadFailures,
 ) -> Result<(), InfraFailure> {
-    let PhaseOutcome::Build { steps, misses, .. } = &mut seen.outcome else { return Ok(()) };
+    let PhaseOutcome::Build { steps, misses, cached_despite, .. } = &mut seen.outcome else { return Ok(()) };
     let failure = |what: &str, e: &(dyn std::error::Error + 'static)| {
         InfraFailure::new(format!("reading {what} of phase `{}`", p.phase), e)
     };
@@ -154,7 +157,8 @@ fn forensics_of(
             .iter()
             .filter_map(|i| read.iter().chain(&unexported).rev().find(|c| c.summary.cache == i.name))
             .collect();
-        *misses = forensics::explain(steps, &imported, &keys, store.as_ref(), loads);
+        let explanation = forensics::explain(steps, &imported, &keys, store.as_ref(), loads);
+        (*misses, *cached_despite) = (explanation.misses, explanation.cached_despite);
     }
     // what BuildKit wrote: a cache it wrote broken is an observation, not a fault of this machine
     for export in &build.exports {
@@ -217,5 +221,5 @@ fn build_outcome(build: &RawBuild) -> PhaseOutcome {
             .collect(),
         _ => BTreeMap::new(),
     };
-    PhaseOutcome::Build { steps: progress.steps, failure, misses: Vec::new(), files }
+    PhaseOutcome::Build { steps: progress.steps, failure, misses: Vec::new(), cached_despite: Vec::new(), files }
 }

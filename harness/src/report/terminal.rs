@@ -13,6 +13,7 @@ use super::{build_label, issue_list, ordered, verdict_word, verdict_words};
 use crate::events::{CellResult, RepetitionResult, RunReport};
 use crate::events::{Event, EventKind};
 use crate::judge::compare::Change;
+use crate::judge::crosscheck::{self, Observed};
 use crate::judge::Verdict;
 use crate::observe::forensics::{short, CacheSummary};
 use crate::observe::PhaseOutcome;
@@ -254,6 +255,7 @@ pub fn summary(report: &RunReport) -> String {
         }
         out.push('\n');
     }
+    explanations_checked(&mut out, results);
     let count = |v: Verdict| results.iter().filter(|r| r.verdict.verdict == v).count();
     let repetitions: usize = results.iter().map(|r| r.repetitions.len()).sum();
     let _ = writeln!(
@@ -270,6 +272,30 @@ pub fn summary(report: &RunReport) -> String {
         count(Verdict::Interrupted)
     );
     out
+}
+
+/// The explanations checked against their own facts and, lazy against eager, against each other
+/// (`judge::crosscheck`): a line when there is something to check, and every finding.
+fn explanations_checked(out: &mut String, results: &[CellResult]) {
+    let observed: Vec<Observed<'_>> =
+        results.iter().flat_map(|r| r.repetitions.iter().map(|rep| Observed::of(&r.cell, &rep.observations))).collect();
+    for o in &observed {
+        for i in crosscheck::inconsistencies(o.observations) {
+            let _ = writeln!(out, "  !! explanation not borne out by its facts: {}@{} {i}", o.scenario, o.builder);
+        }
+    }
+    let check = crosscheck::contradictions(&observed);
+    if check.checked > 0 {
+        let _ = writeln!(
+            out,
+            "eager/lazy cross-check: {} cause(s) of lazy cells' misses held against the eager cells of the same scenario and BuildKit: {} contradiction(s)",
+            check.checked,
+            check.contradictions.len()
+        );
+        for c in &check.contradictions {
+            let _ = writeln!(out, "  !! {c}");
+        }
+    }
 }
 
 /// Each release against the previous one and each patch set against its base, a line each.
