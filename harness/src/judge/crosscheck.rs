@@ -153,9 +153,7 @@ pub fn inconsistencies(o: &Observations) -> Vec<Inconsistency> {
     for (phase, misses, _) in builds(o) {
         let earlier: Vec<&str> = o.phases.iter().take_while(|p| p.phase != phase).map(|p| p.phase.as_str()).collect();
         // the last export of a cache name by an earlier phase is what the build imported under that name
-        let exported = |cache: &str| {
-            o.caches.iter().filter(|c| c.cache == cache && earlier.contains(&c.phase.as_str())).next_back()
-        };
+        let exported = |cache: &str| o.caches.iter().rfind(|c| c.cache == cache && earlier.contains(&c.phase.as_str()));
         for miss in misses {
             let why = match &miss.cause {
                 MissCause::AncestorRan { ancestor } => match misses.iter().find(|m| &m.step == ancestor) {
