@@ -299,7 +299,7 @@ impl fmt::Display for Absence {
             ),
             AbsenceWhy::Dropped { phase } => write!(
                 f,
-                "`{cache}` ({records} records) was exported by phase `{phase}` with mode=max, which holds a record of every step its build solved, and this one built there: dropped at export"
+                "`{cache}` ({records} records) was exported by phase `{phase}` with mode=max, which holds a record of every step its build solved, and that build solved this one: dropped at export"
             ),
             AbsenceWhy::Unknown => write!(
                 f,
