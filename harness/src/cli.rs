@@ -250,6 +250,14 @@ struct CacheAuditArgs {
     /// How the cache was exported: a mode=min export leaves records below the image without results.
     #[arg(long, value_enum, default_value = "max")]
     mode: crate::scenario::CacheMode,
+    /// The exporting build's key dump (buildkitd's `/debug/cache/all`, as `capture --debug-addr` keeps
+    /// it: `<phase>.keys.json`): names what each flagged record caches.
+    #[arg(long)]
+    keys: Option<PathBuf>,
+    /// The exporting build's `--progress=rawjson` output (`<phase>.rawjson`): with `--keys`, names the
+    /// Dockerfile step of each flagged record.
+    #[arg(long, requires = "keys")]
+    rawjson: Option<PathBuf>,
     /// The pins file naming the local registry.
     #[arg(long, default_value = "ci/versions.env")]
     pins: PathBuf,
@@ -803,11 +811,13 @@ async fn cache_diff(args: &CacheDiffArgs) -> Result<i32, Error> {
 async fn cache_audit(args: &CacheAuditArgs) -> Result<i32, Error> {
     let registry = || Pins::load(&args.pins).map(|pins| Registry::new(&pins));
     let exported = inspect::load_exported(&args.source, registry).await?;
-    let findings = crate::observe::audit::audit(&exported.config, args.mode);
+    let records = exported.config.records.len();
+    let findings = inspect::audit(exported, args.mode, args.keys.as_deref(), args.rawjson.as_deref())?;
     for f in &findings {
-        outln!("{}: record {}", f.rule.as_str(), f.record);
+        let label = f.label.as_deref().map(|l| format!("  {l}")).unwrap_or_default();
+        outln!("{}: record {}{label}", f.finding.rule.as_str(), f.finding.record);
     }
-    outln!("{}: {} records, {} findings", args.source, exported.config.records.len(), findings.len());
+    outln!("{}: {records} records, {} findings", args.source, findings.len());
     Ok(if findings.is_empty() { EXIT_OK } else { EXIT_REGRESSION })
 }
 

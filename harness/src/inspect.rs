@@ -9,6 +9,7 @@ use serde::Serialize;
 use crate::artifacts::{RawRepetition, RAW_FILE};
 use crate::errors::InfraError;
 use crate::host::registry::Registry;
+use crate::observe::audit::AuditFinding;
 use crate::observe::chain::LayerChain;
 use crate::observe::forensics::{self, CacheSummary, RecordEntry};
 use crate::observe::keys::KeyTexts;
@@ -26,6 +27,10 @@ pub enum InspectError {
     NoSuchCache(String, String, String),
     #[error("{0}: the repetition exported no cache")]
     NoCache(String),
+    #[error("reading the key dump {0}")]
+    Keys(#[from] crate::observe::keys::KeysReadError),
+    #[error("reading the build's progress {path}", path = .path.display())]
+    Progress { path: PathBuf, source: std::io::Error },
     #[error(
         "`{0}` is neither a repetition's artifacts directory ({RAW_FILE}), a cache directory (index.json) nor a ref in the local registry {1}\n  fix: pass bkcache-artifacts/<run>/<cell>-r<n>.*, a --cache-to type=local dest, or {1}/<repo>:<tag>"
     )]
@@ -34,6 +39,44 @@ pub enum InspectError {
         "directory `{0}` holds neither a repetition's artifacts ({RAW_FILE}) nor a cache (index.json)\n  fix: pass bkcache-artifacts/<run>/<cell>-r<n>.* or a --cache-to type=local dest"
     )]
     NotACache(String),
+}
+
+/// A finding of the cache audit with what its record caches: a step of the exporting build when its
+/// progress is given, what the op is when only its key dump is, nothing when neither is.
+pub struct LabelledFinding {
+    pub finding: AuditFinding,
+    pub label: Option<String>,
+}
+
+/// Audits an exported cache; `keys` (buildkitd's `/debug/cache/all` after the exporting build) and
+/// `rawjson` (that build's `--progress=rawjson`) map the flagged records to what they cache.
+pub fn audit(
+    exported: cache::ExportedCache,
+    mode: crate::scenario::CacheMode,
+    keys: Option<&Path>,
+    rawjson: Option<&Path>,
+) -> Result<Vec<LabelledFinding>, InspectError> {
+    let findings = crate::observe::audit::audit(&exported.config, mode);
+    let texts = keys.map(KeyTexts::read).transpose()?;
+    let steps = match rawjson {
+        Some(path) => {
+            let bytes = crate::safe_fs::read_regular(path, crate::safe_fs::DOCUMENT_LIMIT)
+                .map_err(|source| InspectError::Progress { path: path.to_owned(), source })?;
+            crate::observe::progress::parse(&String::from_utf8_lossy(&bytes), true).steps
+        }
+        None => Vec::new(),
+    };
+    let labelled = texts.is_some() || !steps.is_empty();
+    let summary = forensics::summarize("", "", exported, &steps, &texts.unwrap_or_default()).summary;
+    Ok(findings
+        .into_iter()
+        .map(|finding| {
+            let label = labelled
+                .then(|| summary.entries.iter().find(|e| e.digest == finding.record).map(|e| e.label.clone()))
+                .flatten();
+            LabelledFinding { finding, label }
+        })
+        .collect())
 }
 
 /// Observes a repetition's artifacts directory again.

@@ -318,3 +318,29 @@ fn cache_audit_flags_the_records_a_lazy_export_dropped() {
     let (code, text) = audit("newest-stargz", &["--mode", "min"]);
     assert_eq!(code, Some(0), "a mode=min export leaves records below the image without results: {text}");
 }
+
+/// With the exporting build's key dump (and its progress), each flagged record is named by what it
+/// caches: the #6893 signature mapped to the build stage's steps.
+#[test]
+fn cache_audit_names_the_steps_of_the_records_it_flags() {
+    let cell = fixture("issue-6893-newest-stargz");
+    let audit = |extra: &[&str]| {
+        let out = common::bkcache()
+            .args(["cache", "audit"])
+            .arg(cell.join("cache/main"))
+            .arg("--keys")
+            .arg(cell.join("export.keys.json"))
+            .args(extra)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let rawjson = cell.join("export.rawjson");
+    let text = audit(&["--rawjson", rawjson.to_str().unwrap()]);
+    assert!(text.contains("result-dropped: record sha256:e9c84e6e33a9a474946cae33059714115b910f9b73185fdc2ceb02976646701d  [build 2/3] RUN echo stable > /stable\n"), "{text}");
+    assert!(text.contains("  [build 3/3] RUN echo \"1\" > /bust\n"), "{text}");
+    // the key dump alone says which op: the command
+    let text = audit(&[]);
+    assert!(text.contains("  RUN echo stable > /stable\n"), "{text}");
+}

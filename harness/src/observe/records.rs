@@ -174,19 +174,24 @@ pub fn label(graph: &KeyGraph, aligned: &[Option<usize>], steps: &[Step], keys: 
     if let Some(step) = aligned[node] {
         return steps[step].name.clone();
     }
+    // with no steps to fit (a key dump read alone) there is nothing to say of them
+    let unfit = |why: &str| if steps.is_empty() { String::new() } else { format!(" ({why})") };
     match keys.op(&graph.nodes[node].digest) {
         Some(OpKey::Content) => "content key (checksums of the files a COPY selected)".into(),
-        Some(OpKey::Image { manifest }) => format!("base image {manifest} (no FROM of this build)"),
+        Some(OpKey::Image { manifest }) => format!("base image {manifest}{}", unfit("no FROM of this build")),
         Some(OpKey::Local { source }) => format!("local source {source}"),
         Some(op @ OpKey::Exec { .. }) => format!(
-            "RUN {} (no step of this build fits: its parents differ)",
-            op.expanded_command().unwrap_or_default()
+            "RUN {}{}",
+            op.expanded_command().unwrap_or_default(),
+            unfit("no step of this build fits: its parents differ")
         ),
-        Some(OpKey::File { actions }) => format!("file op {} (no step of this build fits)", actions.join("; ")),
+        Some(OpKey::File { actions }) => {
+            format!("file op {}{}", actions.join("; "), unfit("no step of this build fits"))
+        }
         Some(OpKey::Other { kind }) if kind.starts_with("source") => {
             "a source (base image?) whose identifier buildkitd did not record".into()
         }
-        Some(OpKey::Other { kind }) => format!("{kind} op (no step of this build fits)"),
+        Some(OpKey::Other { kind }) => format!("{kind} op{}", unfit("no step of this build fits")),
         None if keys.is_empty() => "unmapped (the builder recorded no key plaintexts)".into(),
         None => "unmapped (no key plaintext)".into(),
     }
