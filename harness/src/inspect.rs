@@ -56,7 +56,7 @@ pub fn audit(
     keys: Option<&Path>,
     rawjson: Option<&Path>,
 ) -> Result<Vec<LabelledFinding>, InspectError> {
-    let findings = crate::observe::audit::audit(&exported.config, mode);
+    let findings = crate::observe::audit::audit(&exported.config, mode.into());
     let texts = keys.map(KeyTexts::read).transpose()?;
     let steps = match rawjson {
         Some(path) => {

@@ -24,7 +24,7 @@ use std::collections::BTreeSet;
 use serde::{Deserialize, Serialize};
 
 use super::cache::CacheConfig;
-use crate::scenario::CacheMode;
+use crate::scenario::ExportShape;
 
 /// Which signature a finding is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
@@ -51,12 +51,10 @@ pub struct AuditFinding {
     pub record: String,
 }
 
-/// The records of `config` that carry one of the signatures; `mode` is how the cache was exported.
-pub fn audit(config: &CacheConfig, mode: CacheMode) -> Vec<AuditFinding> {
-    let holds_results = match mode {
-        CacheMode::Max => (0..config.records.len()).collect(),
-        CacheMode::Min => image_chain(config),
-    };
+/// The records of `config` that carry one of the signatures, for an export of this shape.
+pub fn audit(config: &CacheConfig, shape: ExportShape) -> Vec<AuditFinding> {
+    let holds_results =
+        if shape.holds_every_solved_step() { (0..config.records.len()).collect() } else { image_chain(config) };
     let mut findings = Vec::new();
     for (n, record) in config.records.iter().enumerate() {
         let has_inputs = record.inputs.iter().any(|links| !links.is_empty());
@@ -101,17 +99,17 @@ mod tests {
     /// The issue-6893 exports captured from real runs (fixtures/README.md).
     #[test]
     fn the_6893_exports_of_lazy_builders_are_flagged_and_the_eager_ones_are_not() {
-        assert_eq!(rules(&audit(&config("newest-overlayfs"), CacheMode::Max)), []);
-        assert_eq!(rules(&audit(&config("v0-24-overlayfs"), CacheMode::Max)), []);
+        assert_eq!(rules(&audit(&config("newest-overlayfs"), ExportShape::Max)), []);
+        assert_eq!(rules(&audit(&config("v0-24-overlayfs"), ExportShape::Max)), []);
         // v0.33.1 stargz: the build stage's two RUN records written without their results
         assert_eq!(
-            rules(&audit(&config("newest-stargz"), CacheMode::Max)),
+            rules(&audit(&config("newest-stargz"), ExportShape::Max)),
             [("result-dropped", "2a5a141244dc"), ("result-dropped", "e9c84e6e33a9")]
         );
         // v0.24.0 stargz: the final COPY's result cut off from its inputs (the build stage's records gone)
-        assert_eq!(rules(&audit(&config("v0-24-stargz"), CacheMode::Max)), [("inputs-dropped", "1c4c3e821b90")]);
+        assert_eq!(rules(&audit(&config("v0-24-stargz"), ExportShape::Max)), [("inputs-dropped", "1c4c3e821b90")]);
         // the same record graph exported with mode=min leaves records below the image without results
-        assert_eq!(rules(&audit(&config("newest-stargz"), CacheMode::Min)), []);
+        assert_eq!(rules(&audit(&config("newest-stargz"), ExportShape::Min)), []);
     }
 
     /// min-vs-max's mode=min export on v0.33.1 stargz: the final stage's deps and BUST records, in the
@@ -121,7 +119,7 @@ mod tests {
     fn a_min_export_is_held_to_its_images_chain() {
         let config = config("min-vs-max-newest-stargz");
         assert_eq!(
-            rules(&audit(&config, CacheMode::Min)),
+            rules(&audit(&config, ExportShape::Min)),
             [("result-dropped", "2a5a141244dc"), ("result-dropped", "3309efcecf1d")]
         );
         let chain: Vec<&str> = image_chain(&config).iter().map(|n| &config.records[*n].digest[7..19]).collect();

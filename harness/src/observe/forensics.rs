@@ -33,6 +33,7 @@ use super::chain::{record_chains, LayerChain};
 use super::keys::{differences, KeyTexts, OpKey};
 use super::progress::Step;
 use super::records::{align, label, KeyGraph};
+use crate::scenario::ExportShape;
 
 /// The report's view of one exported cache.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
@@ -105,19 +106,8 @@ pub struct ReadCache {
 pub struct Exporter {
     /// The positions (`build 2/3`) of the steps it showed, CACHED or run: every step it solved.
     pub solved: Vec<String>,
-    pub shape: ExportShape,
-}
-
-/// Which records an export holds by design (`cache/remotecache/v1/cachestorage.go` and the exporters'
-/// `mode` handling: mode=max every record the build solved, mode=min and inline those of the exported
-/// image's chain).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ExportShape {
-    Max,
-    Min,
-    Inline,
-    /// Artifacts recorded before bkcache kept an export's mode.
-    Unrecorded,
+    /// `None` for artifacts recorded before bkcache kept an export's mode.
+    pub shape: Option<ExportShape>,
 }
 
 /// Summarizes a cache that `steps`' build exported.
@@ -324,10 +314,9 @@ fn absence(cache: &ReadCache, step: &Step) -> Absence {
             let solved = step.position().is_some_and(|p| exporter.solved.iter().any(|s| s == p));
             match exporter.shape {
                 _ if !solved => AbsenceWhy::NotSolved { phase },
-                ExportShape::Max => AbsenceWhy::Dropped { phase },
-                ExportShape::Min => AbsenceWhy::ImageChainOnly { phase, shape: "mode=min".into() },
-                ExportShape::Inline => AbsenceWhy::ImageChainOnly { phase, shape: "an inline cache".into() },
-                ExportShape::Unrecorded => AbsenceWhy::Unknown,
+                None => AbsenceWhy::Unknown,
+                Some(shape) if shape.holds_every_solved_step() => AbsenceWhy::Dropped { phase },
+                Some(shape) => AbsenceWhy::ImageChainOnly { phase, shape: shape.describe().into() },
             }
         }
     };
@@ -455,8 +444,7 @@ fn own_cause(
             MissCause::KeyDiffers { cache: cache.summary.cache.clone(), differences }
         }
         (_, false) => {
-            let by_design =
-                matches!(cache.exporter.as_ref().map(|e| e.shape), Some(ExportShape::Min | ExportShape::Inline));
+            let by_design = cache.exporter.as_ref().and_then(|e| e.shape).is_some_and(|s| !s.holds_every_solved_step());
             let off_chain = by_design && !super::audit::image_chain(&cache.cache.config).contains(&n);
             MissCause::NoLayers { cache: cache.summary.cache.clone(), record: record.digest.clone(), off_chain }
         }

@@ -21,9 +21,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::artifacts::{dump_path, Effect, RawBuild, RawPhase, RawRepetition};
 use crate::errors::InfraFailure;
-use crate::scenario::CacheMode;
+use crate::scenario::ExportShape;
 use cache_loads::CacheLoadFailures;
-use forensics::{CacheSummary, ExportShape, Exporter, Miss, ReadCache};
+use forensics::{CacheSummary, Exporter, Miss, ReadCache};
 use keys::KeyTexts;
 use laziness::Laziness;
 use progress::Step;
@@ -164,14 +164,14 @@ fn forensics_of(
     for export in &build.exports {
         read.push(match cache::read_layout(&export.dir) {
             Ok(cache) => {
-                let mode = if export.mode_max == Some(true) { CacheMode::Max } else { CacheMode::Min };
-                let findings = audit::audit(&cache.config, mode);
                 let shape = match export.mode_max {
-                    Some(true) => ExportShape::Max,
-                    Some(false) if export.name.starts_with("inline:") => ExportShape::Inline,
-                    Some(false) => ExportShape::Min,
-                    None => ExportShape::Unrecorded,
+                    Some(true) => Some(ExportShape::Max),
+                    Some(false) if export.name.starts_with("inline:") => Some(ExportShape::Inline),
+                    Some(false) => Some(ExportShape::Min),
+                    None => None,
                 };
+                // an export of unrecorded mode is held to what every shape holds
+                let findings = audit::audit(&cache.config, shape.unwrap_or(ExportShape::Min));
                 let solved = steps.iter().filter_map(|s| s.position().map(str::to_owned)).collect();
                 let mut read = forensics::summarize(&p.phase, &export.name, cache, steps, &keys);
                 read.summary.audit = findings;

@@ -123,17 +123,10 @@ pub fn check(scenario: &Scenario, dockerfile: &Dockerfile) -> Vec<ConfigError> {
         reach(scenario, phase, build, &resolved, target, &mut findings);
         contradictions(phase.name.as_str(), build, &resolved, &mut findings);
         for export in &build.cache_to {
-            let stages = match export.mode {
-                CacheMode::Max => resolved.closure(target),
-                CacheMode::Min => resolved.image_chain(target),
-            };
-            let reach = Reach {
-                phase: phase.name.to_string(),
-                mode: export.mode,
-                inline: matches!(export.target, CacheRef::Inline(_)),
-                target: resolved.describe(target),
-                stages,
-            };
+            let shape = export.shape();
+            let stages =
+                if shape.holds_every_solved_step() { resolved.closure(target) } else { resolved.image_chain(target) };
+            let reach = Reach { phase: phase.name.to_string(), shape, target: resolved.describe(target), stages };
             exported.insert(export.target.clone(), reach);
         }
         empty = None;
@@ -141,14 +134,11 @@ pub fn check(scenario: &Scenario, dockerfile: &Dockerfile) -> Vec<ConfigError> {
     findings
 }
 
-/// What an exported cache can hold: records of the stages the exporting build solved (its target's
-/// closure) with mode=max; of the target's image chain only with mode=min (and an inline cache, which is
-/// exported as mode=min).
+/// What an exported cache can hold ([`ExportShape`] over the Dockerfile's stages): the stages the
+/// exporting build solved (its target's closure) with mode=max; its target's image chain otherwise.
 struct Reach {
     phase: String,
-    mode: CacheMode,
-    /// Records in the pushed image's config (`type=inline`): mode=min's reach, whatever it says.
-    inline: bool,
+    shape: ExportShape,
     /// The exporting build's target, as the lint names stages.
     target: String,
     stages: BTreeSet<usize>,
@@ -309,7 +299,7 @@ impl PhaseLint<'_, '_> {
             return;
         }
         let r = self.resolved;
-        if reaches.iter().all(|(_, reach)| reach.inline) {
+        if reaches.iter().all(|(_, reach)| reach.shape == ExportShape::Inline) {
             let message = format!(
                 "phase `{}`: expects `{}` CACHED, but every cache it imports is an inline cache, which holds only the records of the pushed image's layers (stage {}), not stage {}",
                 self.phase,
@@ -321,7 +311,7 @@ impl PhaseLint<'_, '_> {
             self.push(e, "inline-stage", message, fix.into());
             return;
         }
-        if reaches.iter().all(|(_, reach)| reach.mode == CacheMode::Min) {
+        if reaches.iter().all(|(_, reach)| !reach.shape.holds_every_solved_step()) {
             let message = format!(
                 "phase `{}`: expects `{}` CACHED, but every cache it imports was exported with mode=min, which holds only the exporting build's image layers (stage {}), not stage {}",
                 self.phase,
@@ -336,11 +326,11 @@ impl PhaseLint<'_, '_> {
         let shapes: Vec<String> = reaches
             .iter()
             .map(|(cache, reach)| {
-                let mode = if reach.mode == CacheMode::Max { "max" } else { "min" };
                 format!(
-                    "`{cache}` (phase `{}`, target `{}`, mode={mode}: stage {})",
+                    "`{cache}` (phase `{}`, target `{}`, {}: stage {})",
                     reach.phase,
                     reach.target,
+                    reach.shape.describe(),
                     names(r, &reach.stages)
                 )
             })

@@ -425,6 +425,52 @@ pub struct CacheExport {
     pub attrs: BTreeMap<String, String>,
 }
 
+impl CacheExport {
+    pub fn shape(&self) -> ExportShape {
+        match (&self.target, self.mode) {
+            (CacheRef::Inline(_), _) => ExportShape::Inline,
+            (_, CacheMode::Max) => ExportShape::Max,
+            (_, CacheMode::Min) => ExportShape::Min,
+        }
+    }
+}
+
+/// Which records an exported cache holds by design: the one model the lint (over a Dockerfile's
+/// stages), the explanations and the cache audit (over the records) share. BuildKit's mode=max exporter
+/// writes a record with its result for every step the exporting build solved; mode=min, and an inline
+/// cache (always mode=min), the results of the exported image's chain only, the steps below it as
+/// results-less records at most (`solver/exporter.go`, `cache/remotecache/v1/cachestorage.go`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExportShape {
+    Max,
+    Min,
+    Inline,
+}
+
+impl ExportShape {
+    /// Whether it holds every step the exporting build solved (else only those of its image's chain).
+    pub fn holds_every_solved_step(self) -> bool {
+        self == ExportShape::Max
+    }
+
+    pub fn describe(self) -> &'static str {
+        match self {
+            ExportShape::Max => "mode=max",
+            ExportShape::Min => "mode=min",
+            ExportShape::Inline => "an inline cache",
+        }
+    }
+}
+
+impl From<CacheMode> for ExportShape {
+    fn from(mode: CacheMode) -> Self {
+        match mode {
+            CacheMode::Max => ExportShape::Max,
+            CacheMode::Min => ExportShape::Min,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
