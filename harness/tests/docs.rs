@@ -70,7 +70,9 @@ fn every_observed_issue_has_its_report_draft() {
             let draft = repo().join("docs/findings").join(format!("{name}.md"));
             let file = scenario.file_name().unwrap().to_string_lossy().into_owned();
             match std::fs::read_to_string(&draft) {
-                Ok(d) if d.contains(&format!("bkcache/observed#{name}")) && d.contains(file.trim_end_matches(".toml")) => {}
+                Ok(d)
+                    if d.contains(&format!("bkcache/observed#{name}"))
+                        && d.contains(file.trim_end_matches(".toml")) => {}
                 Ok(_) => missing.push(format!("{} does not name bkcache/observed#{name} and {file}", draft.display())),
                 Err(_) => missing.push(format!("{}: no {}", scenario.display(), draft.display())),
             }

@@ -299,28 +299,29 @@ impl PhaseLint<'_, '_> {
             return;
         }
         let r = self.resolved;
-        if reaches.iter().all(|(_, reach)| reach.shape == ExportShape::Inline) {
-            let message = format!(
-                "phase `{}`: expects `{}` CACHED, but every cache it imports is an inline cache, which holds only the records of the pushed image's layers (stage {}), not stage {}",
-                self.phase,
-                e.value,
-                names(r, &reachable),
-                names(r, stages)
-            );
-            let fix = "export a registry or local cache with mode = \"max\" beside the inline one, and import it";
-            self.push(e, "inline-stage", message, fix.into());
-            return;
-        }
+        // every import holds its image's chain only: an inline cache, or mode=min
         if reaches.iter().all(|(_, reach)| !reach.shape.holds_every_solved_step()) {
+            let (rule, what, fix) = if reaches.iter().all(|(_, reach)| reach.shape == ExportShape::Inline) {
+                (
+                    "inline-stage",
+                    "is an inline cache, which holds only the records of the pushed image's layers",
+                    "export a registry or local cache with mode = \"max\" beside the inline one, and import it",
+                )
+            } else {
+                (
+                    "min-mode-stage",
+                    "was exported with mode=min, which holds only the exporting build's image layers",
+                    "export with mode = \"max\" to cache every stage (moby/buildkit#1742)",
+                )
+            };
             let message = format!(
-                "phase `{}`: expects `{}` CACHED, but every cache it imports was exported with mode=min, which holds only the exporting build's image layers (stage {}), not stage {}",
+                "phase `{}`: expects `{}` CACHED, but every cache it imports {what} (stage {}), not stage {}",
                 self.phase,
                 e.value,
                 names(r, &reachable),
                 names(r, stages)
             );
-            let fix = "export with mode = \"max\" to cache every stage (moby/buildkit#1742)";
-            self.push(e, "min-mode-stage", message, fix.into());
+            self.push(e, rule, message, fix.into());
             return;
         }
         let shapes: Vec<String> = reaches
