@@ -593,10 +593,13 @@ async fn setup_bases(args: &SetupBasesArgs) -> Result<i32, Error> {
             BuildkitSpec::release(newest.to_owned()).tag(pins.registry())
         }
     };
+    // the bases' builder belongs to a run of its own, alive (so `gc` leaves it) while this holds
+    let run_id = format!("setup-{}", std::process::id());
+    let _alive = crate::host::locks::hold_run(&run_id)?;
     let machine = crate::host::Machine {
         engine: Engine::connect().await?,
         registry: Registry::new(&pins),
-        janitor: crate::host::builder::Janitor::new(&format!("setup-{}", std::process::id()), false),
+        janitor: crate::host::builder::Janitor::new(&run_id, false),
     };
     let ensured = crate::images::bases::ensure_local(&machine, &image).await;
     // what a failure left of the bases' builder

@@ -251,9 +251,10 @@ async fn forensics_name_the_step_that_lost_its_layers_with_the_registry_backend(
     let cells = run.cells();
     let reasons = cells["newest-stargz"]["reasons"].to_string();
     assert!(reasons.contains("record present without layers in `registry:main`"), "{reasons}");
-    assert!(cells["v0.24-stargz"]["reasons"]
-        .to_string()
-        .contains("no record for it in the imported cache (registry:main"));
+    // v0.24.0 wrote no record for the step at all, though its mode=max export's build built it
+    let reasons = cells["v0.24-stargz"]["reasons"].to_string();
+    assert!(reasons.contains("no record for it in the imported cache: `registry:main`"), "{reasons}");
+    assert!(reasons.contains("dropped at export"), "{reasons}");
     let dir = |b: &str| cells[b]["artifacts"].as_str().unwrap().to_owned();
     let text = bkcache_ok(["cache", "diff", &dir("newest-stargz"), &dir("newest-overlayfs")]);
     let lost: Vec<&str> = text

@@ -78,6 +78,8 @@ pub async fn ensure_local(machine: &Machine, buildkit_image: &str) -> Result<Vec
     if todo.is_empty() {
         return Ok(done);
     }
+    // pushing: `gc` must not collect the registry's unreferenced blobs under the push
+    let _pushing = crate::host::locks::share_registry().await?;
     let work = tempfile::tempdir().map_err(InfraError::io("creating a build directory"))?;
     let profile = pushing_profile(buildkit_image);
     let builder = machine.janitor.acquire(&profile, &registry.addr, work.path(), &machine.engine).await?;
