@@ -247,6 +247,10 @@ pub enum AbsenceWhy {
     /// inline cache when `image_without_inline_cache`).
     Empty {
         image_without_inline_cache: bool,
+        /// buildkitd logged that it found no cache record for the image's layers (and so left the
+        /// inline cache out).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        unmatched_logged: bool,
     },
     /// The build that exported it never solved the step (its target does not need the step's stage).
     NotSolved {
@@ -274,11 +278,17 @@ impl fmt::Display for Absence {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let (cache, records) = (&self.cache, self.records);
         match &self.why {
-            AbsenceWhy::Empty { image_without_inline_cache: true } => write!(
-                f,
-                "`{cache}` holds no record: the image was pushed without an inline cache (its config has no `moby.buildkit.cache.v0`)"
-            ),
-            AbsenceWhy::Empty { image_without_inline_cache: false } => write!(f, "`{cache}` holds no record at all"),
+            AbsenceWhy::Empty { image_without_inline_cache: true, unmatched_logged } => {
+                write!(
+                    f,
+                    "`{cache}` holds no record: the image was pushed without an inline cache (its config has no `moby.buildkit.cache.v0`)"
+                )?;
+                if *unmatched_logged {
+                    write!(f, ", and buildkitd logged \"failed to match any cache with layers\" exporting it: it found no record for the image's layers (docs/findings/inline-cache-lazy.md)")?;
+                }
+                Ok(())
+            }
+            AbsenceWhy::Empty { image_without_inline_cache: false, .. } => write!(f, "`{cache}` holds no record at all"),
             AbsenceWhy::NotSolved { phase } => write!(
                 f,
                 "`{cache}` ({records} records) was exported by phase `{phase}`, whose build never built this step (its target does not need it)"
@@ -301,12 +311,16 @@ impl fmt::Display for Absence {
 }
 
 /// Why `cache` has no record for `step`.
-fn absence(cache: &ReadCache, step: &Step) -> Absence {
+fn absence(cache: &ReadCache, step: &Step, loads: &CacheLoadFailures) -> Absence {
     let summary = &cache.summary;
     let why = match (&summary.unreadable, &cache.exporter) {
         (Some(error), _) => AbsenceWhy::Unreadable { error: error.clone() },
         _ if summary.records == 0 => {
-            AbsenceWhy::Empty { image_without_inline_cache: summary.format == CacheFormat::ImageWithoutCache }
+            let image_without_inline_cache = summary.format == CacheFormat::ImageWithoutCache;
+            AbsenceWhy::Empty {
+                image_without_inline_cache,
+                unmatched_logged: image_without_inline_cache && loads.inline_cache_unmatched,
+            }
         }
         (None, None) => AbsenceWhy::Unknown,
         (None, Some(exporter)) => {
@@ -366,7 +380,7 @@ pub fn explain(
         .map(|(index, step)| {
             let cause = match loads.of(&step.name).filter(|_| !step.cached) {
                 Some(error) => MissCause::LoadFailed { error: error.to_owned() },
-                None => own_cause(step, index, &imported, keys, own_aligned.as_ref()),
+                None => own_cause(step, index, &imported, keys, own_aligned.as_ref(), loads),
             };
             (step.digest.as_str(), cause)
         })
@@ -413,6 +427,7 @@ fn own_cause(
     imported: &[(&ReadCache, Vec<Option<usize>>)],
     keys: &KeyTexts,
     own: Option<&(&KeyGraph, Vec<Option<usize>>)>,
+    loads: &CacheLoadFailures,
 ) -> MissCause {
     if imported.is_empty() {
         return MissCause::NoRecord { imported: Vec::new() };
@@ -430,7 +445,7 @@ fn own_cause(
         if keys.is_empty() && imported.iter().all(|(c, _)| c.summary.entries.iter().all(|e| !e.is_step)) {
             return MissCause::Unknown { why: "the builder recorded no key plaintexts to map records to steps".into() };
         }
-        return MissCause::NoRecord { imported: imported.iter().map(|(c, _)| absence(c, step)).collect() };
+        return MissCause::NoRecord { imported: imported.iter().map(|(c, _)| absence(c, step, loads)).collect() };
     }
     // the record to compare with: one with layers if any, else the first
     let (cache, n) = *found.iter().find(|(c, n)| c.cache.config.records[*n].has_layers()).unwrap_or(&found[0]);
