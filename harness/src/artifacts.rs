@@ -116,6 +116,9 @@ pub struct RawBuild {
     /// Where the build wrote its files (`output = "local"`), and the paths in it the scenario checks.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub output: Option<BuildOutput>,
+    /// buildkitd's panic, when the build failed because buildkitd crashed (see `observe::crash`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crash: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

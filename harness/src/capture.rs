@@ -319,6 +319,7 @@ pub async fn capture(
             imports: imported,
             key_dumps: key_dumps.clone(),
             output: None,
+            crash: None,
         }),
         effect: None,
     });

@@ -97,3 +97,25 @@ async fn a_release_range_lists_one_cell_per_release_and_snapshotter() {
         "{out}"
     );
 }
+
+/// A buildkitd that panics fails the build itself: that is BuildKit's doing, judged, not the machine's.
+/// Measured (docs/findings/zstd-force-compression-lazy.md): v0.10.6 with stargz crashes exporting a cache
+/// with forced zstd compression, `panic: assignment to entry in nil map` in cache/remote.go:232, where
+/// overlayfs exports it. The crashed builder is removed, not reset. Cost: the v0.10.6 image (about 40 s).
+#[tokio::test]
+async fn a_buildkitd_that_panics_fails_the_cell_with_its_panic() {
+    require_environment!();
+    let scenario = "scenarios/cache-surprises/zstd-force-compression.toml";
+    let builders = common::builders_file();
+    let args = [scenario, "--builders", builders.as_str(), "--buildkit", "v0.10.6"];
+    let run = common::bkcache_run(&args, "e2e-panic");
+    assert_eq!(run.code(), Some(1), "{}", run.stdout());
+    let cells = run.cells();
+    let lazy = &cells["v0.10.6-stargz"];
+    assert_eq!(lazy["verdict"], "fail", "{lazy:#}");
+    let reasons = lazy["reasons"].to_string();
+    assert!(reasons.contains("buildkitd crashed: panic: assignment to entry in nil map"), "{reasons}");
+    assert!(reasons.contains("cache/remote.go:232"), "{reasons}");
+    assert_eq!(cells["v0.10.6-overlayfs"]["verdict"], "pass", "{:#}", cells["v0.10.6-overlayfs"]);
+    assert_eq!(leftovers("e2e-panic").await, Vec::<String>::new());
+}

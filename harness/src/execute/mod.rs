@@ -57,35 +57,44 @@ pub async fn run_repetition(
     };
     let paths = phase::CellPaths { dir: ws.dir, refs: &ws.refs, registry: &machine.registry.addr };
     let mut helper = bases::Helper::new(machine, &cell.profile);
+    let mut crashed = false;
     if let Err(e) = push_declared_bases(&cell.scenario, &mut helper, &paths).await {
         raw.infrastructure = Some(InfraFailure::new("pushing the scenario's declared bases", &e));
     }
     let phases = if raw.infrastructure.is_some() { &[][..] } else { &cell.scenario.phases[..] };
     for phase in phases {
         on_progress(Progress::PhaseStarted(phase));
-        let record = match phase::run(phase, &cell.scenario, &builder, &mut helper, &machine.registry, &paths).await {
+        let mut record = match phase::run(phase, &cell.scenario, &builder, &mut helper, &machine.registry, &paths).await
+        {
             Ok(r) => r,
             Err(e) => {
                 raw.infrastructure = Some(InfraFailure::new(format!("phase `{}`", phase.name), &e));
                 break;
             }
         };
-        let failed = record.build.as_ref().filter(|b| !b.succeeded);
-        if let Some(build) = failed {
-            if let Some(why) = probe(machine, &builder, phase.name.as_str(), build, ws.dir).await {
-                raw.infrastructure = Some(why);
-                raw.phases.push(record);
-                break;
+        if let Some(build) = record.build.as_mut().filter(|b| !b.succeeded) {
+            match probe(machine, &builder, phase.name.as_str(), build, ws.dir).await {
+                Some(Failure::Machine(why)) => {
+                    raw.infrastructure = Some(why);
+                    raw.phases.push(record);
+                    break;
+                }
+                Some(Failure::Crash(panic)) => build.crash = Some(panic),
+                None => {}
             }
         }
-        let stop = failed.is_some() && !matches!(&phase.action, PhaseAction::Build(b) if b.expect_failure.is_some());
+        let failed = record.build.as_ref().filter(|b| !b.succeeded);
+        crashed |= failed.is_some_and(|b| b.crash.is_some());
+        let stop = failed.is_some()
+            && (crashed || !matches!(&phase.action, PhaseAction::Build(b) if b.expect_failure.is_some()));
         on_progress(Progress::PhaseFinished(&record));
         raw.phases.push(record);
         if stop {
             break;
         }
     }
-    let clean = raw.infrastructure.is_none();
+    // a builder whose buildkitd crashed is not reset for another repetition: it is removed
+    let clean = raw.infrastructure.is_none() && !crashed;
     let handed_back = machine.janitor.release(builder, clean, &machine.engine).await;
     match handed_back.log {
         Ok(log) => {
@@ -120,14 +129,22 @@ async fn push_declared_bases(
     Ok(())
 }
 
-/// Whether the machine, rather than BuildKit, explains a failed build.
+/// Why a build failed, when BuildKit's solver is not the whole answer.
+enum Failure {
+    /// The machine failed it: the repetition tests nothing.
+    Machine(InfraFailure),
+    /// buildkitd crashed (its panic): BuildKit's doing, judged like any failed build.
+    Crash(String),
+}
+
+/// Whether the machine, or a crash of buildkitd, rather than BuildKit's solver, explains a failed build.
 async fn probe(
     machine: &Machine,
     builder: &Builder,
     phase: &str,
     build: &RawBuild,
     work_dir: &Path,
-) -> Option<InfraFailure> {
+) -> Option<Failure> {
     let context = format!("phase `{phase}`: the build failed and");
     let buildx_said = || InfraError::Command {
         command: "docker buildx build".into(),
@@ -135,36 +152,51 @@ async fn probe(
         stderr: last_lines(&build.rawjson, 6),
     };
     if !progress::parse(&build.rawjson, false).reached_solver() {
-        return Some(InfraFailure::new(format!("{context} never reached BuildKit's solver"), &buildx_said()));
+        return Some(Failure::Machine(InfraFailure::new(
+            format!("{context} never reached BuildKit's solver"),
+            &buildx_said(),
+        )));
     }
     let container = builder.container();
-    let died = |what: &str| Some(InfraFailure::new(format!("{context} {what}"), &buildx_said()));
-    match machine.engine.container_state(&container).await {
-        Ok(state) => {
-            if let Some(what) = buildkitd_death(state, builder.restarts_before) {
-                return died(what);
-            }
+    let dead = match machine.engine.container_state(&container).await {
+        Ok(state) => buildkitd_death(state, builder.restarts_before),
+        Err(e) => {
+            return Some(Failure::Machine(InfraFailure::new(
+                format!("{context} the builder could not be inspected"),
+                &e,
+            )))
         }
-        Err(e) => return Some(InfraFailure::new(format!("{context} the builder could not be inspected"), &e)),
-    }
+    };
     // the state lags behind a process that was just killed: ask buildkitd itself; an exec refused because the
     // container stopped in between says the same as a buildkitd that does not answer
     let gone = "the builder's container is no longer running (buildkitd does not answer)";
-    match machine.engine.exec_succeeds(&container, &["buildctl", "debug", "workers"]).await {
-        Ok(true) => {}
-        Ok(false) => return died(gone),
-        Err(e) => match machine.engine.container_state(&container).await {
-            Ok(Some(state)) if state.running => {
-                return Some(InfraFailure::new(format!("{context} the builder could not be asked"), &e))
-            }
-            _ => return died(gone),
+    let dead = match dead {
+        Some(what) => Some(what),
+        None => match machine.engine.exec_succeeds(&container, &["buildctl", "debug", "workers"]).await {
+            Ok(true) => None,
+            Ok(false) => Some(gone),
+            Err(e) => match machine.engine.container_state(&container).await {
+                Ok(Some(state)) if state.running => {
+                    let why = InfraFailure::new(format!("{context} the builder could not be asked"), &e);
+                    return Some(Failure::Machine(why));
+                }
+                _ => Some(gone),
+            },
         },
+    };
+    if let Some(what) = dead {
+        // a buildkitd that panicked crashed by itself; one killed from outside leaves no panic
+        let log = machine.engine.container_logs(&container, 0).await.unwrap_or_default();
+        return Some(match crate::observe::crash::panic_of(&log) {
+            Some(panic) => Failure::Crash(panic),
+            None => Failure::Machine(InfraFailure::new(format!("{context} {what}"), &buildx_said())),
+        });
     }
     if let Err(e) = machine.registry.ping().await {
-        return Some(InfraFailure::new(format!("{context} the registry does not answer"), &e));
+        return Some(Failure::Machine(InfraFailure::new(format!("{context} the registry does not answer"), &e)));
     }
     if let Err(e) = has_room(work_dir) {
-        return Some(InfraFailure::new(format!("{context} its work directory has no room"), &e));
+        return Some(Failure::Machine(InfraFailure::new(format!("{context} its work directory has no room"), &e)));
     }
     None
 }

@@ -153,6 +153,7 @@ pub async fn run(
                     .collect(),
                 imports: build.cache_from.iter().map(|c| paths.cache_artifact(c)).collect(),
                 key_dumps,
+                crash: None,
                 output: (build.output == Output::Local).then(|| BuildOutput {
                     dir: paths.output_dir(&phase.name),
                     checked: scenario.checked_files(&phase.name),

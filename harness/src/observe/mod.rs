@@ -9,6 +9,7 @@ pub mod audit;
 pub mod cache;
 pub(crate) mod cache_loads;
 pub(crate) mod chain;
+pub mod crash;
 pub mod forensics;
 pub mod keys;
 pub mod laziness;
@@ -204,7 +205,10 @@ const OUTPUT_FILE_LIMIT: u64 = 1 << 30;
 
 fn build_outcome(build: &RawBuild) -> PhaseOutcome {
     let progress = progress::parse(&build.rawjson, build.succeeded);
-    let failure = (!build.succeeded).then(|| progress.failure_summary(&build.rawjson));
+    let failure = (!build.succeeded).then(|| match &build.crash {
+        Some(panic) => format!("buildkitd crashed: {panic}"),
+        None => progress.failure_summary(&build.rawjson),
+    });
     let files = match &build.output {
         Some(output) if build.succeeded => output
             .checked
