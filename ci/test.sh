@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The README's test command: set up the environment (idempotent), then every test with cargo-nextest,
+# The README's test command: set up the environment and the test-only tools (idempotent), then every test with cargo-nextest,
 # the end-to-end tests on real BuildKit included, then the corpus: every scenario in scenarios/ on the
 # project's builders (v0.24.0 and the newest release × overlayfs/stargz), one nextest test per cell
 # (the `cells` profile), merged into one report (target/bkcache-corpus.md). BKCACHE_E2E_REQUIRED=1
@@ -7,6 +7,10 @@
 source "$(dirname "$0")/lib.sh"
 
 bash "$CI_DIR/setup.sh"
+# what only the tests need: the runner, the workflow linter, the fault proxy image
+bash "$CI_DIR/install-nextest.sh"
+bash "$CI_DIR/install-actionlint.sh"
+bash "$CI_DIR/build-faultproxy.sh"
 cd "$REPO_ROOT" || exit 2
 status=0
 BKCACHE_E2E_REQUIRED=1 cargo nextest run --workspace --locked --no-fail-fast "$@" || status=$?

@@ -1,5 +1,5 @@
 //! The GitHub Actions workflow users copy (`ci/github/bkcache.yml`) is checked by actionlint, which
-//! `ci/setup.sh` installs; a missing actionlint fails this test and says so (BKCACHE_SKIP_E2E=1 skips it
+//! `ci/test.sh` installs (ci/install-actionlint.sh); a missing actionlint fails this test and says so (BKCACHE_SKIP_E2E=1 skips it
 //! loudly, like the end-to-end tests).
 
 use std::path::{Path, PathBuf};
@@ -13,7 +13,7 @@ fn workflow() -> PathBuf {
 fn actionlint(path: &Path) -> Option<String> {
     let output = match Command::new("actionlint").arg("-no-color").arg(path).output() {
         Ok(output) => output,
-        Err(e) => panic!("actionlint not runnable ({e}): run `bash ci/setup.sh` (ci/install-actionlint.sh)"),
+        Err(e) => panic!("actionlint not runnable ({e}): run `bash ci/install-actionlint.sh` (ci/test.sh does)"),
     };
     (!output.status.success()).then(|| String::from_utf8_lossy(&output.stdout).into_owned())
 }

@@ -104,7 +104,7 @@ pub async fn environment_ready() -> bool {
     for image in [REGISTRY_IMAGE.to_owned(), faultproxy_image()] {
         let inspect = Command::new("docker").args(["image", "inspect", &image]).output();
         if !inspect.is_ok_and(|o| o.status.success()) {
-            missing.push(format!("image {image} (the fault tests' own registries and proxies)"));
+            missing.push(format!("image {image} (the fault tests' own registries and proxies: ci/test.sh builds it)"));
         }
     }
     let buildx = Command::new("docker").args(["buildx", "version"]).output();
@@ -119,7 +119,7 @@ pub async fn environment_ready() -> bool {
         eprintln!("SKIPPED (BKCACHE_SKIP_E2E=1): end-to-end environment missing:\n  - {list}");
         return false;
     }
-    panic!("end-to-end environment missing (run `bash ci/setup.sh`):\n  - {list}");
+    panic!("end-to-end environment missing (run `bash ci/test.sh`, or `bash ci/setup.sh` and the ci/ scripts it names):\n  - {list}");
 }
 
 pub struct Run {
